@@ -1,0 +1,5 @@
+"""``python -m actord``: the CLI."""
+
+from actord.cli import main
+
+main()

@@ -1,0 +1,273 @@
+"""The ``actord`` command line (SPEC section 9), built with click.
+
+Exit codes: 0 success, 1 the operation failed (message on stderr), 2 usage error, 3 no
+daemon reachable. ``--json`` prints machine-readable output. ARGS and VALUES are parsed as
+JSON when they parse, else taken as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from actord.client import Client, CommandError, DaemonUnreachableError
+from actord.errors import ConfigError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"actord: {message}", err=True)
+    sys.exit(code)
+
+
+def _socket_path(socket_opt: str | None, config_opt: str | None) -> str:
+    if socket_opt:
+        return socket_opt
+    env = os.environ.get("ACTORD_SOCKET")
+    if env:
+        return env
+    from actord.core import config as cfg
+
+    if config_opt:
+        try:
+            return cfg.load(config_opt).daemon.socket
+        except ConfigError as e:
+            _fail(str(e), EXIT_USAGE)
+    return cfg.default_socket_path()
+
+
+def _call(ctx: click.Context, command: str, wait: float | None = 30.0, **args: Any) -> Any:
+    path = _socket_path(ctx.obj["socket"], ctx.obj["config"])
+    try:
+        with Client(path, timeout=10.0) as client:
+            return client.call(command, wait, **args)
+    except DaemonUnreachableError as e:
+        _fail(str(e), EXIT_UNREACHABLE)
+    except CommandError as e:
+        _fail(f"{e.kind}: {e}")
+    except TimeoutError:
+        _fail(f"{command}: no answer from the daemon", EXIT_FAILED)
+
+
+def _emit(ctx: click.Context, value: Any, text: str | None = None) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps(value, indent=None, sort_keys=False))
+    elif text is not None:
+        click.echo(text)
+
+
+def _common(f: Any) -> Any:
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+    f = click.option("--config", "config_path", type=click.Path(), default=None,
+                     help="Find the socket in this config file.")(f)
+    f = click.option("--socket", "socket_path", type=click.Path(), default=None,
+                     help="Control socket (default: $ACTORD_SOCKET, then the config's).")(f)
+    return click.pass_context(f)
+
+
+def _setup(ctx: click.Context, socket_path: str | None, config_path: str | None,
+           as_json: bool) -> None:
+    ctx.obj = {"socket": socket_path, "config": config_path, "json": as_json}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """actord: Erlang-style actors for Python, supervised across OS worker processes."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), default="/etc/actord/actord.toml",
+              show_default=True, help="The TOML config file.")
+def run(config_path: str) -> None:
+    """Run the daemon in the foreground."""
+    from actord.core import config as cfg
+    from actord.daemon import run as run_daemon
+
+    try:
+        config = cfg.load(config_path)
+    except ConfigError as e:
+        _fail(str(e), EXIT_FAILED)
+    try:
+        sys.exit(run_daemon(config))
+    except OSError as e:
+        _fail(str(e), EXIT_FAILED)
+    except Exception as e:
+        from actord.control import SocketInUseError
+
+        if isinstance(e, SocketInUseError):
+            _fail(str(e), EXIT_FAILED)
+        raise
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def check_config(path: str, as_json: bool) -> None:
+    """Validate a config file without starting anything."""
+    from actord.core import config as cfg
+
+    try:
+        config = cfg.load(path)
+    except ConfigError as e:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(e)}))
+        _fail(str(e))
+    summary = {"ok": True, "hosts": len(config.hosts), "processes": len(config.processes),
+               "services": len(config.services)}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{path}: ok ({summary['hosts']} hosts, {summary['processes']} processes, "
+                   f"{summary['services']} services)")
+
+
+@main.command()
+@_common
+def status(ctx: click.Context, socket_path: str | None, config_path: str | None,
+           as_json: bool) -> None:
+    """Daemon, hosts and workers."""
+    _setup(ctx, socket_path, config_path, as_json)
+    st = _call(ctx, "status")
+    lines = [f"node {st['node']}  uptime {st['uptime']:.1f}s  processes {st['processes']}  "
+             f"routed {st['routed']}  dead letters {st['dead_letters']}"]
+    for host in st["hosts"]:
+        lines.append(f"host {host['name']}")
+        for w in host["workers"]:
+            lines.append(f"  worker {w['index']}  os pid {w['os_pid']}  "
+                         f"processes {w['processes']}  restarts {w['restarts']}")
+    _emit(ctx, st, "\n".join(lines))
+
+
+@main.command()
+@click.option("--host", default=None, help="Only this host.")
+@_common
+def ps(ctx: click.Context, host: str | None, socket_path: str | None, config_path: str | None,
+       as_json: bool) -> None:
+    """Live processes with their mailbox depth."""
+    _setup(ctx, socket_path, config_path, as_json)
+    rows = _call(ctx, "ps", host=host)
+    header = f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'MBOX':>6} NAMES"
+    text = "\n".join([header] + [
+        f"{r['pid']:<28} {r['id']:<28} {r['host']:<20} {r['worker']:>2} {r['mailbox']:>6} "
+        f"{','.join(r['names'])}" for r in rows
+    ])
+    _emit(ctx, rows, text)
+
+
+@main.command()
+@click.argument("id")
+@click.argument("host")
+@click.argument("args", nargs=-1)
+@click.option("--name", default=None, help="Register this name for the new process.")
+@_common
+def spawn(ctx: click.Context, id: str, host: str, args: tuple[str, ...],
+          name: str | None, socket_path: str | None, config_path: str | None,
+          as_json: bool) -> None:
+    """Start a process; prints its PID."""
+    _setup(ctx, socket_path, config_path, as_json)
+    pid = _call(ctx, "spawn", id=id, host=host, args=[_value(a) for a in args], name=name)
+    _emit(ctx, {"pid": pid}, pid)
+
+
+@main.command()
+@click.argument("dest")
+@click.argument("topic")
+@click.argument("values", nargs=-1)
+@_common
+def send(ctx: click.Context, dest: str, topic: str, values: tuple[str, ...],
+         socket_path: str | None, config_path: str | None, as_json: bool) -> None:
+    """Send a message to a PID or registered name."""
+    _setup(ctx, socket_path, config_path, as_json)
+    _call(ctx, "send", dest=dest, topic=topic, values=[_value(v) for v in values])
+    _emit(ctx, {"ok": True})
+
+
+@main.command()
+@click.argument("dest")
+@_common
+def kill(ctx: click.Context, dest: str, socket_path: str | None, config_path: str | None,
+         as_json: bool) -> None:
+    """Terminate a process (hard stop)."""
+    _setup(ctx, socket_path, config_path, as_json)
+    _call(ctx, "kill", dest=dest)
+    _emit(ctx, {"ok": True})
+
+
+@main.command()
+@click.argument("dest")
+@click.option("--deadline", default=None, help="e.g. 5s; terminate if still alive then.")
+@click.option("--reason", default=None)
+@_common
+def cancel(ctx: click.Context, dest: str, deadline: str | None, reason: str | None,
+           socket_path: str | None, config_path: str | None, as_json: bool) -> None:
+    """Deliver a CANCEL event."""
+    _setup(ctx, socket_path, config_path, as_json)
+    _call(ctx, "cancel", dest=dest, deadline=_value(deadline) if deadline else None,
+          reason=reason)
+    _emit(ctx, {"ok": True})
+
+
+@main.command("exec")
+@click.argument("id")
+@click.argument("host")
+@click.argument("args", nargs=-1)
+@click.option("--timeout", type=float, default=None, help="Seconds to wait.")
+@_common
+def exec_(ctx: click.Context, id: str, host: str, args: tuple[str, ...],
+          timeout: float | None, socket_path: str | None, config_path: str | None,
+          as_json: bool) -> None:
+    """Run a process to completion and print its result."""
+    _setup(ctx, socket_path, config_path, as_json)
+    result = _call(ctx, "exec", None, id=id, host=host, args=[_value(a) for a in args],
+                   timeout=timeout)
+    out = {k: v for k, v in result.items() if k in ("value", "error")}
+    if as_json:
+        click.echo(json.dumps(out))
+    elif "error" in out:
+        click.echo(f"actord: exec failed: {out['error']}", err=True)
+    else:
+        click.echo(json.dumps(out["value"]))
+    sys.exit(EXIT_FAILED if "error" in out else 0)
+
+
+@main.command()
+@_common
+def registry(ctx: click.Context, socket_path: str | None, config_path: str | None,
+             as_json: bool) -> None:
+    """Registered names."""
+    _setup(ctx, socket_path, config_path, as_json)
+    names = _call(ctx, "registry")
+    _emit(ctx, names, "\n".join(f"{n}\t{p}" for n, p in sorted(names.items())))
+
+
+@main.command()
+@_common
+def services(ctx: click.Context, socket_path: str | None, config_path: str | None,
+             as_json: bool) -> None:
+    """Supervised services."""
+    _setup(ctx, socket_path, config_path, as_json)
+    rows = _call(ctx, "services")
+    _emit(ctx, rows, "\n".join(
+        f"{r['name']:<24} {r['state']:<10} {r.get('pid') or '-':<28} restarts {r['restarts']}"
+        f"  {r.get('last_error') or ''}" for r in rows))
+
+
+@main.command()
+@_common
+def shutdown(ctx: click.Context, socket_path: str | None, config_path: str | None,
+             as_json: bool) -> None:
+    """Stop the daemon (cancel all, wait, terminate the rest)."""
+    _setup(ctx, socket_path, config_path, as_json)
+    _emit(ctx, {"ok": True}, _call(ctx, "shutdown"))

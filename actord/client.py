@@ -1,0 +1,66 @@
+"""A blocking control-socket client, used by the CLI and by tests."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from actord.core import wire
+from actord.errors import ProcessError, from_kind
+
+
+class DaemonUnreachableError(Exception):
+    """No daemon listens on the socket."""
+
+
+class CommandError(ProcessError):
+    """The daemon answered with an error; ``.kind`` is its kind string."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Client:
+    """One connection to a daemon; ``call`` sends a command and waits for its reply."""
+
+    def __init__(self, path: str, timeout: float | None = 30.0) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            self.sock.close()
+            raise DaemonUnreachableError(f"no actord daemon at {path}: {e.strerror}") from None
+        self.decoder = wire.FrameDecoder()
+        self.next_req = 0
+
+    def call(self, command: str, wait: float | None = 30.0, /, **args: Any) -> Any:
+        """Run one command; raises ``CommandError`` with the daemon's error kind."""
+        self.next_req += 1
+        self.sock.settimeout(wait)
+        self.sock.sendall(wire.encode([wire.CTL_REQUEST, self.next_req, command, args]))
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionError:
+                data = b""
+            if not data:
+                raise DaemonUnreachableError(f"daemon at {self.path} closed the connection")
+            for frame in self.decoder.feed(data):
+                if frame[0] == wire.CTL_REPLY and frame[1] == self.next_req:
+                    if frame[2] is None:
+                        return frame[3]
+                    err = from_kind(frame[2], frame[3])
+                    raise CommandError(err.kind if err.kind != "ERROR" else frame[2], frame[3])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

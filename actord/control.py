@@ -1,0 +1,230 @@
+"""The control socket: CLI commands as a literal table of handlers over framed msgpack.
+
+Every request is ``[CTL_REQUEST, req_id, command, args]`` and gets exactly one
+``[CTL_REPLY, req_id, error_kind_or_None, value_or_message]``. The socket file is created
+mode 0660 and a peer's uid/gid (SO_PEERCRED) is recorded for the security layer. Invariant:
+nothing a client sends can crash the daemon: bad frames drop that client, bad arguments
+get an INVALID reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from actord.core import wire
+from actord.durations import parse_duration
+from actord.errors import InvalidError, NotFoundError, ProcessError
+from actord.transport import FrameProtocol
+
+if TYPE_CHECKING:
+    from actord.daemon import Daemon
+
+log = logging.getLogger("actord.control")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class SocketInUseError(Exception):
+    """Another live daemon owns the control socket."""
+
+
+def prepare_socket_path(path: str) -> None:
+    """Create the socket's directory; refuse a live socket, remove a stale one."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # stale: nobody listens
+        return
+    finally:
+        probe.close()
+    raise SocketInUseError(f"{path}: another actord daemon is running")
+
+
+class ControlServer:
+    """Accepts CLI connections and runs their commands against the daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.router = daemon.router
+        self.server: asyncio.AbstractServer | None = None
+        self.handlers: dict[str, Handler] = {
+            "status": self.status,
+            "ps": self.ps,
+            "spawn": self.spawn,
+            "send": self.send,
+            "kill": self.kill,
+            "cancel": self.cancel,
+            "exec": self.exec,
+            "registry": self.registry,
+            "services": self.services,
+            "shutdown": self.shutdown,
+        }
+
+    async def start(self, path: str) -> None:
+        """Listen on ``path`` (mode 0660)."""
+        prepare_socket_path(path)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_unix_server(self._connection, path)
+        os.chmod(path, 0o660)
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        if self.server is not None:
+            self.server.close()
+
+    def _connection(self) -> FrameProtocol:
+        holder: list[FrameProtocol] = []
+        proto = FrameProtocol(
+            lambda frame: self._on_frame(holder[0], frame),
+            on_bad_frame=lambda why: log.warning("control client dropped: %s", why),
+            max_frame=self.daemon.config.daemon.max_frame,
+        )
+        holder.append(proto)
+        return proto
+
+    def _on_frame(self, conn: FrameProtocol, frame: list[Any]) -> None:
+        if frame[0] != wire.CTL_REQUEST or len(frame) != 4:
+            conn.abort(f"unexpected frame op {frame[0]}")
+            return
+        asyncio.get_running_loop().create_task(self._run(conn, frame[1], frame[2], frame[3]))
+
+    async def _run(self, conn: FrameProtocol, req: Any, command: Any, args: Any) -> None:
+        handler = self.handlers.get(command) if isinstance(command, str) else None
+        try:
+            if handler is None:
+                raise InvalidError(f"unknown command {command!r}")
+            if not isinstance(args, dict):
+                raise InvalidError("arguments must be a map")
+            value = await handler(args)
+        except ProcessError as e:
+            conn.send([wire.CTL_REPLY, req, e.kind, str(e)])
+            return
+        except (KeyError, TypeError, ValueError) as e:
+            conn.send([wire.CTL_REPLY, req, InvalidError.kind, f"malformed request: {e}"])
+            return
+        try:
+            conn.send([wire.CTL_REPLY, req, None, value])
+        except TypeError:
+            conn.send([wire.CTL_REPLY, req, "ERROR", "result is not encodable"])
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _resolve(self, dest: Any) -> str:
+        if not isinstance(dest, str) or not dest:
+            raise InvalidError(f"bad destination {dest!r}")
+        if dest.startswith("{"):
+            return dest
+        pid = self.router.registry.lookup(dest)
+        if pid is None:
+            raise NotFoundError(f"no process registered as {dest!r}")
+        return pid
+
+    # -- commands --------------------------------------------------------------------------------
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        d = self.daemon
+        hosts = [
+            {
+                "name": host,
+                "workers": [
+                    {"index": w.index, "os_pid": w.os_pid, "processes": len(w.pids),
+                     "restarts": w.restarts, "up": w.up,
+                     "uptime": round(time.time() - w.started_at, 3)}
+                    for w in slots
+                ],
+            }
+            for host, slots in self.router.hosts.items()
+        ]
+        return {
+            "node": d.node,
+            "uptime": round(time.time() - d.started_at, 3),
+            "os_pid": os.getpid(),
+            "processes": len(self.router.procs),
+            "routed": self.router.routed,
+            "dead_letters": self.router.dead_letters,
+            "hosts": hosts,
+            "services": [],
+        }
+
+    async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        host = args.get("host")
+        if host is not None and host not in self.router.hosts:
+            raise NotFoundError(f"unknown host {host!r}")
+        return await self.router.ps(host)
+
+    async def spawn(self, args: dict[str, Any]) -> str:
+        return self.router.spawn("", self._spawn_request(args))
+
+    def _spawn_request(self, args: dict[str, Any]) -> dict[str, Any]:
+        spawn_args = args.get("args") or []
+        if not isinstance(spawn_args, list):
+            raise InvalidError("args must be a list")
+        return {"id": str(args["id"]), "host": str(args["host"]), "args": spawn_args,
+                "name": args.get("name") or None}
+
+    async def send(self, args: dict[str, Any]) -> None:
+        from actord.process import check_topic
+
+        topic = check_topic(args.get("topic"))
+        values = args.get("values") or []
+        payload = None if not values else values[0] if len(values) == 1 else values
+        self.router.send("", self._resolve(args.get("dest")), topic, wire.encode_value(payload))
+
+    async def kill(self, args: dict[str, Any]) -> None:
+        self.router.terminate(self._resolve(args.get("dest")))
+
+    async def cancel(self, args: dict[str, Any]) -> None:
+        deadline = args.get("deadline")
+        at = None
+        if deadline is not None:
+            try:
+                at = time.time() + parse_duration(deadline)
+            except ValueError as e:
+                raise InvalidError(str(e)) from None
+        reason = args.get("reason")
+        self.router.cancel("", self._resolve(args.get("dest")), at,
+                           None if reason is None else str(reason))
+
+    async def exec(self, args: dict[str, Any]) -> dict[str, Any]:
+        timeout = args.get("timeout")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
+            raise InvalidError(f"bad timeout {timeout!r}")
+        pid = self.router.spawn("", self._spawn_request(args))
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(NotFoundError):
+            self.router.on_exit(pid, lambda r: done.done() or done.set_result(r))
+        try:
+            async with asyncio.timeout(timeout):
+                result = await done
+        except TimeoutError:
+            with contextlib.suppress(NotFoundError):
+                self.router.cancel("", pid, None, "exec timeout")
+            return {"error": "timeout", "pid": pid}
+        return {**result, "pid": pid}
+
+    async def registry(self, args: dict[str, Any]) -> dict[str, str]:
+        return self.router.registry.snapshot()
+
+    async def services(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
+
+    async def shutdown(self, args: dict[str, Any]) -> str:
+        self.daemon.request_stop("shutdown command")
+        return "shutting down"
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of a unix socket peer."""
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid

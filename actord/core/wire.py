@@ -1,0 +1,106 @@
+"""The frame format spoken on every pipe and socket: sans-I/O msgpack encode/decode.
+
+A stream is a plain sequence of msgpack arrays; msgpack is self-delimiting, so the C
+``Unpacker`` splits a byte stream into frames without a Python-level length prefix. Every
+frame is ``[op, ...fields]`` with an int ``op`` from the tables below. User values (message
+payloads) travel pre-encoded as a msgpack ``bin`` so the router forwards them without
+decoding them::
+
+    worker -> router   [SEND, dest_pid, from_pid, topic, payload_bin]
+    router -> worker   [DELIVER, dest_pid, from_pid, topic, payload_bin]
+
+Invariants: nothing but msgpack is ever decoded (never pickle); a frame larger than
+``max_frame`` or one that is not an array led by an int op raises ``FrameError``, and the
+decoder is unusable after that (the peer is dropped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+# worker -> router
+SEND = 1  # [SEND, dest_pid, from_pid, topic, payload_bin]
+CALL = 2  # [CALL, req_id, from_pid, op, args_dict]           answered by REPLY
+EXITED = 3  # [EXITED, pid, result]                              result {"value": v} | {"error": s}
+LOG = 4  # [LOG, levelno, logger, message, pid]
+UPGRADED = 5  # [UPGRADED, pid, new_id]
+STATS = 6  # [STATS, req_id, stats_dict]                       answers STATS_REQ
+HELLO = 7  # [HELLO, os_pid]                                    first frame of a worker
+
+# router -> worker
+DELIVER = 11  # [DELIVER, dest_pid, from_pid, topic, payload_bin]
+START = 12  # [START, pid, id, entry, args, opts_dict]
+EVENT = 13  # [EVENT, dest_pid, kind, from_pid, result, deadline, reason]
+REPLY = 14  # [REPLY, req_id, error_kind_or_None, value_or_message]
+NAME = 15  # [NAME, name, pid_or_None]                         registry replica update
+KILL = 16  # [KILL, pid, error]                                 terminate now with this error
+STATS_REQ = 17  # [STATS_REQ, req_id]
+SHUTDOWN = 18  # [SHUTDOWN]                                        end every process and exit
+INIT = 19  # [INIT, init_dict]                                  first frame to a worker
+PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload
+
+# event kinds inside EVENT frames
+EV_EXIT = "pid.exit"
+EV_LINK_DOWN = "pid.link.down"
+EV_CANCEL = "pid.cancel"
+EV_EXEC = "exec.exit"  # runtime-internal: the result of an exec child, never shown to actors
+
+DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+
+
+class FrameError(ValueError):
+    """Bytes from a peer that are not a valid frame."""
+
+
+def new_packer() -> msgpack.Packer:
+    """A reusable packer: bin type for bytes, no tuple/list distinction (tuples arrive as lists)."""
+    return msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+_pack = new_packer().pack
+
+
+def encode_value(value: Any) -> bytes:
+    """Encode a user value; ``TypeError`` for anything that is not a msgpack type."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def decode_value(data: bytes) -> Any:
+    """Decode a user value encoded by :func:`encode_value`."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def encode(frame: list[Any]) -> bytes:
+    """One frame's bytes."""
+    return _pack(frame)
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed(bytes)`` returns the complete frames seen so far."""
+
+    __slots__ = ("_unpacker",)
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            strict_map_key=False,
+            max_buffer_size=max_frame,
+        )
+
+    def feed(self, data: bytes) -> list[list[Any]]:
+        """Frames completed by ``data``; raises ``FrameError`` on malformed or oversized input."""
+        try:
+            self._unpacker.feed(data)
+            frames = list(self._unpacker)
+        except (ValueError, msgpack.UnpackException) as e:
+            raise FrameError(f"{type(e).__name__}: {e}") from None
+        for frame in frames:
+            if type(frame) is not list or not frame or type(frame[0]) is not int:
+                raise FrameError(f"not a frame: {str(frame)[:80]}")
+        return frames
+
+# control socket (CLI <-> daemon)
+CTL_REQUEST = 30  # [CTL_REQUEST, req_id, command, args_dict]
+CTL_REPLY = 31  # [CTL_REPLY, req_id, error_kind_or_None, value_or_message]

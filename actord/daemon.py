@@ -1,0 +1,152 @@
+"""The daemon (``actord run``): composes router, worker pool and control socket.
+
+Start-up: load config -> become child subreaper -> router -> fork+exec each host's workers
+-> control socket -> ``READY=1``. Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
+
+    stop accepting commands
+    CANCEL every process (deadline = shutdown_timeout)
+    wait until every process ended, or shutdown_timeout
+    SHUTDOWN every worker (terminates what is left, reports EXITs, exits)
+    reap workers (SIGKILL after a grace period), SIGKILL + reap any leftover descendant
+    remove the socket, exit 0
+
+Invariant: when ``run`` returns, no OS process started by this daemon is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import uvloop
+
+from actord.control import ControlServer
+from actord.core.config import Config
+from actord.pool import WorkerPool
+from actord.router import Router
+
+log = logging.getLogger("actord.daemon")
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def sd_notify(message: str) -> None:
+    """Send a datagram to systemd's ``$NOTIFY_SOCKET`` (no-op when not under systemd)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        sock.sendto(message.encode(), addr)
+
+
+def configure_logging(level: str) -> None:
+    """One stderr handler for the daemon and every worker's forwarded records."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class Daemon:
+    """One node: owns the router, the worker pool and the control server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.node = f"actord@{socket.gethostname()}"
+        self.started_at = time.time()
+        self.router = Router(config)
+        self._stop = asyncio.Event()
+        self.pool: WorkerPool | None = None
+        self.control: ControlServer | None = None
+
+    def request_stop(self, why: str) -> None:
+        """Begin the shutdown sequence (idempotent)."""
+        if not self._stop.is_set():
+            log.info("stopping: %s", why)
+            self._stop.set()
+
+    async def main(self) -> None:
+        """Run until asked to stop, then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        self.control = ControlServer(self)
+        await self.control.start(self.config.daemon.socket)
+        self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
+        for host in self.config.hosts.values():
+            await self.pool.start_host(host.name, host.workers)
+        log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
+                 len(self.config.hosts))
+        sd_notify("READY=1\nSTATUS=running")
+        await self._stop.wait()
+        sd_notify("STOPPING=1")
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """The shutdown sequence in the module docstring."""
+        assert self.control is not None and self.pool is not None
+        self.control.close()
+        timeout = self.config.daemon.shutdown_timeout
+        self.router.cancel_all(time.time() + timeout, "shutdown")
+        try:
+            async with asyncio.timeout(timeout):
+                await self.router.empty.wait()
+        except TimeoutError:
+            log.warning("%d processes still alive after %.1fs; terminating them",
+                        len(self.router.procs), timeout)
+        await self.pool.stop(timeout=5.0)
+        reap_descendants()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.config.daemon.socket)
+        log.info("stopped")
+
+
+def reap_descendants() -> None:
+    """SIGKILL and reap every remaining child (orphans reparented to us as subreaper)."""
+    me = os.getpid()
+    for _ in range(50):
+        children = _children_of(me)
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _children_of(ppid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == ppid:
+            out.append(int(entry))
+    return out
+
+
+def run(config: Config) -> int:
+    """``actord run``: the daemon in the foreground; returns the exit code."""
+    configure_logging(config.daemon.log_level)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    daemon = Daemon(config)
+    uvloop.run(daemon.main())
+    return 0

@@ -1,0 +1,396 @@
+"""The router: the node's single owner of the PID table, name registry and link/monitor graph.
+
+It runs in the daemon process. Workers send it frames; it routes messages and events between
+workers, answers calls (spawn, terminate, cancel, monitor, link, registry), and turns every
+process end into names released, then one EXIT per monitor, then (abnormal ends only) one
+LINK_DOWN per link, in that order (SPEC 4.4). Control-socket commands use the same methods
+with the empty caller ``""``.
+
+Spawn handshake (the child's edges exist before its first instruction runs)::
+
+    caller worker            router                        target worker
+      CALL spawn  ------->   check id/host, allocate PID
+                             install monitor/link, claim name
+                             START  ------------------------>  create task
+                             NAME (broadcast to all workers)
+      <-------- REPLY pid
+
+Invariant: order per sender/receiver pair is kept because each worker pipe is FIFO and the
+router forwards frames in the order it reads them; a name update is broadcast before the
+reply that lets anyone learn of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actord import ids
+from actord.core import wire
+from actord.core.config import Config
+from actord.core.registry import Registry
+from actord.core.topology import Topology
+from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
+from actord.transport import FrameProtocol
+
+log = logging.getLogger("actord.router")
+worker_log = logging.getLogger("actord.worker")
+
+ExitCallback = Callable[[dict[str, Any]], None]
+
+
+class WorkerLink:
+    """The router's view of one worker OS process."""
+
+    __slots__ = ("conn", "host", "index", "os_pid", "pids", "restarts", "started_at", "up")
+
+    def __init__(self, host: str, index: int, conn: FrameProtocol, os_pid: int) -> None:
+        self.host = host
+        self.index = index
+        self.conn = conn
+        self.os_pid = os_pid
+        self.pids: set[str] = set()
+        self.restarts = 0
+        self.started_at = time.time()
+        self.up = True
+
+    @property
+    def tag(self) -> str:
+        return f"{self.host}/{self.index}"
+
+
+class ProcEntry:
+    """One live process as the router knows it."""
+
+    __slots__ = ("actor", "id", "pid", "scope", "worker")
+
+    def __init__(
+        self, pid: str, id: str, worker: WorkerLink, actor: Any, scope: Any
+    ) -> None:
+        self.pid = pid
+        self.id = id
+        self.worker = worker
+        self.actor = actor
+        self.scope = scope
+
+
+class Router:
+    """PID table, registry, topology, and the frame handlers that use them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.procs: dict[str, ProcEntry] = {}
+        self.registry = Registry()
+        self.topology = Topology()
+        self.hosts: dict[str, list[WorkerLink]] = {}
+        self.serial = 0
+        self.routed = 0
+        self.dead_letters = 0
+        self.exits = {"normal": 0, "abnormal": 0}
+        self._exit_callbacks: dict[str, list[ExitCallback]] = {}
+        self._stats_waits: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_req = 0
+        self.empty = asyncio.Event()
+        self.empty.set()
+        self._calls: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+            "spawn": self.spawn,
+            "terminate": lambda caller, a: self.terminate(a["dest"]),
+            "cancel": lambda caller, a: self.cancel(caller, a["dest"], a.get("deadline"),
+                                                    a.get("reason")),
+            "monitor": lambda caller, a: self.monitor(caller, a["dest"]),
+            "unmonitor": lambda caller, a: self.unmonitor(caller, a["dest"]),
+            "link": lambda caller, a: self.link(caller, a["dest"]),
+            "unlink": lambda caller, a: self.unlink(caller, a["dest"]),
+            "register": lambda caller, a: self.register(a["name"], a["pid"]),
+            "unregister": lambda caller, a: self.unregister(a["name"]),
+        }
+
+    # -- workers ---------------------------------------------------------------------------------
+    def attach(self, link: WorkerLink) -> None:
+        """A (re)started worker: take its slot and send it what it needs to know."""
+        slots = self.hosts.setdefault(link.host, [])
+        while len(slots) <= link.index:
+            slots.append(link)
+        slots[link.index] = link
+        init = {
+            "host": link.host,
+            "index": link.index,
+            "python_path": list(self.config.daemon.python_path),
+            "processes": {pid: p.entry for pid, p in self.config.processes.items()},
+            "names": self.registry.snapshot(),
+        }
+        link.conn.send([wire.INIT, init])
+
+    def on_frame(self, link: WorkerLink, frame: list[Any]) -> None:
+        """Handle one frame from a worker; a malformed one drops the worker."""
+        op = frame[0]
+        try:
+            if op == wire.SEND:
+                # hot path: reuse the frame as the DELIVER frame (no re-encoding of the payload)
+                entry = self.procs.get(frame[1])
+                if entry is None:
+                    self.dead_letters += 1
+                    return
+                self.routed += 1
+                frame[0] = wire.DELIVER
+                entry.worker.conn.send(frame)
+            elif op == wire.CALL:
+                self._on_call(link, frame)
+            elif op == wire.EXITED:
+                if frame[1] in link.pids:
+                    self.process_exited(frame[1], frame[2])
+            elif op == wire.LOG:
+                _, level, name, message, pid = frame
+                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message)
+            elif op == wire.UPGRADED:
+                entry = self.procs.get(frame[1])
+                if entry is not None and entry.worker is link:
+                    entry.id = str(frame[2])
+            elif op == wire.STATS:
+                fut = self._stats_waits.pop(frame[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(frame[2])
+            elif op == wire.HELLO:
+                pass
+            else:
+                raise ValueError(f"unknown op {op}")
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            log.error("worker %s sent a malformed frame (%s: %s); replacing it",
+                      link.tag, type(e).__name__, e)
+            link.conn.abort("malformed frame")
+
+    def _on_call(self, link: WorkerLink, frame: list[Any]) -> None:
+        _, req, caller, op, args = frame
+        if caller not in link.pids:
+            return  # the caller died meanwhile: nobody waits for the answer
+        handler = self._calls.get(op)
+        try:
+            if handler is None:
+                raise InvalidError(f"unknown call {op!r}")
+            value = handler(caller, args)
+        except ProcessError as e:
+            link.conn.send([wire.REPLY, req, e.kind, str(e)])
+            return
+        link.conn.send([wire.REPLY, req, None, value])
+
+    def worker_down(self, link: WorkerLink) -> None:
+        """A worker died: every process on it ends with ``"worker crashed"`` (SPEC 4.6)."""
+        if not link.up:
+            return
+        link.up = False
+        pids = list(link.pids)
+        if pids:
+            log.warning("worker %s died with %d processes", link.tag, len(pids))
+        for pid in pids:
+            self.process_exited(pid, {"error": "worker crashed"})
+        for fut in list(self._stats_waits.values()):
+            if not fut.done():
+                fut.set_result({"processes": [], "worker": link.tag, "lost": True})
+
+    # -- process ends ----------------------------------------------------------------------------
+    def process_exited(self, pid: str, result: dict[str, Any]) -> None:
+        """Release names, EXIT every monitor, LINK_DOWN every link if abnormal (SPEC 4.4)."""
+        entry = self.procs.pop(pid, None)
+        if entry is None:
+            return
+        entry.worker.pids.discard(pid)
+        for name in self.registry.release(pid):
+            self._broadcast([wire.NAME, name, None])
+        abnormal = "error" in result
+        self.exits["abnormal" if abnormal else "normal"] += 1
+        fallout = self.topology.exit(pid, abnormal)
+        for watcher in fallout.monitors:
+            self.event(watcher, wire.EV_EXIT, pid, result)
+        for partner in fallout.links:
+            self.event(partner, wire.EV_LINK_DOWN, pid, result)
+        for callback in self._exit_callbacks.pop(pid, ()):
+            callback(result)
+        if not self.procs:
+            self.empty.set()
+
+    def on_exit(self, pid: str, callback: ExitCallback) -> None:
+        """Call ``callback(result)`` once when ``pid`` ends (NOT_FOUND if it is not alive)."""
+        if pid not in self.procs:
+            raise NotFoundError(f"process {pid} is not alive")
+        self._exit_callbacks.setdefault(pid, []).append(callback)
+
+    def event(
+        self,
+        dest: str,
+        kind: str,
+        from_: str,
+        result: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Send one event to a live process (dropped if ``dest`` is dead)."""
+        entry = self.procs.get(dest)
+        if entry is not None:
+            entry.worker.conn.send([wire.EVENT, dest, kind, from_, result, deadline, reason])
+
+    def _broadcast(self, frame: list[Any]) -> None:
+        for slots in self.hosts.values():
+            for link in slots:
+                if link.up:
+                    link.conn.send(frame)
+
+    # -- operations (worker calls and control commands) ------------------------------------------
+    def send(self, from_: str, dest: str, topic: str, payload: bytes) -> None:
+        """Route one message; a dead PID is a dead letter."""
+        entry = self.procs.get(dest)
+        if entry is None:
+            self.dead_letters += 1
+            return
+        self.routed += 1
+        entry.worker.conn.send([wire.DELIVER, dest, from_, topic, payload])
+
+    def spawn(self, caller: str, req: dict[str, Any]) -> str:
+        """Start a process (see the handshake above); returns its PID."""
+        id, host = req["id"], req["host"]
+        proc_cfg = self.config.processes.get(id)
+        if proc_cfg is None:
+            raise NotFoundError(f"unknown process id {id!r}")
+        slots = self.hosts.get(host)
+        if not slots:
+            raise NotFoundError(f"unknown host {host!r}")
+        name = req.get("name")
+        if name:
+            existing = self.registry.lookup(name)
+            if existing is not None:
+                return self._signal_existing(caller, existing, req)
+        worker = min(slots, key=lambda w: (not w.up, len(w.pids)))
+        self.serial += 1
+        pid = ids.format_pid(host, self.serial)
+        self.procs[pid] = ProcEntry(pid, id, worker, req.get("actor"), req.get("scope"))
+        self.empty.clear()
+        worker.pids.add(pid)
+        if caller and caller in self.procs:
+            if req.get("monitor"):
+                self.topology.monitor(caller, pid)
+            if req.get("link"):
+                self.topology.link(caller, pid)
+            if req.get("exec"):
+                self.on_exit(pid, self._exec_notifier(caller, pid))
+        opts = {
+            "ctx": req.get("ctx") or {},
+            "actor": req.get("actor"),
+            "scope": req.get("scope"),
+            "messages": req.get("messages") or [],
+        }
+        worker.conn.send([wire.START, pid, id, proc_cfg.entry, list(req.get("args") or []), opts])
+        if name:
+            self.registry.register(name, pid)
+            self._broadcast([wire.NAME, name, pid])
+        return pid
+
+    def _signal_existing(self, caller: str, pid: str, req: dict[str, Any]) -> str:
+        """``with_name`` found the name taken: message, monitor or link the holder instead."""
+        for topic, payload in req.get("messages") or []:
+            self.send("", pid, topic, wire.encode_value(payload))
+        if caller and caller in self.procs:
+            if req.get("monitor"):
+                self.topology.monitor(caller, pid)
+            if req.get("link"):
+                self.topology.link(caller, pid)
+            if req.get("exec"):
+                self.on_exit(pid, self._exec_notifier(caller, pid))
+        return pid
+
+    def _exec_notifier(self, watcher: str, child: str) -> ExitCallback:
+        return lambda result: self.event(watcher, wire.EV_EXEC, child, result)
+
+    def _alive(self, dest: str) -> ProcEntry:
+        entry = self.procs.get(dest)
+        if entry is None:
+            raise NotFoundError(f"process {dest} is not alive")
+        return entry
+
+    def terminate(self, dest: str) -> None:
+        """Hard stop ``dest``: it ends with ``"process terminated"``."""
+        entry = self._alive(dest)
+        entry.worker.conn.send([wire.KILL, dest, "process terminated"])
+
+    def cancel(self, caller: str, dest: str, deadline: float | None, reason: str | None) -> None:
+        """Deliver CANCEL; the target's worker enforces the deadline."""
+        self._alive(dest)
+        self.event(dest, wire.EV_CANCEL, caller, None, deadline, reason)
+
+    def monitor(self, watcher: str, dest: str) -> None:
+        """Install a monitor (ALREADY_EXISTS when there is one)."""
+        self._alive(dest)
+        if not self.topology.monitor(watcher, dest):
+            raise AlreadyExistsError(f"already monitoring {dest}")
+
+    def unmonitor(self, watcher: str, dest: str) -> None:
+        """Remove a monitor (idempotent)."""
+        self.topology.unmonitor(watcher, dest)
+
+    def link(self, caller: str, dest: str) -> None:
+        """Link caller and dest (idempotent)."""
+        self._alive(dest)
+        self.topology.link(caller, dest)
+
+    def unlink(self, caller: str, dest: str) -> None:
+        """Remove a link (idempotent)."""
+        self.topology.unlink(caller, dest)
+
+    def register(self, name: str, pid: str) -> None:
+        """Register ``name`` for ``pid``; broadcast before the caller hears it is done."""
+        if not isinstance(name, str) or not name or name.startswith("{"):
+            raise InvalidError(f"bad name {name!r}")
+        self._alive(pid)
+        if self.registry.register(name, pid):
+            self._broadcast([wire.NAME, name, pid])
+
+    def unregister(self, name: str) -> bool:
+        """Remove ``name``; True if it was registered."""
+        if self.registry.unregister(name):
+            self._broadcast([wire.NAME, name, None])
+            return True
+        return False
+
+    # -- introspection ---------------------------------------------------------------------------
+    async def ps(self, host: str | None = None, timeout: float = 3.0) -> list[dict[str, Any]]:
+        """Every live process with its mailbox depth, asked from the workers."""
+        waits: list[tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = []
+        loop = asyncio.get_running_loop()
+        for slots in self.hosts.values():
+            for link in slots:
+                if link.up and (host is None or link.host == host):
+                    self._next_req += 1
+                    fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+                    self._stats_waits[self._next_req] = fut
+                    link.conn.send([wire.STATS_REQ, self._next_req])
+                    waits.append((link, fut))
+        rows: list[dict[str, Any]] = []
+        names: dict[str, list[str]] = {}
+        for name, pid in self.registry.snapshot().items():
+            names.setdefault(pid, []).append(name)
+        for link, fut in waits:
+            try:
+                async with asyncio.timeout(timeout):
+                    stats = await fut
+            except TimeoutError:
+                continue
+            for p in stats.get("processes", []):
+                if p["pid"] not in self.procs:
+                    continue
+                rows.append({
+                    "pid": p["pid"],
+                    "id": p["id"],
+                    "host": link.host,
+                    "worker": link.index,
+                    "state": p.get("state", "running"),
+                    "names": names.get(p["pid"], []),
+                    "mailbox": p["mailbox"],
+                })
+        rows.sort(key=lambda r: ids.parse_pid(r["pid"]) or ("", 0))
+        return rows
+
+    def cancel_all(self, deadline: float, reason: str) -> None:
+        """CANCEL every live process (shutdown)."""
+        for pid in list(self.procs):
+            self.event(pid, wire.EV_CANCEL, "", None, deadline, reason)

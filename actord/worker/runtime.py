@@ -1,0 +1,375 @@
+"""The worker's runtime: its process table, frames from the router, and process lifecycles.
+
+One ``Runtime`` per worker OS process. It starts processes as asyncio tasks, delivers
+messages and events to them, sends their calls to the router and turns every ending
+(return, exception, terminate, cancel deadline, untrapped LINK_DOWN, failed upgrade) into
+exactly one ``EXITED`` frame. Invariants: a process is in ``procs`` iff it is alive; once
+dead it never reports again; same-worker messages skip the router but keep per-pair order
+because delivery to a local process is immediate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from actord.core import wire
+from actord.errors import InvalidError, NotFoundError, ProcessError, from_kind
+from actord.messages import Event, Message
+from actord.transport import FrameProtocol
+from actord.worker.proc import Proc
+
+log = logging.getLogger("actord.worker")
+
+#: The process whose code is running (set inside each process task, inherited by its tasks).
+current: contextvars.ContextVar[Proc | None] = contextvars.ContextVar("actord_proc", default=None)
+
+
+class Upgrade(BaseException):
+    """Raised by ``process.upgrade`` to unwind the current code (BaseException: not caught
+    by the ``except Exception`` of actor code)."""
+
+    def __init__(self, id: str, args: list[Any]) -> None:
+        super().__init__(id)
+        self.id = id
+        self.args_ = args
+
+
+def error_string(exc: BaseException) -> str:
+    """The SPEC's ``"ExcType: message"`` for an exception that ended a process."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Runtime:
+    """State and frame handlers of one worker."""
+
+    instance: Runtime | None = None
+
+    def __init__(self, conn: FrameProtocol, host: str, index: int) -> None:
+        self.conn = conn
+        self.host = host
+        self.index = index
+        self.loop = asyncio.get_running_loop()
+        self.procs: dict[str, Proc] = {}
+        self.names: dict[str, str] = {}
+        self.processes: dict[str, str] = {}  # process id -> entry
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.exec_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.exec_early: dict[str, dict[str, Any]] = {}
+        self.next_req = 0
+        self.dead_letters = 0
+        self.stopping = asyncio.Event()
+        self._module_stamp: dict[str, tuple[int, int]] = {}
+        self._handlers: dict[int, Callable[[list[Any]], None]] = {
+            wire.DELIVER: self._on_deliver,
+            wire.START: self._on_start,
+            wire.EVENT: self._on_event,
+            wire.REPLY: self._on_reply,
+            wire.NAME: self._on_name,
+            wire.KILL: self._on_kill,
+            wire.STATS_REQ: self._on_stats,
+            wire.SHUTDOWN: self._on_shutdown,
+            wire.INIT: self._on_init,
+            wire.PROCESSES: self._on_processes,
+        }
+        Runtime.instance = self
+
+    # -- frames from the router ------------------------------------------------------------------
+    def on_frame(self, frame: list[Any]) -> None:
+        """Dispatch one router frame (the router is trusted: it validated everything)."""
+        self._handlers[frame[0]](frame)
+
+    def _on_deliver(self, frame: list[Any]) -> None:
+        proc = self.procs.get(frame[1])
+        if proc is None:
+            self.dead_letters += 1
+            return
+        proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
+
+    def _on_init(self, frame: list[Any]) -> None:
+        init = frame[1]
+        for path in init.get("python_path", ()):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        self.processes = dict(init.get("processes", {}))
+        self.names = dict(init.get("names", {}))
+
+    def _on_processes(self, frame: list[Any]) -> None:
+        self.processes = dict(frame[1])
+
+    def _on_name(self, frame: list[Any]) -> None:
+        if frame[2] is None:
+            self.names.pop(frame[1], None)
+        else:
+            self.names[frame[1]] = frame[2]
+
+    def _on_reply(self, frame: list[Any]) -> None:
+        fut = self.pending.pop(frame[1], None)
+        if fut is None or fut.done():
+            return
+        if frame[2] is None:
+            fut.set_result(frame[3])
+        else:
+            fut.set_exception(from_kind(frame[2], frame[3]))
+
+    def _on_start(self, frame: list[Any]) -> None:
+        _, pid, id, entry, args, opts = frame
+        proc = Proc(pid, id, opts.get("ctx") or {}, opts.get("actor"), opts.get("scope"))
+        self.procs[pid] = proc
+        for topic, payload in opts.get("messages") or ():
+            proc.deliver(Message(topic, "", payload))
+        ctx = contextvars.Context()
+        proc.task = self.loop.create_task(self._run(proc, entry, args), context=ctx)
+
+    def _on_event(self, frame: list[Any]) -> None:
+        _, dest, kind, from_, result, deadline, reason = frame
+        proc = self.procs.get(dest)
+        if proc is None:
+            return
+        if kind == wire.EV_EXEC:
+            fut = self.exec_waits.pop(from_, None)
+            if fut is None:
+                self.exec_early[from_] = result
+            elif not fut.done():
+                fut.set_result(result)
+            return
+        if kind == wire.EV_LINK_DOWN and not proc.trap_links:
+            self.kill(proc, "linked process failed")
+            return
+        if kind == wire.EV_CANCEL and deadline is not None:
+            self._arm_deadline(proc, deadline)
+        proc.deliver_event(Event(kind, from_, result, deadline, reason))
+
+    def _on_kill(self, frame: list[Any]) -> None:
+        proc = self.procs.get(frame[1])
+        if proc is not None:
+            self.kill(proc, frame[2])
+
+    def _on_stats(self, frame: list[Any]) -> None:
+        procs = [
+            {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
+            for p in self.procs.values()
+        ]
+        self.conn.send(
+            [wire.STATS, frame[1], {"processes": procs, "dead_letters": self.dead_letters}]
+        )
+
+    def _on_shutdown(self, frame: list[Any]) -> None:
+        for proc in list(self.procs.values()):
+            self.kill(proc, "process terminated")
+        self.stopping.set()
+
+    # -- process lifecycle -----------------------------------------------------------------------
+    async def _run(self, proc: Proc, entry: str, args: list[Any]) -> None:
+        """The body of a process task: run the entry, follow upgrades, report the end."""
+        current.set(proc)
+        while True:
+            try:
+                fn = self.load_entry(entry, reload=False)
+                value = await fn(*args)
+                result: dict[str, Any] = {"value": value}
+            except Upgrade as up:
+                entry_or_error = self._prepare_upgrade(proc, up.id, up.args_)
+                if entry_or_error[0]:
+                    entry, args = entry_or_error[1], up.args_
+                    continue
+                result = {"error": entry_or_error[1]}
+            except asyncio.CancelledError:
+                if proc.alive and proc.upgrade_request is not None:
+                    id, new_args = proc.upgrade_request
+                    proc.upgrade_request = None
+                    entry_or_error = self._prepare_upgrade(proc, id, new_args)
+                    if entry_or_error[0]:
+                        entry, args = entry_or_error[1], new_args
+                        continue
+                    result = {"error": entry_or_error[1]}
+                else:
+                    result = {"error": "process terminated"}
+            except Exception as e:  # the one place actor failures are caught: an abnormal end
+                result = {"error": error_string(e)}
+            break
+        self.finish(proc, result)
+
+    def _prepare_upgrade(self, proc: Proc, id: str, args: list[Any]) -> tuple[bool, str]:
+        """Unwind old tasks and channels; (True, entry) to go on, or (False, error)."""
+        self._cancel_tasks(proc)
+        entry = self.processes.get(id)
+        if entry is None:
+            return False, f"upgrade: NotFoundError: unknown process id {id!r}"
+        try:
+            self.load_entry(entry, reload=True)
+        except Exception as e:
+            return False, f"upgrade: {error_string(e)}"
+        proc.reset_channels()
+        proc.id = id
+        self.conn.send([wire.UPGRADED, proc.pid, id])
+        return True, entry
+
+    def load_entry(self, entry: str, *, reload: bool) -> Callable[..., Any]:
+        """Import ``module:function``; with ``reload``, re-import a module changed on disk."""
+        module_name, _, attr = entry.partition(":")
+        module = sys.modules.get(module_name)
+        if module is None:
+            importlib.invalidate_caches()
+            module = importlib.import_module(module_name)
+            self._module_stamp[module_name] = _stamp(module)
+        elif reload and _stamp(module) != self._module_stamp.get(module_name):
+            module = importlib.reload(module)
+            self._module_stamp[module_name] = _stamp(module)
+        fn = getattr(module, attr, None)
+        if fn is None:
+            raise NotFoundError(f"entry {entry!r}: module has no {attr!r}")
+        if not asyncio.iscoroutinefunction(fn):
+            raise InvalidError(f"entry {entry!r} is not an async function")
+        return fn  # type: ignore[no-any-return]
+
+    def finish(self, proc: Proc, result: dict[str, Any]) -> None:
+        """Report the end of a process that has not been reported yet."""
+        if not proc.alive:
+            return
+        self._mark_dead(proc)
+        try:
+            self.conn.send([wire.EXITED, proc.pid, result])
+        except TypeError:
+            bad = type(result.get("value")).__name__
+            self.conn.send(
+                [wire.EXITED, proc.pid, {"error": f"InvalidError: result of type {bad} is not "
+                                                  "a msgpack value"}]
+            )
+        self._cancel_tasks(proc)
+
+    def kill(self, proc: Proc, error: str) -> None:
+        """Hard stop: the process is dead now and its tasks are cancelled."""
+        if not proc.alive:
+            return
+        self._mark_dead(proc)
+        self.conn.send([wire.EXITED, proc.pid, {"error": error}])
+        if proc.task is not None:
+            proc.task.cancel()
+        self._cancel_tasks(proc)
+
+    def _mark_dead(self, proc: Proc) -> None:
+        proc.alive = False
+        self.procs.pop(proc.pid, None)
+        if proc.cancel_timer is not None:
+            proc.cancel_timer.cancel()
+            proc.cancel_timer = None
+
+    def _cancel_tasks(self, proc: Proc) -> None:
+        me = asyncio.current_task()
+        for task in list(proc.tasks):
+            if task is not me and task is not proc.task:
+                task.cancel()
+        proc.tasks.clear()
+
+    def _arm_deadline(self, proc: Proc, deadline: float) -> None:
+        when = self.loop.time() + max(0.0, deadline - time.time())
+        timer = proc.cancel_timer
+        if timer is not None and timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        proc.cancel_timer = self.loop.call_at(when, self.kill, proc, "cancel deadline exceeded")
+
+    # -- calls made by processes -----------------------------------------------------------------
+    def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
+        """Send one message; local destinations skip the router."""
+        try:
+            data = wire.encode_value(payload)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidError(f"payload is not a msgpack value: {e}") from None
+        target = self.procs.get(dest)
+        if target is not None:
+            target.deliver(Message(topic, proc.pid, wire.decode_value(data)))
+        else:
+            self.conn.send([wire.SEND, dest, proc.pid, topic, data])
+
+    def resolve(self, dest: object) -> str:
+        """A PID from a PID or a registered name (NOT_FOUND for an unknown name)."""
+        if not isinstance(dest, str) or not dest:
+            raise InvalidError(f"bad destination {dest!r}: expected a PID or a name")
+        if dest[0] == "{":
+            return dest
+        pid = self.names.get(dest)
+        if pid is None:
+            raise NotFoundError(f"no process registered as {dest!r}")
+        return pid
+
+    async def call(self, proc: Proc, op: str, args: dict[str, Any]) -> Any:
+        """Ask the router; raises the ``ProcessError`` it answers with."""
+        self.next_req += 1
+        req = self.next_req
+        try:
+            self.conn.send([wire.CALL, req, proc.pid, op, args])
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidError(f"argument is not a msgpack value: {e}") from None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.pending[req] = fut
+        try:
+            return await fut
+        finally:
+            self.pending.pop(req, None)
+
+    async def exec(self, proc: Proc, args: dict[str, Any], timeout: float | None) -> Any:
+        """Spawn an exec child and wait for its result (SPEC: ``exec``)."""
+        from actord.errors import ProcessFailedError
+
+        child = await self.call(proc, "spawn", args)
+        result = self.exec_early.pop(child, None)
+        if result is None:
+            fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+            self.exec_waits[child] = fut
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await fut
+            except BaseException:
+                self.exec_waits.pop(child, None)
+                if proc.alive:
+                    self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child}])
+                raise
+        if "error" in result:
+            raise ProcessFailedError(
+                f"{child} failed: {result['error']}", pid=child, error=result["error"]
+            )
+        return result.get("value")
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """Register a task started by process code, so the process's end cancels it."""
+        proc = current.get()
+        if proc is not None and task is not proc.task:
+            proc.tasks.add(task)
+            task.add_done_callback(proc.tasks.discard)
+
+
+def _stamp(module: ModuleType) -> tuple[int, int]:
+    path = getattr(module, "__file__", None)
+    if not path:
+        return (0, 0)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def require_process() -> tuple[Runtime, Proc]:
+    """The runtime and the calling process; INVALID outside a process."""
+    proc = current.get()
+    rt = Runtime.instance
+    if proc is None or rt is None:
+        raise InvalidError("not called from inside an actord process")
+    if not proc.alive:
+        # a terminated process runs no more code: unwind whatever still runs
+        raise asyncio.CancelledError()
+    return rt, proc
+
+
+__all__ = ["ProcessError", "Runtime", "Upgrade", "current", "require_process"]
