@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from actord.core.config import (
@@ -33,11 +34,14 @@ workers = 1
 entry = "mod.sub:main"
 """
 
-SERVICE = BASE + """
+SERVICE = (
+    BASE
+    + """
 [services."app:s"]
 process = "app:p"
 host = "app:h"
 """
+)
 
 
 def _error(text: str, path: str = FILE) -> str:
@@ -80,7 +84,11 @@ def test_shipped_config_loads() -> None:
         "echo",
         "permanent",
     )
-    assert (ticker.host, ticker.args, ticker.registered_name) == ("app:background", (1.0,), "ticker")
+    assert (ticker.host, ticker.args, ticker.registered_name) == (
+        "app:background",
+        (1.0,),
+        "ticker",
+    )
     assert ticker.depends_on == ("app:echo",)
     assert config.security.mode == "permissive"
     assert service_start_order(config) == [["app:echo"], ["app:ticker"]]
@@ -113,7 +121,8 @@ def test_shipped_config_comments_every_key() -> None:
 BAD = [
     # (case id, text, key path, part of the problem)
     ("syntax", "a = \n", "line 1, column 5", "invalid TOML"),
-    ("duplicate key", "[daemon]\nlog_level = 'info'\nlog_level = 'x'\n", "line 3, column 16", "invalid TOML"),
+    ("duplicate key", "[daemon]\nlog_level = 'info'\nlog_level = 'x'\n", "line 3, column 16",
+     "invalid TOML"),
     ("unknown table", "[deamon]\n", "deamon", "unknown key"),
     ("unknown daemon key", "[daemon]\nsockt = 'x'\n", "daemon.sockt", "unknown key"),
     ("daemon not a table", "daemon = 1\n", "daemon", "expected table, got integer"),
@@ -460,7 +469,8 @@ def test_start_order_levels() -> None:
         ("app:a", []),
         ("app:e", []),
     )
-    assert service_start_order(parse(text, FILE)) == [["app:a", "app:e"], ["app:c", "app:b"], ["app:d"]]
+    levels = [["app:a", "app:e"], ["app:c", "app:b"], ["app:d"]]
+    assert service_start_order(parse(text, FILE)) == levels
 
 
 def test_start_order_chain() -> None:
@@ -472,11 +482,7 @@ def test_start_order_chain() -> None:
 def test_start_order_refuses_a_hand_built_cycle() -> None:
     """service_start_order raises on a cycle in a Config not built by parse."""
     config = parse(_services(("app:a", []), ("app:b", ["app:a"])), FILE)
-    a = config.services["app:a"]
-    services = {**config.services, "app:a": type(a)(**{**_fields(a), "depends_on": ("app:b",)})}
+    a = msgspec.structs.replace(config.services["app:a"], depends_on=("app:b",))
+    cyclic = msgspec.structs.replace(config, services={**config.services, "app:a": a})
     with pytest.raises(ValueError, match="cycle"):
-        service_start_order(Config(config.path, config.daemon, config.hosts, config.processes, services))
-
-
-def _fields(struct: object) -> dict[str, object]:
-    return {f: getattr(struct, f) for f in struct.__struct_fields__}  # type: ignore[attr-defined]
+        service_start_order(cyclic)

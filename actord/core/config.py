@@ -31,7 +31,12 @@ Restart = Literal["permanent", "transient", "temporary"]
 Mode = Literal["strict", "permissive"]
 Effect = Literal["allow", "deny"]
 Op = Literal["eq", "ne", "in", "nin", "exists", "matches"]
+# Defaults shared by the public objects and the TOML shapes (the others live in their class).
+DEFAULT_TIMEOUT = 10.0  # seconds: [daemon] shutdown_timeout and a service's stop_timeout
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+DEFAULT_LOG_LEVEL = "info"
+DEFAULT_RESTART: Restart = "transient"
+DEFAULT_MODE: Mode = "permissive"
 MAX_WORKERS = 256
 
 
@@ -66,9 +71,9 @@ class DaemonConfig(msgspec.Struct, frozen=True):
 
     socket: str
     python_path: tuple[str, ...] = ()
-    shutdown_timeout: float = 10.0
+    shutdown_timeout: float = DEFAULT_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
-    log_level: str = "info"
+    log_level: str = DEFAULT_LOG_LEVEL
 
 
 class HostConfig(msgspec.Struct, frozen=True):
@@ -94,10 +99,10 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     args: tuple[Any, ...] = ()
     auto_start: bool = True
     registered_name: str | None = None
-    restart: Restart = "transient"
+    restart: Restart = DEFAULT_RESTART
     backoff: Backoff = Backoff()
     intensity: Intensity = Intensity()
-    stop_timeout: float = 10.0
+    stop_timeout: float = DEFAULT_TIMEOUT
     depends_on: tuple[str, ...] = ()
     actor: Actor | None = None
     scope: tuple[str, ...] = ()
@@ -142,7 +147,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
 class SecurityConfig(msgspec.Struct, frozen=True):
     """The ``[security]`` table; ``mode`` defaults to permissive (see the module docstring)."""
 
-    mode: Mode = "permissive"
+    mode: Mode = DEFAULT_MODE
     policies: dict[str, Policy] = {}
     scopes: dict[str, Scope] = {}
     clients: tuple[Client, ...] = ()
@@ -216,6 +221,9 @@ def service_start_order(config: Config) -> list[list[str]]:
 # -- internals: TOML shapes, checked by msgspec; None means "absent, use the default" -------------
 
 
+_BACKOFF, _INTENSITY = Backoff(), Intensity()
+
+
 class _Raw(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
 
@@ -225,7 +233,7 @@ class _RawDaemon(_Raw):
     python_path: tuple[str, ...] = ()
     shutdown_timeout: Any = None
     max_frame: int = DEFAULT_MAX_FRAME
-    log_level: str = "info"
+    log_level: str = DEFAULT_LOG_LEVEL
 
 
 class _RawHost(_Raw):
@@ -239,12 +247,12 @@ class _RawProcess(_Raw):
 class _RawBackoff(_Raw):
     initial: Any = None
     max: Any = None
-    factor: float = Backoff().factor
-    jitter: float = Backoff().jitter
+    factor: float = _BACKOFF.factor
+    jitter: float = _BACKOFF.jitter
 
 
 class _RawIntensity(_Raw):
-    max_restarts: int = Intensity().max_restarts
+    max_restarts: int = _INTENSITY.max_restarts
     period: Any = None
 
 
@@ -254,7 +262,7 @@ class _RawService(_Raw):
     args: tuple[Any, ...] = ()
     auto_start: bool = True
     name: str | None = None
-    restart: str = "transient"
+    restart: str = DEFAULT_RESTART
     backoff: _RawBackoff = _RawBackoff()
     intensity: _RawIntensity = _RawIntensity()
     stop_timeout: Any = None
@@ -290,7 +298,7 @@ class _RawClient(_Raw):
 
 
 class _RawSecurity(_Raw):
-    mode: str = "permissive"
+    mode: str = DEFAULT_MODE
     policies: dict[str, Any] = {}
     scopes: dict[str, Any] = {}
     clients: tuple[_RawClient, ...] = ()
@@ -360,7 +368,9 @@ def _daemon(raw: _RawDaemon, base: str) -> DaemonConfig:
     return DaemonConfig(
         socket=socket,
         python_path=tuple(paths),
-        shutdown_timeout=_duration(raw.shutdown_timeout, ("daemon", "shutdown_timeout"), 10.0),
+        shutdown_timeout=_duration(
+            raw.shutdown_timeout, ("daemon", "shutdown_timeout"), DEFAULT_TIMEOUT
+        ),
         max_frame=raw.max_frame,
         log_level=_choice(
             raw.log_level.lower(), ("debug", "info", "warning", "error"), ("daemon", "log_level")
@@ -409,15 +419,15 @@ def _service(
     )
     b, i, bpath, ipath = raw.backoff, raw.intensity, (*path, "backoff"), (*path, "intensity")
     backoff = Backoff(
-        _duration(b.initial, (*bpath, "initial"), Backoff().initial),
-        _duration(b.max, (*bpath, "max"), Backoff().max),
+        _duration(b.initial, (*bpath, "initial"), _BACKOFF.initial),
+        _duration(b.max, (*bpath, "max"), _BACKOFF.max),
         b.factor,
         b.jitter,
     )
     _require(backoff.max >= backoff.initial, (*bpath, "max"), "must not be less than initial")
     _require(b.factor >= 1, (*bpath, "factor"), f"must be >= 1, got {b.factor}")
     _require(0 <= b.jitter <= 1, (*bpath, "jitter"), f"must be in [0, 1], got {b.jitter}")
-    period = _duration(i.period, (*ipath, "period"), Intensity().period)
+    period = _duration(i.period, (*ipath, "period"), _INTENSITY.period)
     _require(i.max_restarts >= 0, (*ipath, "max_restarts"), f"must be >= 0, got {i.max_restarts}")
     _require(period > 0, (*ipath, "period"), "must be more than zero")
     return ServiceConfig(
@@ -430,7 +440,7 @@ def _service(
         restart=_choice(raw.restart, get_args(Restart), (*path, "restart")),
         backoff=backoff,
         intensity=Intensity(i.max_restarts, period),
-        stop_timeout=_duration(raw.stop_timeout, (*path, "stop_timeout"), 10.0),
+        stop_timeout=_duration(raw.stop_timeout, (*path, "stop_timeout"), DEFAULT_TIMEOUT),
         depends_on=raw.depends_on,  # checked by _check_services once all services are known
         actor=None if raw.actor is None else _actor(raw.actor, (*path, "actor")),
         scope=_refs(raw.scope, security.scopes, "scope", (*path, "scope")),

@@ -1,0 +1,68 @@
+"""Shared fixtures: real daemons in temporary directories (see ``actord.testing``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from actord.testing import Daemon
+
+ACTORS = Path(__file__).parent / "actors"
+
+#: hosts of the standard test node: one single-worker host and one two-worker host
+HOSTS = {"t:a": 1, "t:b": 2}
+
+
+def config_text(
+    processes: dict[str, str],
+    hosts: dict[str, int] | None = None,
+    extra: str = "",
+    shutdown_timeout: str = "5s",
+) -> str:
+    """A daemon config: ``processes`` maps process id -> ``module:function`` in tests/actors."""
+    lines = [
+        "[daemon]",
+        'socket = "@SOCKET@"',
+        f'python_path = ["{ACTORS}"]',
+        f'shutdown_timeout = "{shutdown_timeout}"',
+    ]
+    for name, workers in (hosts or HOSTS).items():
+        lines += [f'[hosts."{name}"]', f"workers = {workers}"]
+    for pid, entry in processes.items():
+        lines += [f'[processes."{pid}"]', f'entry = "{entry}"']
+    return "\n".join(lines) + "\n" + extra
+
+
+DaemonFactory = Callable[..., Daemon]
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
+    """Start daemons for one test; all are stopped (SIGTERM) at teardown."""
+    started: list[Daemon] = []
+
+    def factory(processes: dict[str, str], **kw: object) -> Daemon:
+        d = Daemon(tmp_path / f"d{len(started)}", config_text(processes, **kw))  # type: ignore[arg-type]
+        started.append(d)
+        return d.start()
+
+    yield factory
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+
+
+def module_daemon(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    processes: dict[str, str],
+    **kw: object,
+) -> Iterator[Daemon]:
+    """Body of a module-scoped daemon fixture (one daemon shared by a test module)."""
+    d = Daemon(tmp_path_factory.mktemp("daemon"), config_text(processes, **kw))  # type: ignore[arg-type]
+    d.start()
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        assert d.stop() == 0, d.log()
