@@ -75,11 +75,16 @@ class Daemon:
             log.info("stopping: %s", why)
             self._stop.set()
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the config (applying it is not implemented yet: logged only)."""
+        log.warning("SIGHUP: reload is not implemented yet; the running config is kept")
+
     async def main(self) -> None:
         """Run until asked to stop, then shut down cleanly."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.control = ControlServer(self)
         await self.control.start(self.config.daemon.socket)
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)

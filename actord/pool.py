@@ -11,6 +11,7 @@ with ``"worker crashed"``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -89,10 +90,8 @@ class WorkerPool:
         self._loop.remove_reader(pidfd)
         os.close(pidfd)
         code = proc.wait()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever its actors left behind
-        except (ProcessLookupError, PermissionError):
-            pass
         self.router.worker_down(link)
         key = (link.host, link.index)
         self._exited[key].set()

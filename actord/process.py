@@ -86,7 +86,9 @@ async def terminate(dest: str) -> None:
     await _target_call("terminate", dest)
 
 
-async def cancel(dest: str, deadline: str | int | None = None, *, reason: str | None = None) -> None:
+async def cancel(
+    dest: str, deadline: str | int | None = None, *, reason: str | None = None
+) -> None:
     """Deliver CANCEL; past ``deadline`` the runtime terminates the target."""
     at = None
     if deadline is not None:

@@ -91,7 +91,7 @@ class Router:
         self.dead_letters = 0
         self.exits = {"normal": 0, "abnormal": 0}
         self._exit_callbacks: dict[str, list[ExitCallback]] = {}
-        self._stats_waits: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
         self._next_req = 0
         self.empty = asyncio.Event()
         self.empty.set()
@@ -150,9 +150,9 @@ class Router:
                 if entry is not None and entry.worker is link:
                     entry.id = str(frame[2])
             elif op == wire.STATS:
-                fut = self._stats_waits.pop(frame[1], None)
-                if fut is not None and not fut.done():
-                    fut.set_result(frame[2])
+                wait = self._stats_waits.pop(frame[1], None)
+                if wait is not None and not wait[1].done():
+                    wait[1].set_result(frame[2])
             elif op == wire.HELLO:
                 pass
             else:
@@ -186,9 +186,11 @@ class Router:
             log.warning("worker %s died with %d processes", link.tag, len(pids))
         for pid in pids:
             self.process_exited(pid, {"error": "worker crashed"})
-        for fut in list(self._stats_waits.values()):
-            if not fut.done():
-                fut.set_result({"processes": [], "worker": link.tag, "lost": True})
+        for req, (waiting_on, fut) in list(self._stats_waits.items()):
+            if waiting_on is link:
+                del self._stats_waits[req]
+                if not fut.done():
+                    fut.set_result({"processes": []})
 
     # -- process ends ----------------------------------------------------------------------------
     def process_exited(self, pid: str, result: dict[str, Any]) -> None:
@@ -262,6 +264,8 @@ class Router:
             if existing is not None:
                 return self._signal_existing(caller, existing, req)
         worker = min(slots, key=lambda w: (not w.up, len(w.pids)))
+        if not worker.up:
+            raise NotFoundError(f"host {host!r} has no running worker (restarting)")
         self.serial += 1
         pid = ids.format_pid(host, self.serial)
         self.procs[pid] = ProcEntry(pid, id, worker, req.get("actor"), req.get("scope"))
@@ -362,7 +366,7 @@ class Router:
                 if link.up and (host is None or link.host == host):
                     self._next_req += 1
                     fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-                    self._stats_waits[self._next_req] = fut
+                    self._stats_waits[self._next_req] = (link, fut)
                     link.conn.send([wire.STATS_REQ, self._next_req])
                     waits.append((link, fut))
         rows: list[dict[str, Any]] = []

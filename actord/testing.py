@@ -144,7 +144,7 @@ class Daemon:
             self._client = None
             raise
 
-    def exec(self, id: str, host: str, *args: Any, timeout: float = 30.0) -> Any:  # noqa: A002
+    def exec(self, id: str, host: str, *args: Any, timeout: float = 30.0) -> Any:
         """Run a process to completion; its value, or ``AssertionError`` with its error."""
         result = self.call("exec", None, id=id, host=host, args=list(args), timeout=timeout)
         if "error" in result:

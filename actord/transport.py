@@ -40,6 +40,7 @@ class FrameProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.closed = False
         self.connected = asyncio.Event()
+        self.lost = asyncio.Event()
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -64,6 +65,7 @@ class FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost.set()
         self._out.clear()
         if self._on_close is not None:
             cb, self._on_close = self._on_close, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
@@ -95,9 +96,12 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
     root.setLevel(logging.INFO)
     conn.send([wire.HELLO, os.getpid()])
     await rt.stopping.wait()
-    # let the final EXITED frames go out before closing
+    # let the final EXITED frames go out: close flushes, connection_lost confirms it
     await asyncio.sleep(0)
     conn.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2.0):
+            await conn.lost.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
