@@ -1,0 +1,79 @@
+"""The frame format: round trips, chunking, and untrusted bytes (sans-I/O, no processes)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actord.core import wire
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=20) | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+frames = st.builds(lambda op, rest: [op, *rest], st.integers(0, 40), st.lists(values, max_size=5))
+
+
+@given(st.lists(frames, max_size=10), st.integers(1, 50))
+@settings(max_examples=200)
+def test_frames_survive_any_chunking(batch: list[list[object]], chunk: int) -> None:
+    """A stream of frames decodes to the same frames however the bytes are split."""
+    data = b"".join(wire.encode(f) for f in batch)
+    decoder = wire.FrameDecoder()
+    out: list[list[object]] = []
+    for i in range(0, len(data), chunk):
+        out.extend(decoder.feed(data[i : i + chunk]))
+    assert out == batch
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_random_bytes_only_ever_raise_frame_error(data: bytes) -> None:
+    """Arbitrary bytes either decode to frames or raise FrameError, nothing else."""
+    decoder = wire.FrameDecoder(max_frame=1024)
+    try:
+        for frame in decoder.feed(data):
+            assert type(frame) is list and type(frame[0]) is int
+    except wire.FrameError:
+        pass
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb({"not": "a list"}),
+        msgpack.packb([]),
+        msgpack.packb(["op-is-a-string"]),
+        msgpack.packb(42),
+        b"\xc1",  # a msgpack byte that is never valid
+    ],
+    ids=["map", "empty-list", "string-op", "int", "reserved-byte"],
+)
+def test_non_frames_are_rejected(data: bytes) -> None:
+    """Valid msgpack that is not ``[int, ...]`` is a FrameError."""
+    with pytest.raises(wire.FrameError):
+        wire.FrameDecoder().feed(data)
+
+
+def test_oversized_frame_is_rejected() -> None:
+    """A frame larger than max_frame raises FrameError instead of buffering without bound."""
+    decoder = wire.FrameDecoder(max_frame=1024)
+    with pytest.raises(wire.FrameError):
+        decoder.feed(wire.encode([1, b"x" * 4096]))
+
+
+def test_payload_values_roundtrip() -> None:
+    """User values: tuples arrive as lists, bytes stay bytes, int map keys are allowed."""
+    value = {"t": (1, 2), "b": b"\x00", 7: "int key"}
+    assert wire.decode_value(wire.encode_value(value)) == {"t": [1, 2], "b": b"\x00", 7: "int key"}
+
+
+def test_non_msgpack_value_raises_type_error() -> None:
+    """encode_value refuses anything that is not a msgpack type."""
+    with pytest.raises(TypeError):
+        wire.encode_value({1, 2})
