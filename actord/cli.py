@@ -264,6 +264,35 @@ def services(ctx: click.Context, socket_path: str | None, config_path: str | Non
         f"  {r.get('last_error') or ''}" for r in rows))
 
 
+def _service_row(row: dict[str, Any]) -> str:
+    return (f"{row['name']}  {row['state']}  {row.get('pid') or '-'}  "
+            f"restarts {row['restarts']}" + (f"  {row['last_error']}" if row["last_error"] else ""))
+
+
+def _service_command(command: str, summary: str) -> None:
+    """Register ``actord start|stop|restart SERVICE``: prints the service's row afterwards.
+
+    ``start``/``restart`` exit 1 if the service ends up ``failed`` (it could not be started).
+    """
+
+    @main.command(command, help=summary)
+    @click.argument("service")
+    @_common
+    def _command(ctx: click.Context, service: str, socket_path: str | None,
+                 config_path: str | None, as_json: bool) -> None:
+        _setup(ctx, socket_path, config_path, as_json)
+        # no client-side wait limit: a stop lasts up to the service's stop_timeout (+ grace)
+        row = _call(ctx, command, None, service=service)
+        _emit(ctx, row, _service_row(row))
+        if command != "stop" and row["state"] == "failed":
+            _fail(f"service {service} failed: {row['last_error'] or row.get('reason')}")
+
+
+_service_command("start", "Start a service that is not running.")
+_service_command("stop", "Stop a service: CANCEL, wait its stop_timeout, then terminate.")
+_service_command("restart", "Stop a service (if running), then start it.")
+
+
 @main.command()
 @_common
 def shutdown(ctx: click.Context, socket_path: str | None, config_path: str | None,

@@ -69,6 +69,9 @@ class ControlServer:
             "exec": self.exec,
             "registry": self.registry,
             "services": self.services,
+            "start": self.start_service,
+            "stop": self.stop_service,
+            "restart": self.restart_service,
             "shutdown": self.shutdown,
         }
 
@@ -153,7 +156,7 @@ class ControlServer:
             "routed": self.router.routed,
             "dead_letters": self.router.dead_letters,
             "hosts": hosts,
-            "services": [],
+            "services": d.services.rows(),
         }
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -216,7 +219,16 @@ class ControlServer:
         return self.router.registry.snapshot()
 
     async def services(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        return []
+        return self.daemon.services.rows()
+
+    async def start_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.daemon.services.start(args["service"])
+
+    async def stop_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.daemon.services.stop(args["service"])
+
+    async def restart_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.daemon.services.restart(args["service"])
 
     async def shutdown(self, args: dict[str, Any]) -> str:
         self.daemon.request_stop("shutdown command")

@@ -1,9 +1,11 @@
 """The daemon (``actord run``): composes router, worker pool and control socket.
 
-Start-up: load config -> become child subreaper -> router -> fork+exec each host's workers
--> control socket -> ``READY=1``. Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
+Start-up: load config -> become child subreaper -> router -> control socket -> fork+exec
+each host's workers -> start ``auto_start`` services in dependency order -> ``READY=1``.
+Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
 
     stop accepting commands
+    stop services in reverse dependency order (each: CANCEL, stop_timeout, terminate)
     CANCEL every process (deadline = shutdown_timeout)
     wait until every process ended, or shutdown_timeout
     SHUTDOWN every worker (terminates what is left, reports EXITs, exits)
@@ -31,6 +33,7 @@ from actord.control import ControlServer
 from actord.core.config import Config
 from actord.pool import WorkerPool
 from actord.router import Router
+from actord.services import ServiceManager
 
 log = logging.getLogger("actord.daemon")
 
@@ -65,6 +68,7 @@ class Daemon:
         self.node = f"actord@{socket.gethostname()}"
         self.started_at = time.time()
         self.router = Router(config)
+        self.services = ServiceManager(self.router, config)
         self._stop = asyncio.Event()
         self.pool: WorkerPool | None = None
         self.control: ControlServer | None = None
@@ -90,6 +94,7 @@ class Daemon:
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)
+        await self.services.start_all()
         log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
                  len(self.config.hosts))
         sd_notify("READY=1\nSTATUS=running")
@@ -101,6 +106,7 @@ class Daemon:
         """The shutdown sequence in the module docstring."""
         assert self.control is not None and self.pool is not None
         self.control.close()
+        await self.services.stop_all()
         timeout = self.config.daemon.shutdown_timeout
         self.router.cancel_all(time.time() + timeout, "shutdown")
         try:

@@ -11,12 +11,14 @@ from typing import Any
 class Message:
     """A message: ``topic``, ``from_`` (sender PID, ``""`` when none) and ``payload``."""
 
-    __slots__ = ("from_", "payload", "topic")
+    __slots__ = ("_seq", "from_", "payload", "topic")
 
     def __init__(self, topic: str, from_: str, payload: Any) -> None:
         self.topic = topic
         self.from_ = from_
         self.payload = payload
+        # arrival number in the receiver's mailbox: an upgrade re-queues in this order
+        self._seq = 0
 
     def __repr__(self) -> str:
         return f"Message(topic={self.topic!r}, from_={self.from_!r}, payload={self.payload!r})"

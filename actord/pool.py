@@ -2,10 +2,14 @@
 
 Each worker is ``python -m actord.worker`` in its own session (so its process group holds
 everything its actors start), connected to the router by a socketpair passed as an fd.
-Exits are watched with a pidfd on the event loop, so no SIGCHLD handler is needed and PID
-reuse cannot confuse us. Invariant: a slot has at most one live worker; a replacement is
-started only after the old one was reaped, its process group killed and its processes ended
-with ``"worker crashed"``.
+Exits are watched with a pidfd on the event loop, so PID reuse cannot confuse us. The daemon
+is child subreaper, so processes that actor code left behind are re-parented to it: a timer
+reaps those that exited (no SIGCHLD: uvloop keeps that signal to itself).
+
+Invariant: a slot has at most one live worker; a replacement is started only after the old
+one was reaped, its process group killed and its processes ended with ``"worker crashed"``,
+and it takes the slot in that same step, so the slot is never seen empty when the first
+crash notices go out (except during a crash-loop backoff).
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ log = logging.getLogger("actord.pool")
 
 #: restarts of one slot within this many seconds count towards the crash-loop backoff
 CRASH_WINDOW = 30.0
+#: seconds between two reaps of orphans (processes actor code left behind) that exited
+REAP_INTERVAL = 1.0
+#: seconds to wait, after a worker exited, for the EOF that follows its last frames
+DRAIN_TIMEOUT = 1.0
+#: seconds a worker whose socket closed has to end itself before it is SIGKILLed
+KILL_GRACE = 1.0
 
 
 class WorkerPool:
@@ -40,15 +50,24 @@ class WorkerPool:
         self.procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self._crashes: dict[tuple[str, int], list[float]] = {}
         self._exited: dict[tuple[str, int], asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
+        self._reaper = self._loop.call_later(REAP_INTERVAL, self._reap_orphans)
 
     async def start_host(self, host: str, workers: int) -> None:
-        """Start ``workers`` worker processes for ``host``."""
+        """Start ``workers`` worker processes for ``host`` and wait until each is connected."""
         for index in range(workers):
-            await self.launch(host, index, restarts=0)
+            link = self.launch(host, index, restarts=0)
+            await link.conn.connected.wait()
 
-    async def launch(self, host: str, index: int, restarts: int) -> WorkerLink:
-        """Fork+exec one worker and attach it to the router."""
+    def launch(self, host: str, index: int, restarts: int) -> WorkerLink:
+        """Fork+exec one worker and attach it to the router now.
+
+        Attaching does not wait for the connection: frames sent to the new worker queue in
+        its ``FrameProtocol`` until the socket is connected, so a replacement takes its slot
+        in the same loop iteration that reported the old worker's death and nobody who
+        heard of the crash can find the slot empty.
+        """
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = child_sock.fileno()
         cmd = [
@@ -56,21 +75,23 @@ class WorkerPool:
             "--fd", str(fd), "--host", host, "--index", str(index),
             "--ppid", str(os.getpid()), "--max-frame", str(self.max_frame),
         ]
-        proc = subprocess.Popen(cmd, pass_fds=[fd], start_new_session=True,
-                                stdin=subprocess.DEVNULL)
-        child_sock.close()
+        try:
+            proc = subprocess.Popen(cmd, pass_fds=[fd], start_new_session=True,
+                                    stdin=subprocess.DEVNULL)
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
         key = (host, index)
         self.procs[key] = proc
         self._exited[key] = asyncio.Event()
         holder: list[WorkerLink] = []
-        _, conn = await self._loop.connect_accepted_socket(
-            lambda: FrameProtocol(
-                lambda f: self.router.on_frame(holder[0], f),
-                on_close=lambda exc: self._on_conn_lost(holder[0], proc),
-                on_bad_frame=lambda why: log.error("worker %s/%d: %s", host, index, why),
-                max_frame=self.max_frame,
-            ),
-            parent_sock,
+        conn = FrameProtocol(
+            lambda f: self.router.on_frame(holder[0], f),
+            on_close=lambda exc: self._on_conn_lost(proc),
+            on_bad_frame=lambda why: log.error("worker %s/%d: %s", host, index, why),
+            max_frame=self.max_frame,
         )
         link = WorkerLink(host, index, conn, proc.pid)
         link.restarts = restarts
@@ -78,12 +99,30 @@ class WorkerPool:
         self.router.attach(link)
         pidfd = os.pidfd_open(proc.pid)
         self._loop.add_reader(pidfd, self._on_exit, link, proc, pidfd)
+        task = self._loop.create_task(self._connect(conn, parent_sock, proc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         log.info("worker %s started (os pid %d)", link.tag, proc.pid)
         return link
 
-    def _on_conn_lost(self, link: WorkerLink, proc: subprocess.Popen[bytes]) -> None:
-        self.router.worker_down(link)
-        if proc.poll() is None:
+    async def _connect(self, conn: FrameProtocol, sock: socket.socket,
+                       proc: subprocess.Popen[bytes]) -> None:
+        try:
+            await self._loop.connect_accepted_socket(lambda: conn, sock)
+        except OSError as e:  # cannot happen with a fresh socketpair; never leave a mute worker
+            log.error("cannot connect to worker (os pid %d): %s; killing it", proc.pid, e)
+            sock.close()
+            proc.kill()
+
+    def _on_conn_lost(self, proc: subprocess.Popen[bytes]) -> None:
+        # On EOF a worker kills its descendants and itself; SIGKILL it only if it has not
+        # done so by then (a SIGKILL now could cut its clean-up short). It is declared down
+        # once reaped (``_on_exit``): its processes end and its replacement starts in one step.
+        self._loop.call_later(KILL_GRACE, self._kill_if_running, proc)
+
+    @staticmethod
+    def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
+        if proc.returncode is None:
             proc.kill()
 
     def _on_exit(self, link: WorkerLink, proc: subprocess.Popen[bytes], pidfd: int) -> None:
@@ -92,6 +131,27 @@ class WorkerPool:
         code = proc.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever its actors left behind
+        if link.conn.lost.is_set():
+            self._down(link, proc, code)
+        else:
+            # Frames it wrote before dying may still be unread: handle them before its
+            # processes end (a message before its sender's EXIT, a real result before
+            # "worker crashed"). The kernel closed its end, so EOF follows them.
+            task = self._loop.create_task(self._drain_then_down(link, proc, code))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain_then_down(self, link: WorkerLink, proc: subprocess.Popen[bytes],
+                               code: int) -> None:
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await link.conn.lost.wait()
+        except TimeoutError:  # a descendant that inherited the socket keeps it open
+            link.conn.abort("worker exited but its socket is still open")
+        self._down(link, proc, code)
+
+    def _down(self, link: WorkerLink, proc: subprocess.Popen[bytes], code: int) -> None:
+        """The worker is reaped and its frames handled: end its processes, refill the slot."""
         self.router.worker_down(link)
         key = (link.host, link.index)
         self._exited[key].set()
@@ -101,31 +161,55 @@ class WorkerPool:
         now = time.monotonic()
         recent = [t for t in self._crashes.get(key, []) if now - t < CRASH_WINDOW] + [now]
         self._crashes[key] = recent
-        delay = 0.0 if len(recent) <= 3 else min(5.0, 0.1 * 2 ** (len(recent) - 3))
-        self._loop.call_later(delay, self._relaunch, link)
+        if len(recent) <= 3:
+            self._relaunch(link)  # at once: the EXITs just queued go out after the new link
+        else:
+            self._loop.call_later(min(5.0, 0.1 * 2 ** (len(recent) - 3)), self._relaunch, link)
+
+    def _reap_orphans(self) -> None:
+        """Reap exited children that are not workers (orphans adopted as subreaper)."""
+        workers = {proc.pid for proc in self.procs.values()}
+        while True:
+            try:  # peek (WNOWAIT): a worker's exit is left to ``_on_exit``, which wants its code
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+            if info is None or info.si_pid in workers:
+                break  # nothing exited, or a worker whose pidfd callback comes next
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.si_pid, 0)
+        self._reaper = self._loop.call_later(REAP_INTERVAL, self._reap_orphans)
 
     def _relaunch(self, old: WorkerLink) -> None:
-        if not self.stopping:
-            self._loop.create_task(self.launch(old.host, old.index, restarts=old.restarts + 1))
+        if self.stopping:
+            return
+        try:
+            self.launch(old.host, old.index, restarts=old.restarts + 1)
+        except OSError as e:  # e.g. out of fds or memory: keep trying, the slot must be refilled
+            log.error("cannot start worker %s: %s; retrying in 1s", old.tag, e)
+            self._loop.call_later(1.0, self._relaunch, old)
 
     async def stop(self, timeout: float) -> None:
         """Ask every worker to exit, wait up to ``timeout``, then SIGKILL and reap."""
         self.stopping = True
+        self._reaper.cancel()  # the daemon's final reap takes over
         for slots in self.router.hosts.values():
             for link in slots:
                 if link.up:
                     link.conn.send([wire.SHUTDOWN])
                     link.conn.flush_now()
-        waits = [self._exited[key].wait() for key, proc in self.procs.items()
-                 if proc.returncode is None]
+        waits = [ev.wait() for ev in self._exited.values() if not ev.is_set()]
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*waits)
         except TimeoutError:
             for key, proc in self.procs.items():
-                if proc.poll() is None:
+                if not self._exited[key].is_set():
                     log.warning("worker %s/%d did not exit; killing it", *key)
                     proc.kill()
-            async with asyncio.timeout(5.0):
-                await asyncio.gather(*(ev.wait() for ev in self._exited.values()))
+            try:
+                async with asyncio.timeout(5.0):
+                    await asyncio.gather(*(ev.wait() for ev in self._exited.values()))
+            except TimeoutError:  # unkillable (D state): the daemon's final reap waits for it
+                log.error("workers still not reaped 5s after SIGKILL")
         await asyncio.sleep(0)

@@ -180,35 +180,51 @@ def upgrade(id: str | None = None, *args: Any) -> NoReturn:
         wire.encode_value(list(args))
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidError(f"upgrade args are not msgpack values: {e}") from None
-    if asyncio.current_task() is not proc.task and proc.task is not None:
-        # called from a helper task: unwind the main task too
+    task = asyncio.current_task()
+    if task is not proc.task and proc.task is not None:
+        # called from a helper task: unwind the main task too; the Upgrade that ends this
+        # helper is no error to report ("Task exception was never retrieved")
         proc.upgrade_request = (new_id, list(args))
         proc.task.cancel()
+        if task is not None:
+            task.add_done_callback(_retrieve)
     raise Upgrade(new_id, list(args))
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def with_context(values: dict[str, Any]) -> SpawnBuilder:
     """A SpawnBuilder whose children get these context values."""
+    require_process()
     return SpawnBuilder().with_context(values)
+
+
+def _check_name(name: object) -> str:
+    """A name is a non-empty str that does not look like a PID (else INVALID)."""
+    if not isinstance(name, str) or not name or name[0] == "{":
+        raise InvalidError(f"bad name {name!r}: must be a non-empty string not starting with {{")
+    return name
 
 
 async def _register(name: str, pid: str | None = None) -> None:
     rt, proc = require_process()
-    if not isinstance(name, str) or not name or name[0] == "{":
-        raise InvalidError(f"bad name {name!r}")
+    _check_name(name)
+    if pid is not None and not ids.is_pid(pid):
+        raise InvalidError(f"bad pid {pid!r}")
     await rt.call(proc, "register", {"name": name, "pid": pid or proc.pid})
 
 
 def _lookup(name: str) -> str:
     rt, _ = require_process()
-    if not isinstance(name, str) or not name or name[0] == "{":
-        raise InvalidError(f"bad name {name!r}")
-    return rt.resolve(name)
+    return rt.resolve(_check_name(name))
 
 
 async def _unregister(name: str) -> bool:
     rt, proc = require_process()
-    return bool(await rt.call(proc, "unregister", {"name": name}))
+    return bool(await rt.call(proc, "unregister", {"name": _check_name(name)}))
 
 
 registry = SimpleNamespace(register=_register, lookup=_lookup, unregister=_unregister)

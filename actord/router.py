@@ -11,8 +11,8 @@ Spawn handshake (the child's edges exist before its first instruction runs)::
     caller worker            router                        target worker
       CALL spawn  ------->   check id/host, allocate PID
                              install monitor/link, claim name
-                             START  ------------------------>  create task
                              NAME (broadcast to all workers)
+                             START  ------------------------>  create task
       <-------- REPLY pid
 
 Invariant: order per sender/receiver pair is kept because each worker pipe is FIFO and the
@@ -284,10 +284,10 @@ class Router:
             "scope": req.get("scope"),
             "messages": req.get("messages") or [],
         }
-        worker.conn.send([wire.START, pid, id, proc_cfg.entry, list(req.get("args") or []), opts])
-        if name:
+        if name:  # claimed before the child runs: its worker learns the name before START
             self.registry.register(name, pid)
             self._broadcast([wire.NAME, name, pid])
+        worker.conn.send([wire.START, pid, id, proc_cfg.entry, list(req.get("args") or []), opts])
         return pid
 
     def _signal_existing(self, caller: str, pid: str, req: dict[str, Any]) -> str:

@@ -94,7 +94,8 @@ class FrameDecoder:
         try:
             self._unpacker.feed(data)
             frames = list(self._unpacker)
-        except (ValueError, msgpack.UnpackException) as e:
+        except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map key
+            # that is a list or map (unhashable), e.g. b"\x91\x81\x91\x01\x02"
             raise FrameError(f"{type(e).__name__}: {e}") from None
         for frame in frames:
             if type(frame) is not list or not frame or type(frame[0]) is not int:

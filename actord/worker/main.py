@@ -3,7 +3,8 @@
 The daemon starts each worker with fork+exec (``python -m actord.worker``), so no event loop
 state is ever inherited across a fork. A worker dies with the daemon: it asks the kernel for
 SIGTERM when its parent dies and also treats EOF on the router socket as the end; either way
-it kills its whole process group (itself and anything actor code started) with SIGKILL.
+it SIGKILLs every OS process below it (whatever session or group actor code put them in), then
+its whole process group, itself included.
 """
 
 from __future__ import annotations
@@ -42,9 +43,53 @@ def _prctl(option: int, arg: int | bytes) -> None:
 def _die_with_group(*_: Any) -> None:
     """Kill this worker and every OS process it or its actors started."""
     try:
+        with contextlib.suppress(OSError):
+            _kill_descendants()
         os.killpg(os.getpgid(0), signal.SIGKILL)
     finally:
         os._exit(1)
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every live process below this one, including those in their own session.
+
+    The tree is frozen first (SIGSTOP, repeated until no new process shows up), because once
+    the daemon is gone a killed child's children are re-parented to init, out of our sight.
+    """
+    stopped: set[int] = set()
+    for _ in range(10):
+        fresh = [pid for pid in _descendants(os.getpid()) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped.update(fresh)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Live (non-zombie) processes below ``root``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            out.append(child)
+            stack.append(child)
+    return out
 
 
 class FrameLogHandler(logging.Handler):

@@ -5,6 +5,9 @@ if it was created, else it is *held* in arrival order. Creating ``listen(t)`` ta
 messages of topic ``t``; creating ``inbox()`` takes all the other held ones. Events go only
 to ``events()`` (held until it exists). Invariant: a message is in exactly one place (held,
 one channel, or received), so ``mailbox_depth`` counts each undelivered message once.
+
+Every arriving message gets the next arrival number (``Message._seq``), so an upgrade can put
+what waits in the old channels back in arrival order, each with its sender (SPEC section 5).
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ from actord.errors import AlreadyExistsError, InvalidError
 from actord.messages import Event, Message
 
 
+class Listener:
+    """One ``listen`` channel; a payload-only one remembers the Messages its items came from."""
+
+    __slots__ = ("as_message", "ch", "sources")
+
+    def __init__(self, ch: Channel, as_message: bool) -> None:
+        self.ch = ch
+        self.as_message = as_message
+        # payload-only: the Messages of the last len(ch) items, oldest first (for upgrade)
+        self.sources: deque[Message] = deque()
+
+    def put(self, msg: Message) -> None:
+        """Queue one message (or its payload) in the channel."""
+        if self.as_message:
+            self.ch._put(msg)
+            return
+        if not self.ch._put(msg.payload):
+            return  # closed by the process: dropped
+        sources = self.sources
+        sources.append(msg)
+        while len(sources) > len(self.ch):  # those were received: forget them
+            sources.popleft()
+
+
 class Proc:
     """A process: identity, channels, held mail, options, and the tasks it owns."""
 
@@ -27,11 +54,13 @@ class Proc:
         "cancel_timer",
         "context",
         "events",
+        "execs",
         "held",
         "held_events",
         "id",
         "inbox",
         "listeners",
+        "next_seq",
         "pid",
         "scope",
         "task",
@@ -60,19 +89,23 @@ class Proc:
         self.held_events: deque[Event] = deque()
         self.inbox: Channel | None = None
         self.events: Channel | None = None
-        # topic -> (channel, deliver whole Message objects?)
-        self.listeners: dict[str, tuple[Channel, bool]] = {}
+        self.listeners: dict[str, Listener] = {}
+        self.next_seq = 0
         self.trap_links = False
         self.cancel_timer: asyncio.TimerHandle | None = None
         self.upgrade_request: tuple[str, list[Any]] | None = None
+        # exec children this process waits for -> their result (set on EV_EXEC)
+        self.execs: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     # -- delivery (hot path) -------------------------------------------------------------------
     def deliver(self, msg: Message) -> None:
         """Route one arriving message (SPEC 4.2)."""
+        self.next_seq += 1
+        msg._seq = self.next_seq
         if self.listeners:
-            entry = self.listeners.get(msg.topic)
-            if entry is not None:
-                entry[0]._put(msg if entry[1] else msg.payload)
+            listener = self.listeners.get(msg.topic)
+            if listener is not None:
+                listener.put(msg)
                 return
         if self.inbox is not None:
             self.inbox._put(msg)
@@ -110,11 +143,11 @@ class Proc:
         if topic in self.listeners:
             raise AlreadyExistsError(f"already listening on topic {topic!r}")
         ch = Channel(f"listen:{topic}")
-        self.listeners[topic] = (ch, as_message)
+        listener = self.listeners[topic] = Listener(ch, as_message)
         keep: deque[Message] = deque()
         for msg in self.held:
             if msg.topic == topic:
-                ch._put(msg if as_message else msg.payload)
+                listener.put(msg)
             else:
                 keep.append(msg)
         self.held = keep
@@ -122,30 +155,33 @@ class Proc:
 
     def unlisten(self, ch: Channel) -> None:
         """Stop a listener; later messages of its topic go to the inbox (or are held)."""
-        for topic, (listener, _) in list(self.listeners.items()):
-            if listener is ch:
+        for topic, listener in list(self.listeners.items()):
+            if listener.ch is ch:
                 del self.listeners[topic]
                 ch.close()
                 return
         raise InvalidError("not a listen channel of this process")
 
     def reset_channels(self) -> None:
-        """For upgrade: put everything queued in channels back to held mail, in order."""
-        held: deque[Message] = deque()
+        """For upgrade: put everything queued in channels back to held mail, in arrival order."""
+        queued: list[Message] = list(self.held)
         if self.inbox is not None:
-            held.extend(self.inbox._drain())  # type: ignore[arg-type]
+            queued.extend(self.inbox._drain())  # type: ignore[arg-type]
             self.inbox.close()
-        for topic, (ch, as_message) in self.listeners.items():
-            for item in ch._drain():
-                held.append(item if as_message else Message(topic, "", item))  # type: ignore[arg-type]
-            ch.close()
-        held.extend(self.held)
-        self.held = held
+        for listener in self.listeners.values():
+            items = listener.ch._drain()
+            if listener.as_message:
+                queued.extend(items)  # type: ignore[arg-type]
+            elif items:
+                queued.extend(list(listener.sources)[-len(items):])
+            listener.ch.close()
+        queued.sort(key=_arrival)
+        self.held = deque(queued)
         if self.events is not None:
-            queued = self.events._drain()
+            events = self.events._drain()
             self.events.close()
-            queued.extend(self.held_events)
-            self.held_events = deque(queued)  # type: ignore[arg-type]
+            events.extend(self.held_events)
+            self.held_events = deque(events)  # type: ignore[arg-type]
         self.inbox = None
         self.events = None
         self.listeners = {}
@@ -158,6 +194,10 @@ class Proc:
             n += len(self.inbox)
         if self.events is not None:
             n += len(self.events)
-        for ch, _ in self.listeners.values():
-            n += len(ch)
+        for listener in self.listeners.values():
+            n += len(listener.ch)
         return n
+
+
+def _arrival(msg: Message) -> int:
+    return msg._seq

@@ -62,8 +62,8 @@ class Runtime:
         self.names: dict[str, str] = {}
         self.processes: dict[str, str] = {}  # process id -> entry
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.exec_waits: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.exec_early: dict[str, dict[str, Any]] = {}
+        # request id -> caller, for the spawn calls of exec (see ``_on_reply``)
+        self.exec_spawns: dict[int, Proc] = {}
         self.next_req = 0
         self.dead_letters = 0
         self.stopping = asyncio.Event()
@@ -113,6 +113,14 @@ class Runtime:
 
     def _on_reply(self, frame: list[Any]) -> None:
         fut = self.pending.pop(frame[1], None)
+        caller = self.exec_spawns.pop(frame[1], None)
+        if caller is not None and frame[2] is None:
+            if fut is None or fut.done():  # the exec was cancelled before its child's PID came
+                self._abandon_exec(caller, frame[3], "exec cancelled")
+            else:
+                # The wait for an exec child's result exists from the moment its PID is
+                # known: its EV_EXEC can arrive before the caller's coroutine resumes.
+                caller.execs[frame[3]] = self.loop.create_future()
         if fut is None or fut.done():
             return
         if frame[2] is None:
@@ -135,10 +143,8 @@ class Runtime:
         if proc is None:
             return
         if kind == wire.EV_EXEC:
-            fut = self.exec_waits.pop(from_, None)
-            if fut is None:
-                self.exec_early[from_] = result
-            elif not fut.done():
+            fut = proc.execs.get(from_)
+            if fut is not None and not fut.done():
                 fut.set_result(result)
             return
         if kind == wire.EV_LINK_DOWN and not proc.trap_links:
@@ -172,29 +178,37 @@ class Runtime:
         """The body of a process task: run the entry, follow upgrades, report the end."""
         current.set(proc)
         while True:
+            result: dict[str, Any] = {}
+            upgrade: tuple[str, list[Any]] | None = None
             try:
                 fn = self.load_entry(entry, reload=False)
-                value = await fn(*args)
-                result: dict[str, Any] = {"value": value}
+                result = {"value": await fn(*args)}
             except Upgrade as up:
-                entry_or_error = self._prepare_upgrade(proc, up.id, up.args_)
-                if entry_or_error[0]:
-                    entry, args = entry_or_error[1], up.args_
-                    continue
-                result = {"error": entry_or_error[1]}
+                upgrade = (up.id, up.args_)
             except asyncio.CancelledError:
-                if proc.alive and proc.upgrade_request is not None:
-                    id, new_args = proc.upgrade_request
-                    proc.upgrade_request = None
-                    entry_or_error = self._prepare_upgrade(proc, id, new_args)
-                    if entry_or_error[0]:
-                        entry, args = entry_or_error[1], new_args
-                        continue
-                    result = {"error": entry_or_error[1]}
+                if proc.alive and proc.upgrade_request is not None:  # upgrade from a helper task
+                    upgrade, proc.upgrade_request = proc.upgrade_request, None
                 else:
                     result = {"error": "process terminated"}
             except Exception as e:  # the one place actor failures are caught: an abnormal end
                 result = {"error": error_string(e)}
+            except BaseExceptionGroup as eg:
+                # an upgrade from inside a TaskGroup arrives wrapped in a group
+                up = _upgrade_in(eg)
+                if up is not None:
+                    upgrade = (up.id, up.args_)
+                else:
+                    result = {"error": error_string(eg)}
+            except BaseException as e:
+                # SystemExit, KeyboardInterrupt...: they end this process, never the worker
+                # (asyncio would re-raise them out of the event loop and kill every process)
+                result = {"error": error_string(e)}
+            if upgrade is not None:
+                ok, entry_or_error = self._prepare_upgrade(proc, *upgrade)
+                if ok:
+                    entry, args = entry_or_error, upgrade[1]
+                    continue
+                result = {"error": entry_or_error}
             break
         self.finish(proc, result)
 
@@ -220,16 +234,28 @@ class Runtime:
         if module is None:
             importlib.invalidate_caches()
             module = importlib.import_module(module_name)
-            self._module_stamp[module_name] = _stamp(module)
-        elif reload and _stamp(module) != self._module_stamp.get(module_name):
-            module = importlib.reload(module)
-            self._module_stamp[module_name] = _stamp(module)
+            self._stamp_new_modules()
+        elif reload:
+            # A module with no stamp was imported outside load_entry (lazily, by actor code)
+            # and is taken as current: only a change seen since a stamp triggers a re-import.
+            stamp = self._module_stamp.setdefault(module_name, _stamp(module))
+            if _stamp(module) != stamp:
+                module = importlib.reload(module)
+                self._module_stamp[module_name] = _stamp(module)
         fn = getattr(module, attr, None)
         if fn is None:
             raise NotFoundError(f"entry {entry!r}: module has no {attr!r}")
         if not asyncio.iscoroutinefunction(fn):
             raise InvalidError(f"entry {entry!r} is not an async function")
         return fn  # type: ignore[no-any-return]
+
+    def _stamp_new_modules(self) -> None:
+        """Remember the on-disk stamp of every module imported so far (an entry's imports
+        included), so upgrade re-imports a module only when its file changed since."""
+        stamps = self._module_stamp
+        for name, module in list(sys.modules.items()):
+            if name not in stamps and module is not None:
+                stamps[name] = _stamp(module)
 
     def finish(self, proc: Proc, result: dict[str, Any]) -> None:
         """Report the end of a process that has not been reported yet."""
@@ -238,7 +264,7 @@ class Runtime:
         self._mark_dead(proc)
         try:
             self.conn.send([wire.EXITED, proc.pid, result])
-        except TypeError:
+        except (TypeError, ValueError, OverflowError):
             bad = type(result.get("value")).__name__
             self.conn.send(
                 [wire.EXITED, proc.pid, {"error": f"InvalidError: result of type {bad} is not "
@@ -257,6 +283,11 @@ class Runtime:
         self._cancel_tasks(proc)
 
     def _mark_dead(self, proc: Proc) -> None:
+        # before its EXITED: the router still takes calls from this caller
+        for child, fut in list(proc.execs.items()):
+            if not fut.done():
+                self._abandon_exec(proc, child, "exec cancelled")
+        proc.execs.clear()
         proc.alive = False
         self.procs.pop(proc.pid, None)
         if proc.cancel_timer is not None:
@@ -303,7 +334,9 @@ class Runtime:
             raise NotFoundError(f"no process registered as {dest!r}")
         return pid
 
-    async def call(self, proc: Proc, op: str, args: dict[str, Any]) -> Any:
+    async def call(
+        self, proc: Proc, op: str, args: dict[str, Any], *, exec_spawn: bool = False
+    ) -> Any:
         """Ask the router; raises the ``ProcessError`` it answers with."""
         self.next_req += 1
         req = self.next_req
@@ -313,33 +346,46 @@ class Runtime:
             raise InvalidError(f"argument is not a msgpack value: {e}") from None
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending[req] = fut
+        if exec_spawn:
+            self.exec_spawns[req] = proc
         try:
             return await fut
         finally:
             self.pending.pop(req, None)
+            if exec_spawn and not proc.alive:
+                self.exec_spawns.pop(req, None)  # no reply comes for a dead caller
 
     async def exec(self, proc: Proc, args: dict[str, Any], timeout: float | None) -> Any:
-        """Spawn an exec child and wait for its result (SPEC: ``exec``)."""
+        """Spawn an exec child and wait for its result (SPEC: ``exec``).
+
+        A caller that stops waiting (timeout, its task cancelled, its process ended) leaves
+        the child a CANCEL, so an abandoned child is asked to stop rather than forgotten.
+        """
         from actord.errors import ProcessFailedError
 
-        child = await self.call(proc, "spawn", args)
-        result = self.exec_early.pop(child, None)
-        if result is None:
-            fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-            self.exec_waits[child] = fut
-            try:
-                async with asyncio.timeout(timeout):
-                    result = await fut
-            except BaseException:
-                self.exec_waits.pop(child, None)
-                if proc.alive:
-                    self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child}])
-                raise
+        child = await self.call(proc, "spawn", args, exec_spawn=True)
+        fut = proc.execs[child]  # registered by _on_reply
+        try:
+            async with asyncio.timeout(timeout):
+                result: dict[str, Any] = await fut
+        except TimeoutError:
+            self._abandon_exec(proc, child, "exec timeout")
+            raise
+        except BaseException:
+            self._abandon_exec(proc, child, "exec cancelled")
+            raise
+        finally:
+            proc.execs.pop(child, None)
         if "error" in result:
             raise ProcessFailedError(
                 f"{child} failed: {result['error']}", pid=child, error=result["error"]
             )
         return result.get("value")
+
+    def _abandon_exec(self, proc: Proc, child: str, reason: str) -> None:
+        """CANCEL an exec child nobody waits for any more (no-op once ``proc`` is dead)."""
+        if proc.alive:
+            self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         """Register a task started by process code, so the process's end cancels it."""
@@ -347,6 +393,18 @@ class Runtime:
         if proc is not None and task is not proc.task:
             proc.tasks.add(task)
             task.add_done_callback(proc.tasks.discard)
+
+
+def _upgrade_in(group: BaseExceptionGroup[Any]) -> Upgrade | None:
+    """The first ``Upgrade`` inside a (nested) exception group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, Upgrade):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _upgrade_in(exc)
+            if found is not None:
+                return found
+    return None
 
 
 def _stamp(module: ModuleType) -> tuple[int, int]:

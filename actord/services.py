@@ -1,0 +1,328 @@
+"""Supervised services (SPEC section 8): start, watch, restart and stop ``[services]``.
+
+The ``ServiceManager`` runs in the daemon beside the router. It keeps one record per service
+and moves its state only through :func:`transition`::
+
+    STOPPED --start--> STARTING --spawned--> RUNNING --end, restart--> STARTING (backoff)
+                          |  ^                   |---end, not restarted--> EXITED | FAILED
+                          |  '--spawn failed     |---intensity exceeded--> FAILED
+                          |---stop--> STOPPED    '---stop--> STOPPING --EXIT--> STOPPED
+                          '---spawn failed, given up--> FAILED
+    FAILED | EXITED --start--> STARTING
+
+An end is abnormal when its result is an error (an exception, ``terminate``, a cancel
+deadline, ``"worker crashed"``...). Whether it is restarted, after which delay, and when the
+service is given up (``failed``) is decided by :mod:`actord.core.restart`; an end that is not
+restarted is ``exited`` if normal, ``failed`` if abnormal. A spawn that fails (e.g. the
+registered name is held by another process) counts as an abnormal end of a zero-length run.
+While the service's host has no live worker (one is being replaced), the start waits for one
+without counting a failure.
+
+"Started" means spawned and registered (the router's spawn handshake), so a service started
+after its ``depends_on`` can resolve their names at once. ``depends_on`` orders start and stop
+(dependency levels, each level in parallel); it does not start or stop dependencies.
+
+Stop (signal, wait, then kill; the router's exit callback confirms)::
+
+    CANCEL, deadline now + stop_timeout   (the worker terminates the process at the deadline)
+    wait for the end, up to stop_timeout + STOP_GRACE
+    terminate, wait up to TERMINATE_WAIT  (only if the worker did not act: it is hung)
+
+Invariants: a service has a live process iff its state is RUNNING or STOPPING, and ``pid`` is
+that process; a requested stop is never followed by a restart, nor is any end once the
+manager is closing (daemon shutdown); at most one restart timer per service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actord.core.config import Config, ServiceConfig, service_start_order
+from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
+from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
+from actord.router import Router
+
+log = logging.getLogger("actord.services")
+
+#: seconds beyond ``stop_timeout`` to wait for the EXIT of the worker's deadline kill
+STOP_GRACE = 1.0
+#: seconds to wait for the EXIT after a terminate
+TERMINATE_WAIT = 5.0
+#: seconds between checks for a live worker while the service's host has none
+WORKER_POLL = 0.05
+
+
+class ServiceState(enum.Enum):
+    """A service's state, as ``services --json`` shows it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    EXITED = "exited"
+
+
+_S = ServiceState
+_MOVES: dict[ServiceState, frozenset[ServiceState]] = {
+    _S.STOPPED: frozenset({_S.STARTING}),
+    # STARTING -> STARTING: a spawn that failed waits (backoff) for another attempt
+    _S.STARTING: frozenset({_S.STARTING, _S.RUNNING, _S.STOPPED, _S.FAILED}),
+    _S.RUNNING: frozenset({_S.STARTING, _S.STOPPING, _S.FAILED, _S.EXITED}),
+    _S.STOPPING: frozenset({_S.STOPPED}),
+    _S.FAILED: frozenset({_S.STARTING}),
+    _S.EXITED: frozenset({_S.STARTING}),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A move the service state machine does not allow (a bug in the caller)."""
+
+
+def transition(current: ServiceState, new: ServiceState) -> ServiceState:
+    """``new`` if moving there from ``current`` is allowed, else ``IllegalTransitionError``."""
+    if new not in _MOVES[current]:
+        raise IllegalTransitionError(f"service state {current.value} -> {new.value}")
+    return new
+
+
+class _Service:
+    """One service's record; only the ``ServiceManager`` touches it."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.state = ServiceState.STOPPED
+        self.pid: str | None = None
+        self.restarts = 0  # restarts by the policy since the daemon started
+        self.last_error: str | None = None  # of the last abnormal end
+        self.reason: str | None = None  # why it is FAILED or EXITED
+        self.history: tuple[float, ...] = ()  # restart times still in the intensity window
+        self.streak = 0  # consecutive restarts: the backoff exponent
+        self.started_at = 0.0  # monotonic, of the current run
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle = asyncio.Event()  # set while no process of this service is alive
+        self.idle.set()
+
+
+class ServiceManager:
+    """The supervisor of every configured service."""
+
+    def __init__(
+        self,
+        router: Router,
+        config: Config,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.router = router
+        self.config = config
+        self.rng = rng if rng is not None else random.Random()
+        self.clock = clock
+        self.closing = False
+        self._services = {name: _Service(s) for name, s in config.services.items()}
+
+    # -- API ---------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Every service in config order, as ``services --json`` shows it."""
+        return [self._row(svc) for svc in self._services.values()]
+
+    async def start_all(self) -> None:
+        """Start the ``auto_start`` services, dependency level by level."""
+        for level in service_start_order(self.config):
+            await asyncio.gather(
+                *(self.start(n) for n in level if self._services[n].config.auto_start)
+            )
+
+    async def stop_all(self) -> None:
+        """Daemon shutdown: no more restarts; stop every service in reverse dependency order."""
+        self.closing = True
+        for level in reversed(service_start_order(self.config)):
+            results = await asyncio.gather(
+                *(self._stop(self._services[n]) for n in level), return_exceptions=True
+            )
+            for name, result in zip(level, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("service %s: %s", name, result)
+
+    async def start(self, name: str) -> dict[str, Any]:
+        """Start a service that is not running (a fresh intensity and backoff); its row."""
+        svc = self._get(name)
+        if self.closing:
+            raise InvalidError("the daemon is shutting down")
+        if svc.state is ServiceState.STOPPING:
+            await self._stop(svc)  # let the stop in progress finish first
+        if svc.state in (ServiceState.STOPPED, ServiceState.FAILED, ServiceState.EXITED):
+            svc.history, svc.streak, svc.reason = (), 0, None
+            self._move(svc, ServiceState.STARTING)
+            self._launch(svc)
+        return self._row(svc)
+
+    async def stop(self, name: str) -> dict[str, Any]:
+        """Stop a service (see the module docstring); its row."""
+        svc = self._get(name)
+        await self._stop(svc)
+        return self._row(svc)
+
+    async def restart(self, name: str) -> dict[str, Any]:
+        """Stop (if needed), then start; its row."""
+        await self._stop(self._get(name))
+        return await self.start(name)
+
+    # -- internals: starting -----------------------------------------------------------------
+    def _get(self, name: object) -> _Service:
+        svc = self._services.get(name) if isinstance(name, str) else None
+        if svc is None:
+            raise NotFoundError(f"unknown service {name!r}")
+        return svc
+
+    def _move(self, svc: _Service, new: ServiceState) -> None:
+        old, svc.state = svc.state, transition(svc.state, new)
+        if old is not new:
+            level = logging.WARNING if new is ServiceState.FAILED else logging.INFO
+            log.log(level, "service %s: %s -> %s", svc.config.name, old.value, new.value)
+
+    def _launch(self, svc: _Service) -> None:
+        """Spawn the process of a STARTING service; a failed spawn counts as an abnormal end."""
+        svc.timer = None
+        cfg = svc.config
+        if not any(w.up for w in self.router.hosts.get(cfg.host, ())):
+            svc.timer = asyncio.get_running_loop().call_later(WORKER_POLL, self._launch, svc)
+            return
+        try:
+            pid = self._spawn(cfg)
+        except ProcessError as e:
+            log.error("service %s: spawn failed: %s", cfg.name, e)
+            self._after_end(svc, {"error": f"spawn failed: {e.kind}: {e}"}, ran_for=0.0)
+            return
+        svc.pid, svc.started_at = pid, self.clock()
+        svc.idle.clear()
+        self.router.on_exit(pid, lambda result: self._ended(svc, pid, result))
+        self._move(svc, ServiceState.RUNNING)
+
+    def _spawn(self, cfg: ServiceConfig) -> str:
+        name = cfg.registered_name
+        holder = self.router.registry.lookup(name) if name else None
+        if holder is not None:  # spawn would hand us the holder (with_name semantics)
+            raise AlreadyExistsError(f"name {name!r} is held by {holder}")
+        actor = None if cfg.actor is None else {"id": cfg.actor.id, "meta": dict(cfg.actor.meta)}
+        request = {
+            "id": cfg.process,
+            "host": cfg.host,
+            "args": list(cfg.args),
+            "name": name,
+            "actor": actor,
+            "scope": list(cfg.scope) if cfg.scope else None,
+        }
+        return self.router.spawn("", request)
+
+    def _relaunch(self, svc: _Service) -> None:
+        """The backoff timer fired: restart."""
+        svc.restarts += 1
+        self._launch(svc)
+
+    # -- internals: ends ---------------------------------------------------------------------
+    def _ended(self, svc: _Service, pid: str, result: dict[str, Any]) -> None:
+        """The router's exit callback for the service's process."""
+        if svc.pid != pid:
+            return
+        svc.pid = None
+        svc.idle.set()
+        if "error" in result:
+            svc.last_error = str(result["error"])
+        log.log(logging.WARNING if "error" in result else logging.INFO,
+                "service %s: %s ended %s", svc.config.name, pid,
+                f"abnormally: {result['error']}" if "error" in result else "normally")
+        if svc.state is ServiceState.STOPPING:
+            self._move(svc, ServiceState.STOPPED)
+            return
+        self._after_end(svc, result, ran_for=self.clock() - svc.started_at)
+
+    def _after_end(self, svc: _Service, result: dict[str, Any], ran_for: float) -> None:
+        """Decide what follows an end (or a failed spawn) of a RUNNING or STARTING service."""
+        cfg = svc.config
+        abnormal = "error" in result
+        if abnormal:
+            svc.last_error = str(result["error"])
+        if self.closing or not should_restart(cfg.restart, abnormal):
+            svc.reason = ("daemon shutting down" if self.closing
+                          else f"not restarted (restart = {cfg.restart})")
+            self._move(svc, ServiceState.FAILED if abnormal else ServiceState.EXITED)
+            return
+        svc.streak = next_streak(svc.streak, ran_for, cfg.backoff, cfg.intensity)
+        svc.history, allowed = add_restart(svc.history, self.clock(), cfg.intensity)
+        if not allowed:
+            i = cfg.intensity
+            svc.reason = (f"restart intensity exceeded: more than {i.max_restarts} restarts "
+                          f"in {i.period:g}s")
+            log.error("service %s: %s; giving up", cfg.name, svc.reason)
+            self._move(svc, ServiceState.FAILED)
+            return
+        delay = backoff_delay(cfg.backoff, svc.streak, self.rng)
+        svc.streak += 1
+        self._move(svc, ServiceState.STARTING)
+        svc.timer = asyncio.get_running_loop().call_later(delay, self._relaunch, svc)
+
+    # -- internals: stopping -----------------------------------------------------------------
+    async def _stop(self, svc: _Service) -> None:
+        """Stop one service; nothing to do unless it is STARTING, RUNNING or STOPPING."""
+        cfg = svc.config
+        if svc.state is ServiceState.STARTING:
+            if svc.timer is not None:
+                svc.timer.cancel()
+                svc.timer = None
+            self._move(svc, ServiceState.STOPPED)
+            return
+        if svc.state is ServiceState.RUNNING:
+            assert svc.pid is not None
+            self._move(svc, ServiceState.STOPPING)
+            with contextlib.suppress(NotFoundError):  # its end is already on its way
+                self.router.cancel("", svc.pid, time.time() + cfg.stop_timeout, "service stop")
+        if svc.state is not ServiceState.STOPPING:
+            return
+        if await self._wait_idle(svc, cfg.stop_timeout + STOP_GRACE):
+            return
+        pid = svc.pid
+        log.warning("service %s: %s still alive %.1fs after CANCEL; terminating it",
+                    cfg.name, pid, cfg.stop_timeout + STOP_GRACE)
+        if pid is not None:
+            with contextlib.suppress(NotFoundError):
+                self.router.terminate(pid)
+        if not await self._wait_idle(svc, TERMINATE_WAIT):
+            raise ProcessError(f"service {cfg.name!r}: {pid} did not end after terminate")
+
+    @staticmethod
+    async def _wait_idle(svc: _Service, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await svc.idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- internals: views --------------------------------------------------------------------
+    def _row(self, svc: _Service) -> dict[str, Any]:
+        cfg = svc.config
+        running = svc.pid is not None
+        return {
+            "name": cfg.name,
+            "state": svc.state.value,
+            "pid": svc.pid,
+            "restarts": svc.restarts,
+            "last_error": svc.last_error,
+            "reason": svc.reason,
+            "registered_name": cfg.registered_name,
+            "process": cfg.process,
+            "host": cfg.host,
+            "restart": cfg.restart,
+            "uptime": round(self.clock() - svc.started_at, 3) if running else None,
+        }
+
+
+__all__ = ["IllegalTransitionError", "ServiceManager", "ServiceState", "transition"]
