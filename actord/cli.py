@@ -295,6 +295,21 @@ _service_command("restart", "Stop a service (if running), then start it.")
 
 @main.command()
 @_common
+def reload(ctx: click.Context, socket_path: str | None, config_path: str | None,
+           as_json: bool) -> None:
+    """Re-read the config and apply what changed (a bad config changes nothing)."""
+    _setup(ctx, socket_path, config_path, as_json)
+    summary = _call(ctx, "reload", 120.0)
+    hosts, services = summary["hosts"], summary["services"]
+    text = (f"reloaded: hosts +{len(hosts['added'])} -{len(hosts['removed'])} "
+            f"~{len(hosts['resized'])}, services +{len(services['added'])} "
+            f"-{len(services['removed'])} ~{len(services['changed'])}, "
+            f"processes changed {len(summary['processes'])}")
+    _emit(ctx, summary, text)
+
+
+@main.command()
+@_common
 def shutdown(ctx: click.Context, socket_path: str | None, config_path: str | None,
              as_json: bool) -> None:
     """Stop the daemon (cancel all, wait, terminate the rest)."""

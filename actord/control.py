@@ -72,6 +72,7 @@ class ControlServer:
             "start": self.start_service,
             "stop": self.stop_service,
             "restart": self.restart_service,
+            "reload": self.reload,
             "shutdown": self.shutdown,
         }
 
@@ -229,6 +230,9 @@ class ControlServer:
 
     async def restart_service(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.daemon.services.restart(args["service"])
+
+    async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.daemon.reload()
 
     async def shutdown(self, args: dict[str, Any]) -> str:
         self.daemon.request_stop("shutdown command")

@@ -26,11 +26,14 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
+import msgspec
 import uvloop
 
 from actord.control import ControlServer
 from actord.core.config import Config
+from actord.errors import ConfigError, InvalidError
 from actord.pool import WorkerPool
 from actord.router import Router
 from actord.services import ServiceManager
@@ -70,6 +73,8 @@ class Daemon:
         self.router = Router(config)
         self.services = ServiceManager(self.router, config)
         self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.pool: WorkerPool | None = None
         self.control: ControlServer | None = None
 
@@ -79,16 +84,71 @@ class Daemon:
             log.info("stopping: %s", why)
             self._stop.set()
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the config (applying it is not implemented yet: logged only)."""
-        log.warning("SIGHUP: reload is not implemented yet; the running config is kept")
+    def on_sighup(self) -> None:
+        """SIGHUP: reload in the background; a refused reload is logged and changes nothing."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            err = task.exception()
+            if not isinstance(err, InvalidError):  # InvalidError: logged by reload already
+                log.error("reload failed: %s: %s", type(err).__name__, err)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file and apply only what changed (SPEC section 10).
+
+        Validation comes first: a bad file raises INVALID and the running config is kept.
+        ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied.
+        """
+        async with self._reload_lock:
+            sd_notify("RELOADING=1")
+            try:
+                return await self._apply_reload()
+            finally:
+                sd_notify("READY=1")
+
+    async def _apply_reload(self) -> dict[str, Any]:
+        from actord.core import config as cfg
+
+        try:
+            new = cfg.load(self.config.path)
+        except ConfigError as e:
+            log.error("reload refused, running config kept: %s", e)
+            raise InvalidError(f"reload refused: {e}") from None
+        old = self.config
+        if new.daemon != old.daemon:
+            log.warning("reload: [daemon] changes take effect after a restart; not applied")
+            new = msgspec.structs.replace(new, daemon=old.daemon)
+        self.config = new
+        self.router.apply_config(new)
+        assert self.pool is not None
+        hosts = {
+            "added": [h for h in new.hosts if h not in old.hosts],
+            "removed": [h for h in old.hosts if h not in new.hosts],
+            "resized": [h for h in new.hosts
+                        if h in old.hosts and new.hosts[h].workers != old.hosts[h].workers],
+        }
+        services = await self.services.apply(new)  # stop removed services before their hosts go
+        for name in hosts["removed"]:
+            await self.pool.resize_host(name, 0)
+        for name in hosts["added"] + hosts["resized"]:
+            await self.pool.resize_host(name, new.hosts[name].workers)
+        await self.services.start_pending()
+        summary = {"hosts": hosts, "services": services,
+                   "processes": sorted(n for n in set(new.processes) | set(old.processes)
+                                       if old.processes.get(n) != new.processes.get(n))}
+        log.info("reloaded %s: %s", new.path, summary)
+        return summary
 
     async def main(self) -> None:
         """Run until asked to stop, then shut down cleanly."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         self.control = ControlServer(self)
         await self.control.start(self.config.daemon.socket)
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)

@@ -51,6 +51,7 @@ class WorkerPool:
         self._crashes: dict[tuple[str, int], list[float]] = {}
         self._exited: dict[tuple[str, int], asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: set[tuple[str, int]] = set()
         self._loop = asyncio.get_running_loop()
         self._reaper = self._loop.call_later(REAP_INTERVAL, self._reap_orphans)
 
@@ -59,6 +60,22 @@ class WorkerPool:
         for index in range(workers):
             link = self.launch(host, index, restarts=0)
             await link.conn.connected.wait()
+
+    async def resize_host(self, host: str, workers: int) -> None:
+        """Reload: grow ``host`` to ``workers`` slots (waiting for the new ones) or retire the
+        highest slots (their processes are terminated; no replacement)."""
+        slots = list(self.router.hosts.get(host, []))
+        for link in slots[workers:]:
+            self.retire(link)
+        for index in range(len(slots), workers):
+            link = self.launch(host, index, restarts=0)
+            await link.conn.connected.wait()
+
+    def retire(self, link: WorkerLink) -> None:
+        """Ask a worker to end its processes and exit, and do not replace it."""
+        self._retired.add((link.host, link.index))
+        link.retiring = True
+        link.conn.send([wire.SHUTDOWN])
 
     def launch(self, host: str, index: int, restarts: int) -> WorkerLink:
         """Fork+exec one worker and attach it to the router now.
@@ -155,6 +172,12 @@ class WorkerPool:
         self.router.worker_down(link)
         key = (link.host, link.index)
         self._exited[key].set()
+        if key in self._retired:
+            self._retired.discard(key)
+            self.router.detach(link)
+            del self.procs[key], self._exited[key]
+            log.info("worker %s retired", link.tag)
+            return
         if self.stopping:
             return
         log.error("worker %s (os pid %d) exited with %s; replacing it", link.tag, proc.pid, code)

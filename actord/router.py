@@ -45,7 +45,9 @@ ExitCallback = Callable[[dict[str, Any]], None]
 class WorkerLink:
     """The router's view of one worker OS process."""
 
-    __slots__ = ("conn", "host", "index", "os_pid", "pids", "restarts", "started_at", "up")
+    __slots__ = (
+        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "started_at", "up",
+    )
 
     def __init__(self, host: str, index: int, conn: FrameProtocol, os_pid: int) -> None:
         self.host = host
@@ -56,6 +58,7 @@ class WorkerLink:
         self.restarts = 0
         self.started_at = time.time()
         self.up = True
+        self.retiring = False  # being removed by a reload: takes no new processes
 
     @property
     def tag(self) -> str:
@@ -123,6 +126,21 @@ class Router:
             "names": self.registry.snapshot(),
         }
         link.conn.send([wire.INIT, init])
+
+    def detach(self, link: WorkerLink) -> None:
+        """Forget a retired worker's slot (a host removed or shrunk by reload)."""
+        slots = self.hosts.get(link.host, [])
+        if link in slots:
+            slots.remove(link)
+        if not slots:
+            self.hosts.pop(link.host, None)
+
+    def apply_config(self, config: Config) -> None:
+        """Reload: new process table and policies for the router and every worker."""
+        self.config = config
+        self._broadcast(
+            [wire.PROCESSES, {pid: p.entry for pid, p in config.processes.items()}]
+        )
 
     def on_frame(self, link: WorkerLink, frame: list[Any]) -> None:
         """Handle one frame from a worker; a malformed one drops the worker."""
@@ -263,8 +281,8 @@ class Router:
             existing = self.registry.lookup(name)
             if existing is not None:
                 return self._signal_existing(caller, existing, req)
-        worker = min(slots, key=lambda w: (not w.up, len(w.pids)))
-        if not worker.up:
+        worker = min(slots, key=lambda w: (not w.up or w.retiring, len(w.pids)))
+        if not worker.up or worker.retiring:
             raise NotFoundError(f"host {host!r} has no running worker (restarting)")
         self.serial += 1
         pid = ids.format_pid(host, self.serial)

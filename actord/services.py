@@ -127,6 +127,7 @@ class ServiceManager:
         self.clock = clock
         self.closing = False
         self._services = {name: _Service(s) for name, s in config.services.items()}
+        self._pending: set[str] = set()  # to start once a reload resized the hosts
 
     # -- API ---------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -150,6 +151,35 @@ class ServiceManager:
             for name, result in zip(level, results, strict=True):
                 if isinstance(result, Exception):
                     log.error("service %s: %s", name, result)
+
+    async def apply(self, config: Config) -> dict[str, list[str]]:
+        """Reload, first half: stop removed and changed services and take the new config.
+
+        Services whose config did not change keep running untouched (same PID). The changed
+        ones that were active and the added ``auto_start`` ones are started by
+        :meth:`start_pending`, once the daemon has resized the hosts.
+        """
+        old = self._services
+        added = [n for n in config.services if n not in old]
+        removed = [n for n in old if n not in config.services]
+        changed = [n for n in config.services if n in old and old[n].config != config.services[n]]
+        active = {n for n in changed
+                  if old[n].state in (ServiceState.STARTING, ServiceState.RUNNING)}
+        for name in removed + changed:
+            await self._stop(old[name])
+        self.config = config
+        self._services = {n: old[n] if n in old else _Service(s)
+                          for n, s in config.services.items()}
+        for name in changed:
+            self._services[name].config = config.services[name]
+        self._pending = active | {n for n in added if config.services[n].auto_start}
+        return {"added": added, "removed": removed, "changed": changed}
+
+    async def start_pending(self) -> None:
+        """Reload, second half: start what :meth:`apply` left to start, level by level."""
+        pending, self._pending = self._pending, set()
+        for level in service_start_order(self.config):
+            await asyncio.gather(*(self.start(n) for n in level if n in pending))
 
     async def start(self, name: str) -> dict[str, Any]:
         """Start a service that is not running (a fresh intensity and backoff); its row."""

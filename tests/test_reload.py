@@ -1,0 +1,89 @@
+"""Reload (SIGHUP / `actord reload`): validate first, then apply only the differences."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from actord.testing import Daemon, wait_for
+from tests.conftest import config_text
+
+PROCESSES = {"t:obedient": "service_probes:obedient", "t:idle": "service_probes:stubborn"}
+
+
+def services_toml(services: dict[str, str]) -> str:
+    """``[services]`` tables: name -> extra TOML lines (process and host are t:obedient/t:a)."""
+    return "".join(
+        f'[services."{name}"]\nprocess = "t:obedient"\nhost = "t:a"\nrestart = "permanent"\n'
+        f"{extra}\n"
+        for name, extra in services.items()
+    )
+
+
+def by_name(d: Daemon) -> dict[str, dict]:
+    return {row["name"]: row for row in d.call("services")}
+
+
+def running(d: Daemon, name: str) -> bool:
+    return by_name(d).get(name, {}).get("state") == "running"
+
+
+def test_reload_applies_only_differences(make_daemon) -> None:
+    """Changed/added/removed services and hosts are applied; untouched processes keep PIDs."""
+    d = make_daemon(PROCESSES, hosts={"t:a": 1, "t:b": 2}, extra=services_toml({
+        "s:same": 'args = ["same"]', "s:changed": 'args = ["v1"]', "s:removed": "",
+    }))
+    wait_for(lambda: all(running(d, n) for n in ("s:same", "s:changed", "s:removed")))
+    before = by_name(d)
+    idle = d.call("spawn", id="t:idle", host="t:a", args=[], name=None)
+    on_b = [d.call("spawn", id="t:idle", host="t:b", args=[], name=None) for _ in range(2)]
+    worker_of = {row["pid"]: row["worker"] for row in d.call("ps", host="t:b")}
+    assert sorted(worker_of[p] for p in on_b) == [0, 1]  # least-loaded placement
+    d.config_path.write_text(config_text(
+        {**PROCESSES, "t:new": "service_probes:obedient"},
+        hosts={"t:a": 1, "t:b": 1, "t:c": 1},
+        extra=services_toml({"s:same": 'args = ["same"]', "s:changed": 'args = ["v2"]',
+                             "s:added": ""}),
+    ).replace("@SOCKET@", d.socket))
+    r = d.cli("reload", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["hosts"] == {"added": ["t:c"], "removed": [], "resized": ["t:b"]}
+    assert summary["services"] == {"added": ["s:added"], "removed": ["s:removed"],
+                                   "changed": ["s:changed"]}
+    assert summary["processes"] == ["t:new"]
+    wait_for(lambda: running(d, "s:changed") and running(d, "s:added"))
+    after = by_name(d)
+    assert after["s:same"]["pid"] == before["s:same"]["pid"]
+    assert after["s:changed"]["pid"] != before["s:changed"]["pid"]
+    assert "s:removed" not in after
+    pids = {row["pid"] for row in d.call("ps")}
+    assert idle in pids and before["s:removed"]["pid"] not in pids
+    workers = {(w["host"], w["index"]) for w in d.workers()}
+    assert workers == {("t:a", 0), ("t:b", 0), ("t:c", 0)}
+    assert d.call("spawn", id="t:new", host="t:c", args=[], name=None).startswith("{t:c|")
+    # shrinking t:b retired worker 1: its process ended, the one on worker 0 kept its PID
+    assert {p for p in on_b if p in pids} == {p for p in on_b if worker_of[p] == 0}
+
+
+def test_bad_config_is_refused_and_changes_nothing(make_daemon) -> None:
+    """A reload of a broken file fails with one line naming the key; the old config runs on."""
+    d = make_daemon(PROCESSES, extra=services_toml({"s:one": ""}))
+    wait_for(lambda: running(d, "s:one"))
+    pid = by_name(d)["s:one"]["pid"]
+    d.config_path.write_text(d.config_path.read_text() + '\n[hosts."t:bad"]\nworkers = 0\n')
+    r = d.cli("reload")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert 'hosts."t:bad".workers' in r.stderr
+    assert by_name(d)["s:one"]["pid"] == pid
+    assert {h["name"] for h in d.call("status")["hosts"]} == {"t:a", "t:b"}
+
+
+def test_sighup_reloads(make_daemon) -> None:
+    """SIGHUP applies the new config like `actord reload`."""
+    d = make_daemon(PROCESSES)
+    text = d.config_path.read_text() + services_toml({"s:late": ""})
+    d.config_path.write_text(text)
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: running(d, "s:late"), what="service started by SIGHUP reload")
