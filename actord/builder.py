@@ -28,6 +28,7 @@ class SpawnBuilder:
         if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
             raise InvalidError("context must be a dict with string keys")
         _check_values(values)
+        _permit("process.context", "context")
         return replace(self, context=self.context + tuple(values.items()))
 
     def with_actor(self, actor: dict[str, Any]) -> SpawnBuilder:
@@ -38,12 +39,14 @@ class SpawnBuilder:
         if not isinstance(meta, dict):
             raise InvalidError("actor meta must be a dict")
         _check_values(meta)
+        _permit("process.security", "security")
         return replace(self, actor={"id": actor["id"], "meta": dict(meta)})
 
     def with_scope(self, scope: list[str]) -> SpawnBuilder:
         """Run the child under these scopes (names from config)."""
         if not isinstance(scope, list | tuple) or not all(isinstance(s, str) for s in scope):
             raise InvalidError("scope must be a list of scope names")
+        _permit("process.security", "security")
         return replace(self, scope=tuple(scope))
 
     def with_name(self, name: str) -> SpawnBuilder:
@@ -117,6 +120,14 @@ class SpawnBuilder:
         if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
             raise InvalidError(f"bad timeout {timeout!r}")
         return await rt.exec(proc, self._request(id, host, args, exec=True), timeout)
+
+
+def _permit(action: str, resource: str) -> None:
+    """PERMISSION_DENIED unless the calling process may do this (SPEC 7)."""
+    from actord.worker.runtime import require_process
+
+    rt, proc = require_process()
+    rt.permit(proc, action, resource)
 
 
 def _check_values(value: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from actord.core import wire
 from actord.durations import parse_duration
 from actord.errors import InvalidError, NotFoundError, ProcessError
+from actord.security import client_identity, command_permissions
 from actord.transport import FrameProtocol
 
 if TYPE_CHECKING:
@@ -52,6 +54,29 @@ def prepare_socket_path(path: str) -> None:
     raise SocketInUseError(f"{path}: another actord daemon is running")
 
 
+#: the (actor, scope) of the client whose command is running (set per command task)
+_client: contextvars.ContextVar[tuple[dict[str, Any] | None, list[str] | None]] = (
+    contextvars.ContextVar("actord_control_client", default=(None, None))
+)
+#: commands whose ``dest`` argument is the resource of their permission
+_TARGETED = frozenset({"send", "kill", "cancel"})
+
+
+class ControlConnection(FrameProtocol):
+    """A CLI connection; knows its peer's uid/gid (SO_PEERCRED, read when it connects)."""
+
+    uid = -1
+    gid = -1
+
+    def connection_made(self, transport: Any) -> None:
+        sock = transport.get_extra_info("socket")
+        try:
+            _, self.uid, self.gid = peer_credentials(sock)
+        except (OSError, AttributeError) as e:
+            log.warning("control client without credentials (%s); treated as unmapped", e)
+        super().connection_made(transport)
+
+
 class ControlServer:
     """Accepts CLI connections and runs their commands against the daemon."""
 
@@ -59,6 +84,7 @@ class ControlServer:
         self.daemon = daemon
         self.router = daemon.router
         self.server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.handlers: dict[str, Handler] = {
             "status": self.status,
             "ps": self.ps,
@@ -88,9 +114,9 @@ class ControlServer:
         if self.server is not None:
             self.server.close()
 
-    def _connection(self) -> FrameProtocol:
-        holder: list[FrameProtocol] = []
-        proto = FrameProtocol(
+    def _connection(self) -> ControlConnection:
+        holder: list[ControlConnection] = []
+        proto = ControlConnection(
             lambda frame: self._on_frame(holder[0], frame),
             on_bad_frame=lambda why: log.warning("control client dropped: %s", why),
             max_frame=self.daemon.config.daemon.max_frame,
@@ -98,19 +124,31 @@ class ControlServer:
         holder.append(proto)
         return proto
 
-    def _on_frame(self, conn: FrameProtocol, frame: list[Any]) -> None:
+    def _on_frame(self, conn: ControlConnection, frame: list[Any]) -> None:
         if frame[0] != wire.CTL_REQUEST or len(frame) != 4:
             conn.abort(f"unexpected frame op {frame[0]}")
             return
-        asyncio.get_running_loop().create_task(self._run(conn, frame[1], frame[2], frame[3]))
+        task = asyncio.get_running_loop().create_task(
+            self._run(conn, frame[1], frame[2], frame[3])
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, conn: FrameProtocol, req: Any, command: Any, args: Any) -> None:
+    async def _run(self, conn: ControlConnection, req: Any, command: Any, args: Any) -> None:
         handler = self.handlers.get(command) if isinstance(command, str) else None
         try:
             if handler is None:
                 raise InvalidError(f"unknown command {command!r}")
             if not isinstance(args, dict):
                 raise InvalidError("arguments must be a map")
+            # SPEC 7: a CLI client is an actor too; check before the command acts
+            actor, scope = client_identity(self.daemon.config.security, conn.uid, conn.gid)
+            _client.set((actor, scope))
+            dest = self._resolve(args.get("dest")) if command in _TARGETED else ""
+            self.router.guard.require(
+                self.router.guard.evaluator(actor, scope),
+                command_permissions(command, args, dest),
+            )
             value = await handler(args)
         except ProcessError as e:
             conn.send([wire.CTL_REPLY, req, e.kind, str(e)])
@@ -173,8 +211,9 @@ class ControlServer:
         spawn_args = args.get("args") or []
         if not isinstance(spawn_args, list):
             raise InvalidError("args must be a list")
+        actor, scope = _client.get()  # processes a client starts run as that client
         return {"id": str(args["id"]), "host": str(args["host"]), "args": spawn_args,
-                "name": args.get("name") or None}
+                "name": args.get("name") or None, "actor": actor, "scope": scope}
 
     async def send(self, args: dict[str, Any]) -> None:
         from actord.process import check_topic

@@ -31,9 +31,11 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.config import Config
+from actord.core.policy import Evaluator
 from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
+from actord.security import Guard, call_permissions
 from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.router")
@@ -68,7 +70,7 @@ class WorkerLink:
 class ProcEntry:
     """One live process as the router knows it."""
 
-    __slots__ = ("actor", "id", "pid", "scope", "worker")
+    __slots__ = ("actor", "evaluator", "generation", "id", "meta", "pid", "scope", "worker")
 
     def __init__(
         self, pid: str, id: str, worker: WorkerLink, actor: Any, scope: Any
@@ -78,6 +80,9 @@ class ProcEntry:
         self.worker = worker
         self.actor = actor
         self.scope = scope
+        self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
+        self.evaluator: Evaluator | None = None  # cached; stale when generation differs
+        self.generation = -1
 
 
 class Router:
@@ -86,6 +91,7 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.procs: dict[str, ProcEntry] = {}
+        self.guard = Guard(config.security)
         self.registry = Registry()
         self.topology = Topology()
         self.hosts: dict[str, list[WorkerLink]] = {}
@@ -124,6 +130,7 @@ class Router:
             "python_path": list(self.config.daemon.python_path),
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
             "names": self.registry.snapshot(),
+            "security": self.guard.to_builtins(),
         }
         link.conn.send([wire.INIT, init])
 
@@ -137,10 +144,20 @@ class Router:
 
     def apply_config(self, config: Config) -> None:
         """Reload: new process table and policies for the router and every worker."""
-        self.config = config
+        old, self.config = self.config, config
         self._broadcast(
             [wire.PROCESSES, {pid: p.entry for pid, p in config.processes.items()}]
         )
+        if config.security != old.security:
+            self.guard.replace(config.security)
+            self._broadcast([wire.SECURITY, self.guard.to_builtins()])
+
+    def evaluator(self, entry: ProcEntry) -> Evaluator:
+        """The policy evaluator of a live process (cached on its entry until a reload)."""
+        if entry.generation != self.guard.generation or entry.evaluator is None:
+            entry.evaluator = self.guard.evaluator(entry.actor, entry.scope)
+            entry.generation = self.guard.generation
+        return entry.evaluator
 
     def on_frame(self, link: WorkerLink, frame: list[Any]) -> None:
         """Handle one frame from a worker; a malformed one drops the worker."""
@@ -188,6 +205,9 @@ class Router:
         try:
             if handler is None:
                 raise InvalidError(f"unknown call {op!r}")
+            entry = self.procs[caller]
+            # SPEC 7: every call is checked before it acts
+            self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
             value = handler(caller, args)
         except ProcessError as e:
             link.conn.send([wire.REPLY, req, e.kind, str(e)])

@@ -8,7 +8,8 @@ Pure: no I/O but reading the file in :func:`load`. msgspec checks the shape (pri
 structs mirror the TOML); cross-checks follow. Defaults the file does not show: a missing
 ``[daemon] socket`` is :func:`default_socket_path`; relative paths are relative to the config
 file's directory; ``workers`` is the CPU count (at most 256); ``[security] mode`` is
-``"permissive"`` when the table or the key is absent.
+``"permissive"`` when the table or the key is absent; ``[daemon] metrics`` is off when absent,
+and its host defaults to ``127.0.0.1`` (``":9464"``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class DaemonConfig(msgspec.Struct, frozen=True):
     shutdown_timeout: float = DEFAULT_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
+    metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
 
 
 class HostConfig(msgspec.Struct, frozen=True):
@@ -234,6 +236,7 @@ class _RawDaemon(_Raw):
     shutdown_timeout: Any = None
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
+    metrics: str | None = None
 
 
 class _RawHost(_Raw):
@@ -375,7 +378,23 @@ def _daemon(raw: _RawDaemon, base: str) -> DaemonConfig:
         log_level=_choice(
             raw.log_level.lower(), ("debug", "info", "warning", "error"), ("daemon", "log_level")
         ),
+        metrics=None if raw.metrics is None else _listen(raw.metrics, ("daemon", "metrics")),
     )
+
+
+_LISTEN_RE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]*)):(\d{1,5})")
+
+
+def _listen(value: str, path: _KeyPath) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6addr]:port"`` or ``":port"`` (loopback) as ``(host, port)``."""
+    m = _LISTEN_RE.fullmatch(value)
+    if m is None:
+        raise _Invalid(
+            path, f'{_q(value)} is not "host:port" (e.g. "127.0.0.1:9464", "[::1]:9464", ":9464")'
+        )
+    port = int(m[3])
+    _require(1 <= port <= 65535, path, f"port must be 1..65535, got {port}")
+    return (m[1] or m[2] or "127.0.0.1", port)
 
 
 def _host(name: str, value: object) -> HostConfig:

@@ -40,6 +40,7 @@ STATS_REQ = 17  # [STATS_REQ, req_id]
 SHUTDOWN = 18  # [SHUTDOWN]                                        end every process and exit
 INIT = 19  # [INIT, init_dict]                                  first frame to a worker
 PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload
+SECURITY = 21  # [SECURITY, security_dict]                         policies after reload
 
 # event kinds inside EVENT frames
 EV_EXIT = "pid.exit"

@@ -53,6 +53,7 @@ class Proc:
         "alive",
         "cancel_timer",
         "context",
+        "evaluator",
         "events",
         "execs",
         "held",
@@ -60,6 +61,7 @@ class Proc:
         "id",
         "inbox",
         "listeners",
+        "meta",
         "next_seq",
         "pid",
         "scope",
@@ -96,6 +98,9 @@ class Proc:
         self.upgrade_request: tuple[str, list[Any]] | None = None
         # exec children this process waits for -> their result (set on EV_EXEC)
         self.execs: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # (guard, evaluator): the policy evaluator, cached until a reload swaps the guard
+        self.evaluator: tuple[Any, Any] | None = None
+        self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
 
     # -- delivery (hot path) -------------------------------------------------------------------
     def deliver(self, msg: Message) -> None:

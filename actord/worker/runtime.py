@@ -22,8 +22,10 @@ from types import ModuleType
 from typing import Any
 
 from actord.core import wire
+from actord.core.config import SecurityConfig
 from actord.errors import InvalidError, NotFoundError, ProcessError, from_kind
 from actord.messages import Event, Message
+from actord.security import Guard
 from actord.transport import FrameProtocol
 from actord.worker.proc import Proc
 
@@ -60,6 +62,7 @@ class Runtime:
         self.loop = asyncio.get_running_loop()
         self.procs: dict[str, Proc] = {}
         self.names: dict[str, str] = {}
+        self.guard = Guard(SecurityConfig())  # replaced by INIT's before any process runs
         self.processes: dict[str, str] = {}  # process id -> entry
         self.pending: dict[int, asyncio.Future[Any]] = {}
         # request id -> caller, for the spawn calls of exec (see ``_on_reply``)
@@ -79,6 +82,7 @@ class Runtime:
             wire.SHUTDOWN: self._on_shutdown,
             wire.INIT: self._on_init,
             wire.PROCESSES: self._on_processes,
+            wire.SECURITY: self._on_security,
         }
         Runtime.instance = self
 
@@ -96,6 +100,8 @@ class Runtime:
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
+        if "security" in init:
+            self.guard = Guard.from_builtins(init["security"])
         for path in init.get("python_path", ()):
             if path not in sys.path:
                 sys.path.insert(0, path)
@@ -104,6 +110,10 @@ class Runtime:
 
     def _on_processes(self, frame: list[Any]) -> None:
         self.processes = dict(frame[1])
+
+    def _on_security(self, frame: list[Any]) -> None:
+        """Reload: new policies apply from the next check on (evaluators are re-fetched)."""
+        self.guard = Guard.from_builtins(frame[1])
 
     def _on_name(self, frame: list[Any]) -> None:
         if frame[2] is None:
@@ -311,8 +321,17 @@ class Runtime:
         proc.cancel_timer = self.loop.call_at(when, self.kill, proc, "cancel deadline exceeded")
 
     # -- calls made by processes -----------------------------------------------------------------
+    def permit(self, proc: Proc, action: str, resource: str) -> None:
+        """PERMISSION_DENIED unless ``proc`` may do ``action`` on ``resource`` (SPEC 7)."""
+        cached = proc.evaluator
+        if cached is None or cached[0] is not self.guard:
+            cached = proc.evaluator = (self.guard, self.guard.evaluator(proc.actor, proc.scope))
+        if not cached[1].check(action, resource, proc.meta):
+            self.guard.require(cached[1], [(action, resource)], proc.meta)
+
     def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
         """Send one message; local destinations skip the router."""
+        self.permit(proc, "process.send", dest)
         try:
             data = wire.encode_value(payload)
         except (TypeError, ValueError, OverflowError) as e:

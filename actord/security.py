@@ -1,0 +1,191 @@
+"""Who may do what: the permission table of SPEC section 7 applied to calls and CLI commands.
+
+Responsibility: turn a call (an actor API call in a worker or the router, or a control-socket
+command) into the ``(action, resource)`` pairs the table names, check each with the caller's
+:class:`~actord.core.policy.Evaluator`, and raise ``PermissionDeniedError`` naming the action
+and resource before the call has any effect. Also maps control-socket peers (uid/gid from
+SO_PEERCRED) to an actor and scope through ``[[security.clients]]``.
+
+Invariant: every path that acts on behalf of a caller goes through :meth:`Guard.require`
+first; the policies it uses are swapped as a whole on reload (no half-applied policy set).
+
+Actions beyond SPEC section 7's table, for CLI commands that are not actor calls:
+``daemon.status`` (status, ps, registry, services; resource ``"daemon"``),
+``daemon.reload`` and ``daemon.shutdown`` (resource ``"daemon"``), and ``service.start``,
+``service.stop``, ``service.restart`` (resource: the service name).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from actord.core.config import SecurityConfig
+from actord.core.policy import ADMIN, Evaluator, PolicySet
+from actord.errors import PermissionDeniedError
+
+Permission = tuple[str, str]
+
+
+class Guard:
+    """The compiled policies of a node, and the checks made with them."""
+
+    __slots__ = ("generation", "policies", "security")
+
+    def __init__(self, security: SecurityConfig) -> None:
+        self.security = security
+        self.policies = PolicySet.compile(security)
+        self.generation = 0  # bumped on reload: cached evaluators of older generations are stale
+
+    @classmethod
+    def from_builtins(cls, data: Mapping[str, Any]) -> Guard:
+        """A guard from :meth:`to_builtins` output (what a worker receives in INIT)."""
+        return cls(msgspec.convert(data, SecurityConfig))
+
+    def to_builtins(self) -> dict[str, Any]:
+        """The security config as plain msgpack-able values."""
+        return msgspec.to_builtins(self.security)  # type: ignore[no-any-return]
+
+    def replace(self, security: SecurityConfig) -> None:
+        """Reload: the new policies apply to every caller from the next check on."""
+        self.security = security
+        self.policies = PolicySet.compile(security)
+        self.generation += 1
+
+    def evaluator(self, actor: Mapping[str, Any] | None, scope: Sequence[str] | None) -> Evaluator:
+        """The evaluator of a caller (cached by the policy set)."""
+        return self.policies.evaluator(actor, scope)
+
+    @staticmethod
+    def require(
+        evaluator: Evaluator,
+        permissions: Sequence[Permission],
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise PERMISSION_DENIED for the first pair the caller may not do."""
+        for action, resource in permissions:
+            if not evaluator.check(action, resource, meta):
+                raise PermissionDeniedError(
+                    f"{action} on {resource}: {evaluator.explain(action, resource, meta)}"
+                )
+
+
+# -- the permission table ------------------------------------------------------------------------
+
+
+def spawn_permissions(req: Mapping[str, Any]) -> list[Permission]:
+    """``spawn*`` / ``exec`` (and a ``with_name`` registration) as SPEC 7 names them."""
+    pid_id, host = str(req.get("id")), str(req.get("host"))
+    if req.get("exec"):
+        perms = [("process.exec", pid_id)]
+    else:
+        variants = [v for v, on in (("monitored", req.get("monitor")), ("linked", req.get("link")))
+                    if on]
+        perms = [(f"process.spawn.{v}", pid_id) for v in variants] or [("process.spawn", pid_id)]
+    perms.append(("process.host", host))
+    if req.get("custom_context"):  # checked by with_context in the worker; again here
+        perms.append(("process.context", "context"))
+    if req.get("custom_actor"):  # likewise with_actor / with_scope
+        perms.append(("process.security", "security"))
+    if req.get("name"):
+        perms.append(("process.registry.register", str(req["name"])))
+    return perms
+
+
+#: router calls whose resource is the target PID (``args["dest"]``)
+TARGET_ACTIONS = {
+    "terminate": "process.terminate",
+    "cancel": "process.cancel",
+    "monitor": "process.monitor",
+    "unmonitor": "process.unmonitor",
+    "link": "process.link",
+    "unlink": "process.unlink",
+}
+
+
+def call_permissions(op: str, args: Mapping[str, Any]) -> list[Permission]:
+    """The permissions a router call needs (an unknown op needs none: it is refused anyway)."""
+    if op == "spawn":
+        return spawn_permissions(args)
+    action = TARGET_ACTIONS.get(op)
+    if action is not None:
+        return [(action, str(args.get("dest")))]
+    if op in ("register", "unregister"):
+        return [(f"process.registry.{op}", str(args.get("name")))]
+    return []
+
+
+def command_permissions(command: str, args: Mapping[str, Any], dest: str = "") -> list[Permission]:
+    """The permissions a control-socket command needs; ``dest`` is its resolved target PID."""
+    if command in ("status", "ps", "registry", "services"):
+        return [("daemon.status", "daemon")]
+    if command in ("reload", "shutdown"):
+        return [(f"daemon.{command}", "daemon")]
+    if command in ("start", "stop", "restart"):
+        return [(f"service.{command}", str(args.get("service")))]
+    if command == "spawn":
+        return spawn_permissions(args)
+    if command == "exec":
+        return spawn_permissions({**args, "exec": True})
+    if command == "send":
+        return [("process.send", dest)]
+    if command == "kill":
+        return [("process.terminate", dest)]
+    if command == "cancel":
+        return [("process.cancel", dest)]
+    return []
+
+
+# -- control-socket clients ----------------------------------------------------------------------
+
+
+def client_identity(
+    security: SecurityConfig, uid: int, gid: int
+) -> tuple[dict[str, Any] | None, list[str] | None]:
+    """The actor and scope of a control-socket peer.
+
+    Root and the daemon's own user are ``system:admin``. Otherwise the first
+    ``[[security.clients]]`` entry matching the peer's uid, user name, gid or group (primary
+    or supplementary) applies, with ``{user}`` in the actor id replaced by the user name.
+    No match: no actor (denied in strict mode, allowed in permissive mode).
+    """
+    if uid in (0, os.geteuid()):
+        return dict(ADMIN), None
+    user = _user_name(uid)
+    groups = _group_ids(user, gid)
+    for client in security.clients:
+        if (
+            (client.uid is not None and client.uid == uid)
+            or (client.user is not None and client.user == user)
+            or (client.gid is not None and client.gid in groups)
+            or (client.group is not None and _gid_of(client.group) in groups)
+        ):
+            ident = client.actor.id.replace("{user}", user)
+            return {"id": ident, "meta": dict(client.actor.meta)}, list(client.scope)
+    return None, None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _gid_of(group: str) -> int | None:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _group_ids(user: str, gid: int) -> set[int]:
+    try:
+        return set(os.getgrouplist(user, gid))
+    except OSError:
+        return {gid}
