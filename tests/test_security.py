@@ -1,0 +1,169 @@
+"""Security (SPEC 7): every permission x (allowed, denied, deny over allow), through a real
+daemon in strict mode, with the denied call having no effect; and CLI clients by uid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from actord.client import Client, CommandError
+from actord.testing import Daemon, wait_for
+from tests.conftest import config_text
+
+PERMISSIONS = [
+    "process.spawn", "process.spawn.monitored", "process.spawn.linked", "process.host",
+    "process.exec", "process.send", "process.terminate", "process.cancel", "process.monitor",
+    "process.unmonitor", "process.link", "process.unlink", "process.registry.register",
+    "process.registry.unregister", "process.context", "process.security",
+]
+PROCESSES = {
+    "t:idle": "security_probes:idle", "t:quick": "security_probes:quick",
+    "t:recorder": "security_probes:recorder", "t:subject": "security_probes:subject",
+    "t:probe": "security_probes:probe", "t:trier": "security_probes:trier",
+    "t:start_trier": "security_probes:start_trier", "t:stop_trier": "security_probes:stop_trier",
+}
+NOBODY = 65534
+
+
+def _key(action: str) -> str:
+    return action.replace(".", "_")
+
+
+def security_toml() -> str:
+    """Strict mode; per permission P: a scope allowing all but P, and one denying P."""
+    lines = [
+        '[security]\nmode = "strict"',
+        '[security.policies.allow_all]\nactions = ["process.*"]\nresources = ["*"]\n'
+        'effect = "allow"',
+        '[security.scopes.allowed]\npolicies = ["allow_all"]',
+        # CLI clients: uid NOBODY may read status and send, nothing else
+        '[security.policies.cli_read]\nactions = ["daemon.status", "process.send"]\n'
+        'resources = ["*"]\neffect = "allow"',
+        '[security.scopes.cli]\npolicies = ["cli_read"]',
+        f'[[security.clients]]\nuid = {NOBODY}\nactor = {{ id = "user:{{user}}" }}\n'
+        'scope = ["cli"]',
+    ]
+    for action in PERMISSIONS:
+        k = _key(action)
+        others = json.dumps([a for a in PERMISSIONS if a != action])
+        lines += [
+            f'[security.policies.all_but_{k}]\nactions = {others}\nresources = ["*"]\n'
+            'effect = "allow"',
+            f'[security.policies.deny_{k}]\nactions = ["{action}"]\nresources = ["*"]\n'
+            'effect = "deny"',
+            f'[security.scopes.no_{k}]\npolicies = ["all_but_{k}"]',
+            f'[security.scopes.deny_{k}]\npolicies = ["allow_all", "deny_{k}"]',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    """A strict-mode daemon whose socket directory other uids can traverse (0711)."""
+    workdir = Path(tempfile.mkdtemp(prefix="actord-sec-"))
+    workdir.chmod(0o711)
+    d = Daemon(workdir, config_text(PROCESSES, extra=security_toml()))
+    d.start()
+    yield d
+    try:
+        assert d.stop() == 0, d.log()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def idle_count(d: Daemon) -> int:
+    return sum(1 for row in d.call("ps") if row["id"] == "t:idle")
+
+
+@pytest.mark.parametrize("action", PERMISSIONS)
+@pytest.mark.parametrize("case", ["allowed", "denied", "deny_over_allow"])
+def test_permission_matrix(daemon: Daemon, action: str, case: str) -> None:
+    """Each permission: allowed passes; missing or overridden by a deny is PERMISSION_DENIED
+    with no effect."""
+    scope = {"allowed": "allowed", "denied": f"no_{_key(action)}",
+             "deny_over_allow": f"deny_{_key(action)}"}[case]
+    name = f"sec-{_key(action)}-{case}"
+    before = idle_count(daemon)
+    out = daemon.exec("t:probe", "t:a", action, scope, name)
+    allowed = case == "allowed"
+    assert out["result"] == ("ok" if allowed else "PERMISSION_DENIED"), out
+    effect = out["effect"]
+    spawned = idle_count(daemon) - before
+    if action.startswith("process.spawn") or action == "process.host":
+        assert spawned == (1 if allowed else 0)
+    if action == "process.send":
+        assert effect["counts"][0] == (1 if allowed else 0)
+    if action == "process.cancel":
+        assert effect["counts"][1] == (1 if allowed else 0)
+    if action == "process.terminate":
+        assert ("target_exit" in effect) == allowed
+        if allowed:
+            assert effect["target_exit"] == {"error": "process terminated"}
+    if action == "process.registry.register":
+        assert (effect["name"] is not None) == allowed
+    if action == "process.registry.unregister":
+        assert (effect["name"] is None) == allowed
+    if action == "process.link" and not allowed:
+        assert "counts" in effect  # the target answered after the subject ended: not linked
+
+
+def _as_uid(socket_path: str, uid: int, command: str, **args: object) -> tuple[str, object]:
+    """Run one control command from a child process that dropped to ``uid`` before connecting
+    (SO_PEERCRED records the credentials at connect time)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no event loop or threads here, only a blocking socket
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(0)  # keeps access to the root-owned 0660 socket for the test
+            os.setuid(uid)
+            try:
+                with Client(socket_path) as client:
+                    out = ("ok", client.call(command, 10.0, **args))
+            except CommandError as e:
+                out = ("error", e.kind)
+            os.write(write, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert data, "the child acting as another uid crashed before answering"
+    kind, value = json.loads(data)
+    return kind, value
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+def test_cli_clients_by_uid(daemon: Daemon) -> None:
+    """A mapped uid may do what its scope allows and no more; an unmapped one gets nothing."""
+    assert _as_uid(daemon.socket, NOBODY, "status")[0] == "ok"
+    assert _as_uid(daemon.socket, NOBODY, "spawn", id="t:idle", host="t:a") == (
+        "error", "PERMISSION_DENIED")
+    assert _as_uid(daemon.socket, NOBODY - 1, "status") == ("error", "PERMISSION_DENIED")
+    # root is system:admin
+    assert daemon.call("spawn", id="t:quick", host="t:a").startswith("{t:a|")
+
+
+def test_reload_applies_new_policies_to_running_processes(make_daemon) -> None:
+    """A policy change by reload applies to a running process without restarting it."""
+    policy = ('[security]\nmode = "strict"\n[security.policies.p]\nactions = ["{action}"]\n'
+              'resources = ["*"]\neffect = "allow"\n[security.scopes.s]\npolicies = ["p"]\n')
+    d = make_daemon(PROCESSES, extra=policy.format(action="process.monitor"))
+    pid = d.exec("t:start_trier", "t:a", "s")
+    d.call("send", dest=pid, topic="try", values=[])
+    wait_for(lambda: d.call("ps")[0]["mailbox"] == 0, what="first try handled")
+    d.config_path.write_text(d.config_path.read_text().replace(
+        'actions = ["process.monitor"]', 'actions = ["process.send"]'))
+    d.call("reload")
+    d.call("send", dest=pid, topic="try", values=[])
+    result = d.exec("t:stop_trier", "t:a", pid)
+    assert result == {"value": ["PERMISSION_DENIED", "ok"]}
