@@ -99,16 +99,12 @@ def run(config_path: str) -> None:
         config = cfg.load(config_path)
     except ConfigError as e:
         _fail(str(e), EXIT_FAILED)
+    from actord.control import SocketInUseError
+
     try:
         sys.exit(run_daemon(config))
-    except OSError as e:
+    except (OSError, ConfigError, SocketInUseError) as e:
         _fail(str(e), EXIT_FAILED)
-    except Exception as e:
-        from actord.control import SocketInUseError
-
-        if isinstance(e, SocketInUseError):
-            _fail(str(e), EXIT_FAILED)
-        raise
 
 
 @main.command("check-config")

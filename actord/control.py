@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import grp
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from actord.core import wire
 from actord.durations import parse_duration
-from actord.errors import InvalidError, NotFoundError, ProcessError
+from actord.errors import ConfigError, InvalidError, NotFoundError, ProcessError
 from actord.security import client_identity, command_permissions
 from actord.transport import FrameProtocol
 
@@ -102,12 +103,28 @@ class ControlServer:
             "shutdown": self.shutdown,
         }
 
-    async def start(self, path: str) -> None:
-        """Listen on ``path`` (mode 0660)."""
+    async def start(self, path: str, group: str | None = None) -> None:
+        """Listen on ``path``: mode 0660 owned by ``group``, or 0600 when no group is set.
+
+        The socket is created inside a 0700 umask so it is never open to others, not even
+        between bind and chmod.
+        """
         prepare_socket_path(path)
+        gid = -1
+        if group is not None:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise ConfigError(f"[daemon] socket_group: unknown group {group!r}") from None
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_unix_server(self._connection, path)
-        os.chmod(path, 0o660)
+        old_umask = os.umask(0o077)
+        try:
+            self.server = await loop.create_unix_server(self._connection, path)
+        finally:
+            os.umask(old_umask)
+        if gid >= 0:
+            os.chown(path, -1, gid)
+        os.chmod(path, 0o660 if gid >= 0 else 0o600)
 
     def close(self) -> None:
         """Stop accepting connections."""

@@ -150,7 +150,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         self.control = ControlServer(self)
-        await self.control.start(self.config.daemon.socket)
+        await self.control.start(self.config.daemon.socket, self.config.daemon.socket_group)
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)

@@ -3,9 +3,11 @@ daemon in strict mode, with the denied call having no effect; and CLI clients by
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,8 @@ PROCESSES = {
     "t:start_trier": "security_probes:start_trier", "t:stop_trier": "security_probes:stop_trier",
 }
 NOBODY = 65534
+SOCKET_GROUP = grp.getgrgid(NOBODY).gr_name  # nogroup on Debian
+SOCKET_GID = NOBODY
 
 
 def _key(action: str) -> str:
@@ -67,7 +71,9 @@ def daemon():
     """A strict-mode daemon whose socket directory other uids can traverse (0711)."""
     workdir = Path(tempfile.mkdtemp(prefix="actord-sec-"))
     workdir.chmod(0o711)
-    d = Daemon(workdir, config_text(PROCESSES, extra=security_toml()))
+    text = config_text(PROCESSES, extra=security_toml()).replace(
+        "[daemon]\n", f'[daemon]\nsocket_group = "{SOCKET_GROUP}"\n', 1)
+    d = Daemon(workdir, text)
     d.start()
     yield d
     try:
@@ -121,7 +127,7 @@ def _as_uid(socket_path: str, uid: int, command: str, **args: object) -> tuple[s
         try:
             os.close(read)
             os.setgroups([])
-            os.setgid(0)  # keeps access to the root-owned 0660 socket for the test
+            os.setgid(SOCKET_GID)  # the socket's group (socket_group): may connect
             os.setuid(uid)
             try:
                 with Client(socket_path) as client:
@@ -151,6 +157,14 @@ def test_cli_clients_by_uid(daemon: Daemon) -> None:
     assert _as_uid(daemon.socket, NOBODY - 1, "status") == ("error", "PERMISSION_DENIED")
     # root is system:admin
     assert daemon.call("spawn", id="t:quick", host="t:a").startswith("{t:a|")
+
+
+def test_socket_modes(daemon: Daemon, make_daemon) -> None:
+    """The control socket is 0660 with socket_group, 0600 without: never open to others."""
+    st = os.stat(daemon.socket)
+    assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == SOCKET_GID
+    plain = make_daemon(PROCESSES)
+    assert stat.S_IMODE(os.stat(plain.socket).st_mode) == 0o600
 
 
 def test_reload_applies_new_policies_to_running_processes(make_daemon) -> None:

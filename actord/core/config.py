@@ -71,6 +71,7 @@ class DaemonConfig(msgspec.Struct, frozen=True):
     """The ``[daemon]`` table: control socket, workers' ``sys.path``, limits and logging."""
 
     socket: str
+    socket_group: str | None = None  # group of the socket (mode 0660); None: mode 0600
     python_path: tuple[str, ...] = ()
     shutdown_timeout: float = DEFAULT_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
@@ -232,6 +233,7 @@ class _Raw(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class _RawDaemon(_Raw):
     socket: str | None = None
+    socket_group: str | None = None
     python_path: tuple[str, ...] = ()
     shutdown_timeout: Any = None
     max_frame: int = DEFAULT_MAX_FRAME
@@ -368,8 +370,14 @@ def _daemon(raw: _RawDaemon, base: str) -> DaemonConfig:
         ("daemon", "max_frame"),
         f"must be 1024..{1 << 30} bytes, got {raw.max_frame}",
     )
+    _require(
+        raw.socket_group is None or bool(raw.socket_group.strip()),
+        ("daemon", "socket_group"),
+        "must be a group name",
+    )
     return DaemonConfig(
         socket=socket,
+        socket_group=raw.socket_group,
         python_path=tuple(paths),
         shutdown_timeout=_duration(
             raw.shutdown_timeout, ("daemon", "shutdown_timeout"), DEFAULT_TIMEOUT
