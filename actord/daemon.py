@@ -1,7 +1,9 @@
 """The daemon (``actord run``): composes router, worker pool and control socket.
 
 Start-up: load config -> become child subreaper -> router -> control socket -> fork+exec
-each host's workers -> start ``auto_start`` services in dependency order -> ``READY=1``.
+each host's workers -> start ``auto_start`` services in dependency order -> ``READY=1``, then
+``WATCHDOG=1`` pings and ``STATUS=`` lines (:mod:`actord.notify`); the optional metrics endpoint
+(:mod:`actord.metrics`) listens from just after the control socket until the workers are reaped.
 Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
 
     stop accepting commands
@@ -34,6 +36,8 @@ import uvloop
 from actord.control import ControlServer
 from actord.core.config import Config
 from actord.errors import ConfigError, InvalidError
+from actord.metrics import MetricsServer
+from actord.notify import Notifier
 from actord.pool import WorkerPool
 from actord.router import Router
 from actord.services import ServiceManager
@@ -41,17 +45,6 @@ from actord.services import ServiceManager
 log = logging.getLogger("actord.daemon")
 
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def sd_notify(message: str) -> None:
-    """Send a datagram to systemd's ``$NOTIFY_SOCKET`` (no-op when not under systemd)."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
-        sock.sendto(message.encode(), addr)
 
 
 def configure_logging(level: str) -> None:
@@ -66,8 +59,11 @@ def configure_logging(level: str) -> None:
 class Daemon:
     """One node: owns the router, the worker pool and the control server."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
+        self.notifier = notifier if notifier is not None else Notifier(None)
+        self.metrics: MetricsServer | None = None
+        self._reload_error: str | None = None  # shown in STATUS= until a reload succeeds
         self.node = f"actord@{socket.gethostname()}"
         self.started_at = time.time()
         self.router = Router(config)
@@ -104,11 +100,34 @@ class Daemon:
         ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied.
         """
         async with self._reload_lock:
-            sd_notify("RELOADING=1")
+            self.notifier.reloading()
             try:
-                return await self._apply_reload()
+                summary = await self._apply_reload()
+                self._reload_error = None
+                return summary
+            except InvalidError as e:
+                self._reload_error = str(e)
+                raise
+            except Exception as e:
+                self._reload_error = f"reload failed: {type(e).__name__}: {e}"
+                raise
             finally:
-                sd_notify("READY=1")
+                self.notifier.ready(self.status_line())  # also when refused: the old config runs
+
+    def status_line(self) -> str:
+        """systemd's ``STATUS=``: e.g. ``running: 2 hosts, 3 workers, 7 processes; services
+        2 running, 1 failed`` (plus the last refused reload until one succeeds)."""
+        r = self.router
+        workers = sum(1 for slots in r.hosts.values() for w in slots if w.up)
+        line = f"running: {len(r.hosts)} hosts, {workers} workers, {len(r.procs)} processes"
+        states: dict[str, int] = {}
+        for row in self.services.rows():
+            states[row["state"]] = states.get(row["state"], 0) + 1
+        if states:
+            line += "; services " + ", ".join(f"{n} {s}" for s, n in states.items())
+        if self._reload_error:
+            line += f"; {self._reload_error}"
+        return line
 
     async def _apply_reload(self) -> dict[str, Any]:
         from actord.core import config as cfg
@@ -151,15 +170,27 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         self.control = ControlServer(self)
         await self.control.start(self.config.daemon.socket, self.config.daemon.socket_group)
+        if self.config.daemon.metrics is not None:
+            self.metrics = MetricsServer(self)
+            try:
+                await self.metrics.start(*self.config.daemon.metrics)
+            except OSError:  # e.g. the port is taken: refuse to start, leave nothing behind
+                self.control.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.config.daemon.socket)
+                raise
+        self.notifier.status("starting workers")
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)
+        self.notifier.status("starting services")
         await self.services.start_all()
         log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
                  len(self.config.hosts))
-        sd_notify("READY=1\nSTATUS=running")
+        self.notifier.ready(self.status_line())
+        self.notifier.start_heartbeat(self.status_line)
         await self._stop.wait()
-        sd_notify("STOPPING=1")
+        self.notifier.stopping("stopping: services")
         await self.shutdown()
 
     async def shutdown(self) -> None:
@@ -168,6 +199,7 @@ class Daemon:
         self.control.close()
         await self.services.stop_all()
         timeout = self.config.daemon.shutdown_timeout
+        self.notifier.status(f"stopping: {len(self.router.procs)} processes")
         self.router.cancel_all(time.time() + timeout, "shutdown")
         try:
             async with asyncio.timeout(timeout):
@@ -175,11 +207,15 @@ class Daemon:
         except TimeoutError:
             log.warning("%d processes still alive after %.1fs; terminating them",
                         len(self.router.procs), timeout)
+        self.notifier.status("stopping: workers")
         await self.pool.stop(timeout=5.0)
+        if self.metrics is not None:
+            self.metrics.close()
         reap_descendants()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.config.daemon.socket)
         log.info("stopped")
+        self.notifier.close()
 
 
 def reap_descendants() -> None:
@@ -218,6 +254,7 @@ def run(config: Config) -> int:
     configure_logging(config.daemon.log_level)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    daemon = Daemon(config)
+    # systemd's variables are for this process only: workers and actor code must not see them
+    daemon = Daemon(config, Notifier.from_environ(unset=True))
     uvloop.run(daemon.main())
     return 0
