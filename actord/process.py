@@ -52,8 +52,13 @@ def id() -> str:
 def send(dest: str, topic: str, *values: Any) -> None:
     """Send one message; a dead PID makes it a dead letter (no error)."""
     rt, proc = require_process()
-    check_topic(topic)
-    rt.send(proc, rt.resolve(dest), topic, _payload(values))
+    # The hot path of every message: the common cases are inlined (a plain str topic, a
+    # PID destination, one value); anything else takes the general helpers, which raise.
+    if type(topic) is not str or not topic or topic[0] == "@":
+        check_topic(topic)
+    if type(dest) is not str or not dest or dest[0] != "{":
+        dest = rt.resolve(dest)
+    rt.send(proc, dest, topic, values[0] if len(values) == 1 else _payload(values))
 
 
 async def spawn(id: str, host: str, *args: Any) -> str:

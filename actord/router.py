@@ -85,6 +85,11 @@ class ProcEntry:
         self.generation = -1
 
 
+def _load(worker: WorkerLink) -> tuple[bool, int]:
+    """Sort key of a spawn's worker choice: live, not retiring, fewest processes first."""
+    return (not worker.up or worker.retiring, len(worker.pids))
+
+
 class Router:
     """PID table, registry, topology, and the frame handlers that use them."""
 
@@ -192,7 +197,7 @@ class Router:
                 pass
             else:
                 raise ValueError(f"unknown op {op}")
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:
             log.error("worker %s sent a malformed frame (%s: %s); replacing it",
                       link.tag, type(e).__name__, e)
             link.conn.abort("malformed frame")
@@ -242,13 +247,19 @@ class Router:
         abnormal = "error" in result
         self.exits["abnormal" if abnormal else "normal"] += 1
         fallout = self.topology.exit(pid, abnormal)
+        procs = self.procs
         for watcher in fallout.monitors:
-            self.event(watcher, wire.EV_EXIT, pid, result)
+            target = procs.get(watcher)  # self.event inlined: this runs once per EXIT
+            if target is not None:
+                target.worker.conn.send(
+                    [wire.EVENT, watcher, wire.EV_EXIT, pid, result, None, None]
+                )
         for partner in fallout.links:
             self.event(partner, wire.EV_LINK_DOWN, pid, result)
-        for callback in self._exit_callbacks.pop(pid, ()):
-            callback(result)
-        if not self.procs:
+        if self._exit_callbacks:
+            for callback in self._exit_callbacks.pop(pid, ()):
+                callback(result)
+        if not procs:
             self.empty.set()
 
     def on_exit(self, pid: str, callback: ExitCallback) -> None:
@@ -289,6 +300,7 @@ class Router:
 
     def spawn(self, caller: str, req: dict[str, Any]) -> str:
         """Start a process (see the handshake above); returns its PID."""
+        _check_spawn_request(req)
         id, host = req["id"], req["host"]
         proc_cfg = self.config.processes.get(id)
         if proc_cfg is None:
@@ -301,31 +313,31 @@ class Router:
             existing = self.registry.lookup(name)
             if existing is not None:
                 return self._signal_existing(caller, existing, req)
-        worker = min(slots, key=lambda w: (not w.up or w.retiring, len(w.pids)))
+        # the least loaded live worker; a one-worker host needs no comparison
+        worker = slots[0] if len(slots) == 1 else min(slots, key=_load)
         if not worker.up or worker.retiring:
             raise NotFoundError(f"host {host!r} has no running worker (restarting)")
         self.serial += 1
         pid = ids.format_pid(host, self.serial)
-        self.procs[pid] = ProcEntry(pid, id, worker, req.get("actor"), req.get("scope"))
-        self.empty.clear()
+        actor, scope = req.get("actor"), req.get("scope")
+        procs = self.procs
+        if not procs:
+            self.empty.clear()
+        procs[pid] = ProcEntry(pid, id, worker, actor, scope)
         worker.pids.add(pid)
-        if caller and caller in self.procs:
+        if caller and caller in procs:
             if req.get("monitor"):
                 self.topology.monitor(caller, pid)
             if req.get("link"):
                 self.topology.link(caller, pid)
             if req.get("exec"):
                 self.on_exit(pid, self._exec_notifier(caller, pid))
-        opts = {
-            "ctx": req.get("ctx") or {},
-            "actor": req.get("actor"),
-            "scope": req.get("scope"),
-            "messages": req.get("messages") or [],
-        }
         if name:  # claimed before the child runs: its worker learns the name before START
             self.registry.register(name, pid)
             self._broadcast([wire.NAME, name, pid])
-        worker.conn.send([wire.START, pid, id, proc_cfg.entry, list(req.get("args") or []), opts])
+        # positional (see wire.START): no option map to build here and decode there
+        worker.conn.send([wire.START, pid, id, proc_cfg.entry, req.get("args") or [],
+                          req.get("ctx") or None, actor, scope, req.get("messages") or None])
         return pid
 
     def _signal_existing(self, caller: str, pid: str, req: dict[str, Any]) -> str:
@@ -357,6 +369,12 @@ class Router:
 
     def cancel(self, caller: str, dest: str, deadline: float | None, reason: str | None) -> None:
         """Deliver CANCEL; the target's worker enforces the deadline."""
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float)
+        ):
+            raise InvalidError(f"bad cancel deadline {deadline!r}")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidError(f"bad cancel reason {reason!r}")
         self._alive(dest)
         self.event(dest, wire.EV_CANCEL, caller, None, deadline, reason)
 
@@ -432,7 +450,63 @@ class Router:
         rows.sort(key=lambda r: ids.parse_pid(r["pid"]) or ("", 0))
         return rows
 
+    async def worker_stats(
+        self, timeout: float = 1.0
+    ) -> tuple[list[tuple[WorkerLink, dict[str, Any]]], int]:
+        """Every live worker's STATS answer within one ``timeout`` (metrics), and how many
+        workers did not answer in time (their requests are forgotten)."""
+        loop = asyncio.get_running_loop()
+        asked: dict[asyncio.Future[dict[str, Any]], tuple[WorkerLink, int]] = {}
+        for slots in self.hosts.values():
+            for link in slots:
+                if link.up:
+                    self._next_req += 1
+                    fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+                    self._stats_waits[self._next_req] = (link, fut)
+                    link.conn.send([wire.STATS_REQ, self._next_req])
+                    asked[fut] = (link, self._next_req)
+        if not asked:
+            return [], 0
+        done, pending = await asyncio.wait(asked, timeout=timeout)
+        for fut in pending:
+            self._stats_waits.pop(asked[fut][1], None)
+        return [(asked[fut][0], fut.result()) for fut in done], len(pending)
+
     def cancel_all(self, deadline: float, reason: str) -> None:
         """CANCEL every live process (shutdown)."""
         for pid in list(self.procs):
             self.event(pid, wire.EV_CANCEL, "", None, deadline, reason)
+
+
+def _check_spawn_request(req: Any) -> None:
+    """Validate a spawn request from a peer at the boundary, so that nothing malformed reaches
+    the target worker's START handler (which trusts the router)."""
+    ok = (
+        isinstance(req, dict)
+        and isinstance(req.get("id"), str)
+        and isinstance(req.get("host"), str)
+        and isinstance(req.get("args") or [], list)
+        and isinstance(req.get("ctx") or {}, dict)
+        and isinstance(req.get("name") or "", str)
+        and _is_actor(req.get("actor"))
+        and _is_str_list(req.get("scope") or [])
+        and isinstance(req.get("messages") or [], list)
+        and all(
+            isinstance(m, list) and len(m) == 2 and isinstance(m[0], str)
+            for m in req.get("messages") or []
+        )
+    )
+    if not ok:
+        raise InvalidError("malformed spawn request")
+
+
+def _is_actor(actor: Any) -> bool:
+    return actor is None or (
+        isinstance(actor, dict)
+        and isinstance(actor.get("id"), str)
+        and isinstance(actor.get("meta", {}), dict)
+    )
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)

@@ -1,21 +1,52 @@
 """Frames over a stream socket: one asyncio ``Protocol`` used by router, worker and control.
 
-Writes are batched: ``send`` packs the frame at once (so a bad value fails at the caller)
-and queues the bytes; one ``transport.write`` per loop iteration flushes everything queued.
-Invariant: frames leave in the order ``send`` was called; a malformed or oversized inbound
-frame closes the connection after ``on_bad_frame`` was told why, and nothing after it is
-handled.
+``send`` packs the frame at once (so a bad value fails at the caller). When it is written
+is the latency/throughput trade-off of the whole node (every hop is a socket write, and a
+write is what wakes the peer):
+
+- **inside a read** (frames sent while ``data_received`` handles a batch, e.g. everything
+  the router forwards): queued, and each connection written once when the whole read has
+  been handled. One write per destination per read, and no loop pass of delay.
+- **anywhere else** (process code in a worker): an idle connection writes the frame at once
+  (a lone reply or ping-pong leaves now, not one loop pass later); frames sent after it in
+  the same loop pass are queued and written together by a callback on the next pass. So a
+  burst costs at most two writes per pass.
+
+Invariant: frames leave in the order ``send`` was called (a frame is written at once only
+when nothing is queued); a malformed or oversized inbound frame closes the connection after
+``on_bad_frame`` was told why, and nothing after it is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from actord.core import wire
 
 FrameHandler = Callable[[list[Any]], None]
+
+
+class _ReadScope:
+    """Per thread (so per event loop): is a read being handled, and who queued frames in it."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[FrameProtocol] = []
+
+
+_scopes = threading.local()
+
+
+def _read_scope() -> _ReadScope:
+    scope: _ReadScope | None = getattr(_scopes, "scope", None)
+    if scope is None:
+        scope = _scopes.scope = _ReadScope()
+    return scope
 
 
 class FrameProtocol(asyncio.Protocol):
@@ -35,7 +66,9 @@ class FrameProtocol(asyncio.Protocol):
         self._decoder = wire.FrameDecoder(max_frame)
         self._pack = wire.new_packer().pack
         self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._flush_scheduled = False  # a _flush callback is pending: queue, do not write
+        self._dirty = False  # queued frames in the current read scope (in _scope.dirty)
+        self._scope = _read_scope()
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self.closed = False
@@ -58,10 +91,26 @@ class FrameProtocol(asyncio.Protocol):
             self._bad(str(e))
             return
         handle = self._on_frame
-        for frame in frames:
-            if self.closed:
-                return
-            handle(frame)
+        scope = self._scope
+        if scope.active:  # reads do not nest; if one ever did, the outer read flushes
+            for frame in frames:
+                if self.closed:
+                    return
+                handle(frame)
+            return
+        scope.active = True
+        try:
+            for frame in frames:
+                if self.closed:
+                    return
+                handle(frame)
+        finally:
+            scope.active = False
+            if scope.dirty:
+                dirty, scope.dirty = scope.dirty, []
+                for proto in dirty:
+                    proto._dirty = False
+                    proto._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -77,13 +126,27 @@ class FrameProtocol(asyncio.Protocol):
         data = self._pack(frame)
         if self.closed:
             return
-        self._out.append(data)
+        if self._scope.active:
+            # inside a read: written with everything else this read sends, at its end
+            self._out.append(data)
+            if not self._dirty:
+                self._dirty = True
+                self._scope.dirty.append(self)
+            return
+        if self._flush_scheduled or self._out or self._transport is None:
+            self._out.append(data)
+        else:
+            # idle: write now (the latency path), and batch what follows in this loop pass
+            self._transport.write(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._end_batch)
+
+    def _end_batch(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
         if self._transport is None or not self._out:
             return
         out, self._out = self._out, []

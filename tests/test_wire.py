@@ -77,3 +77,37 @@ def test_non_msgpack_value_raises_type_error() -> None:
     """encode_value refuses anything that is not a msgpack type."""
     with pytest.raises(TypeError):
         wire.encode_value({1, 2})
+
+
+@given(values)
+@settings(max_examples=300)
+def test_copy_value_is_what_the_wire_delivers(value: object) -> None:
+    """copy_value (same-worker delivery) equals an encode/decode round trip, types included."""
+    assert repr(wire.copy_value(value)) == repr(wire.decode_value(wire.encode_value(value)))
+
+
+def test_copy_value_never_shares_a_container() -> None:
+    """Lists and dicts are deep-copied; only immutable scalars are passed through."""
+    value = {"a": [1, {"b": b"x"}]}
+    copy = wire.copy_value(value)
+    assert copy == value and copy is not value
+    assert copy["a"] is not value["a"] and copy["a"][1] is not value["a"][1]
+    assert wire.copy_value((1, 2)) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, "\ud800", {1, 2}, bytearray(b"x"), 1 + 2j, True.__class__],
+    ids=["int-too-big", "int-too-small", "lone-surrogate", "set", "bytearray", "complex",
+         "type"],
+)
+def test_copy_value_refuses_what_encode_value_refuses(value: object) -> None:
+    """A value the wire would refuse (or change) takes the encoding path and fails or converts
+    exactly as encode_value does."""
+    try:
+        expected = wire.decode_value(wire.encode_value(value))
+    except (TypeError, ValueError, OverflowError) as e:
+        with pytest.raises(type(e)):
+            wire.copy_value(value)
+    else:
+        assert repr(wire.copy_value(value)) == repr(expected)

@@ -129,10 +129,15 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
     conn._on_frame = rt.on_frame
     await loop.connect_accepted_socket(lambda: conn, socket.socket(fileno=fd))
 
+    task_class, current_proc, track = asyncio.Task, current.get, rt.track_task
+
     def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
-        task = asyncio.Task(coro, loop=loop, **kw)
-        if current.get() is not None:
-            rt.track_task(task)
+        # Runs for every task process code starts (process tasks themselves bypass it):
+        # names bound once above, the current process looked up once.
+        task = task_class(coro, loop=loop, **kw)
+        proc = current_proc()
+        if proc is not None:
+            track(task, proc)
         return task
 
     loop.set_task_factory(task_factory)

@@ -13,6 +13,7 @@ what waits in the old channels back in arrival order, each with its sender (SPEC
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from typing import Any
 
@@ -46,7 +47,13 @@ class Listener:
 
 
 class Proc:
-    """A process: identity, channels, held mail, options, and the tasks it owns."""
+    """A process: identity, channels, held mail, options, and the tasks it owns.
+
+    Memory: thousands of processes idle in one worker, and most never hold mail, listen,
+    start tasks or exec, so those containers are created on first use (a deque alone is
+    760 bytes): ``held``/``held_events`` are the empty tuple until something is held,
+    ``listeners``/``tasks``/``execs`` are None until first needed.
+    """
 
     __slots__ = (
         "actor",
@@ -62,7 +69,6 @@ class Proc:
         "inbox",
         "listeners",
         "meta",
-        "next_seq",
         "pid",
         "scope",
         "task",
@@ -86,18 +92,18 @@ class Proc:
         self.scope = scope
         self.alive = True
         self.task: asyncio.Task[Any] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.held: deque[Message] = deque()
-        self.held_events: deque[Event] = deque()
+        # tasks the process started (see Runtime.track_task); None until the first one
+        self.tasks: set[asyncio.Task[Any]] | None = None
+        self.held: deque[Message] | tuple[()] = ()
+        self.held_events: deque[Event] | tuple[()] = ()
         self.inbox: Channel | None = None
         self.events: Channel | None = None
-        self.listeners: dict[str, Listener] = {}
-        self.next_seq = 0
+        self.listeners: dict[str, Listener] | None = None
         self.trap_links = False
         self.cancel_timer: asyncio.TimerHandle | None = None
         self.upgrade_request: tuple[str, list[Any]] | None = None
-        # exec children this process waits for -> their result (set on EV_EXEC)
-        self.execs: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # exec children this process waits for -> their result (set on EV_EXEC); None: none
+        self.execs: dict[str, asyncio.Future[dict[str, Any]]] | None = None
         # (guard, evaluator): the policy evaluator, cached until a reload swaps the guard
         self.evaluator: tuple[Any, Any] | None = None
         self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
@@ -105,64 +111,75 @@ class Proc:
     # -- delivery (hot path) -------------------------------------------------------------------
     def deliver(self, msg: Message) -> None:
         """Route one arriving message (SPEC 4.2)."""
-        self.next_seq += 1
-        msg._seq = self.next_seq
-        if self.listeners:
-            listener = self.listeners.get(msg.topic)
+        # One counter for the whole worker (a C call): still increasing per receiver, which
+        # is all an upgrade's re-ordering needs, and one attribute less per process.
+        msg._seq = _next_seq()
+        listeners = self.listeners
+        if listeners:
+            listener = listeners.get(msg.topic)
             if listener is not None:
                 listener.put(msg)
                 return
-        if self.inbox is not None:
-            self.inbox._put(msg)
+        inbox = self.inbox
+        if inbox is not None:
+            inbox._put(msg)
+        elif self.held:
+            self.held.append(msg)  # type: ignore[union-attr]
         else:
-            self.held.append(msg)
+            self.held = deque((msg,))
 
     def deliver_event(self, event: Event) -> None:
         """Queue one lifecycle event."""
         if self.events is not None:
             self.events._put(event)
+        elif self.held_events:
+            self.held_events.append(event)  # type: ignore[union-attr]
         else:
-            self.held_events.append(event)
+            self.held_events = deque((event,))
 
     # -- channel creation ----------------------------------------------------------------------
     def open_inbox(self) -> Channel:
         """``inbox()``: created once; takes every held message."""
-        if self.inbox is None:
-            self.inbox = Channel("inbox")
-            held, self.held = self.held, deque()
+        inbox = self.inbox
+        if inbox is None:
+            inbox = self.inbox = Channel("inbox")
+            held, self.held = self.held, ()
             for msg in held:
-                self.inbox._put(msg)
-        return self.inbox
+                inbox._put(msg)
+        return inbox
 
     def open_events(self) -> Channel:
         """``events()``: created once; takes every held event."""
-        if self.events is None:
-            self.events = Channel("events")
-            for ev in self.held_events:
-                self.events._put(ev)
-            self.held_events.clear()
-        return self.events
+        events = self.events
+        if events is None:
+            events = self.events = Channel("events")
+            held, self.held_events = self.held_events, ()
+            for ev in held:
+                events._put(ev)
+        return events
 
     def listen(self, topic: str, as_message: bool) -> Channel:
         """``listen(topic)``: takes the held messages of ``topic``; one listener per topic."""
+        if self.listeners is None:
+            self.listeners = {}
         if topic in self.listeners:
             raise AlreadyExistsError(f"already listening on topic {topic!r}")
         ch = Channel(f"listen:{topic}")
         listener = self.listeners[topic] = Listener(ch, as_message)
-        keep: deque[Message] = deque()
+        keep: list[Message] = []
         for msg in self.held:
             if msg.topic == topic:
                 listener.put(msg)
             else:
                 keep.append(msg)
-        self.held = keep
+        self.held = deque(keep) if keep else ()
         return ch
 
     def unlisten(self, ch: Channel) -> None:
         """Stop a listener; later messages of its topic go to the inbox (or are held)."""
-        for topic, listener in list(self.listeners.items()):
+        for topic, listener in list((self.listeners or {}).items()):
             if listener.ch is ch:
-                del self.listeners[topic]
+                del self.listeners[topic]  # type: ignore[index]
                 ch.close()
                 return
         raise InvalidError("not a listen channel of this process")
@@ -173,7 +190,7 @@ class Proc:
         if self.inbox is not None:
             queued.extend(self.inbox._drain())  # type: ignore[arg-type]
             self.inbox.close()
-        for listener in self.listeners.values():
+        for listener in (self.listeners or {}).values():
             items = listener.ch._drain()
             if listener.as_message:
                 queued.extend(items)  # type: ignore[arg-type]
@@ -181,15 +198,15 @@ class Proc:
                 queued.extend(list(listener.sources)[-len(items):])
             listener.ch.close()
         queued.sort(key=_arrival)
-        self.held = deque(queued)
+        self.held = deque(queued) if queued else ()
         if self.events is not None:
             events = self.events._drain()
             self.events.close()
             events.extend(self.held_events)
-            self.held_events = deque(events)  # type: ignore[arg-type]
+            self.held_events = deque(events) if events else ()  # type: ignore[arg-type]
         self.inbox = None
         self.events = None
-        self.listeners = {}
+        self.listeners = None
         self.trap_links = False
 
     def mailbox_depth(self) -> int:
@@ -199,9 +216,12 @@ class Proc:
             n += len(self.inbox)
         if self.events is not None:
             n += len(self.events)
-        for listener in self.listeners.values():
+        for listener in (self.listeners or {}).values():
             n += len(listener.ch)
         return n
+
+
+_next_seq = itertools.count(1).__next__
 
 
 def _arrival(msg: Message) -> int:

@@ -31,6 +31,13 @@ from actord.worker.proc import Proc
 
 log = logging.getLogger("actord.worker")
 
+_copy_value = wire.copy_value
+_encode_value = wire.encode_value
+_Task = asyncio.Task
+# The context of a process spawned without one; never mutated (ctx only reads or copies it),
+# so all such processes share it.
+_NO_CONTEXT: dict[str, Any] = {}
+
 #: The process whose code is running (set inside each process task, inherited by its tasks).
 current: contextvars.ContextVar[Proc | None] = contextvars.ContextVar("actord_proc", default=None)
 
@@ -71,6 +78,8 @@ class Runtime:
         self.dead_letters = 0
         self.stopping = asyncio.Event()
         self._module_stamp: dict[str, tuple[int, int]] = {}
+        # entry -> (module name, attribute, module, function): see ``load_entry``
+        self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}
         self._handlers: dict[int, Callable[[list[Any]], None]] = {
             wire.DELIVER: self._on_deliver,
             wire.START: self._on_start,
@@ -130,6 +139,8 @@ class Runtime:
             else:
                 # The wait for an exec child's result exists from the moment its PID is
                 # known: its EV_EXEC can arrive before the caller's coroutine resumes.
+                if caller.execs is None:
+                    caller.execs = {}
                 caller.execs[frame[3]] = self.loop.create_future()
         if fut is None or fut.done():
             return
@@ -139,13 +150,16 @@ class Runtime:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
     def _on_start(self, frame: list[Any]) -> None:
-        _, pid, id, entry, args, opts = frame
-        proc = Proc(pid, id, opts.get("ctx") or {}, opts.get("actor"), opts.get("scope"))
+        _, pid, id, entry, args, context, actor, scope, messages = frame
+        proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
         self.procs[pid] = proc
-        for topic, payload in opts.get("messages") or ():
-            proc.deliver(Message(topic, "", payload))
-        ctx = contextvars.Context()
-        proc.task = self.loop.create_task(self._run(proc, entry, args), context=ctx)
+        if messages:
+            for topic, payload in messages:
+                proc.deliver(Message(topic, "", payload))
+        # The task is built directly, not through loop.create_task: that would call our
+        # Python task factory, which only tracks tasks started by process code anyway.
+        proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
+                          context=contextvars.Context())
 
     def _on_event(self, frame: list[Any]) -> None:
         _, dest, kind, from_, result, deadline, reason = frame
@@ -153,7 +167,7 @@ class Runtime:
         if proc is None:
             return
         if kind == wire.EV_EXEC:
-            fut = proc.execs.get(from_)
+            fut = proc.execs.get(from_) if proc.execs else None
             if fut is not None and not fut.done():
                 fut.set_result(result)
             return
@@ -239,6 +253,15 @@ class Runtime:
 
     def load_entry(self, entry: str, *, reload: bool) -> Callable[..., Any]:
         """Import ``module:function``; with ``reload``, re-import a module changed on disk."""
+        if not reload:
+            # Every spawn loads its entry: reuse the last answer while it is still what a
+            # fresh lookup would give (same module object imported, attribute not rebound,
+            # which also covers a reload by an upgrade), skipping the coroutine check.
+            cached = self._entries.get(entry)
+            if cached is not None:
+                module_name, attr, module, fn = cached
+                if sys.modules.get(module_name) is module and getattr(module, attr, None) is fn:
+                    return fn
         module_name, _, attr = entry.partition(":")
         module = sys.modules.get(module_name)
         if module is None:
@@ -257,6 +280,7 @@ class Runtime:
             raise NotFoundError(f"entry {entry!r}: module has no {attr!r}")
         if not asyncio.iscoroutinefunction(fn):
             raise InvalidError(f"entry {entry!r} is not an async function")
+        self._entries[entry] = (module_name, attr, module, fn)
         return fn  # type: ignore[no-any-return]
 
     def _stamp_new_modules(self) -> None:
@@ -294,10 +318,11 @@ class Runtime:
 
     def _mark_dead(self, proc: Proc) -> None:
         # before its EXITED: the router still takes calls from this caller
-        for child, fut in list(proc.execs.items()):
-            if not fut.done():
-                self._abandon_exec(proc, child, "exec cancelled")
-        proc.execs.clear()
+        if proc.execs:
+            for child, fut in list(proc.execs.items()):
+                if not fut.done():
+                    self._abandon_exec(proc, child, "exec cancelled")
+            proc.execs = None
         proc.alive = False
         self.procs.pop(proc.pid, None)
         if proc.cancel_timer is not None:
@@ -305,11 +330,14 @@ class Runtime:
             proc.cancel_timer = None
 
     def _cancel_tasks(self, proc: Proc) -> None:
+        tasks = proc.tasks
+        if not tasks:  # most processes start no task of their own: skip current_task()
+            return
+        proc.tasks = None
         me = asyncio.current_task()
-        for task in list(proc.tasks):
+        for task in list(tasks):
             if task is not me and task is not proc.task:
                 task.cancel()
-        proc.tasks.clear()
 
     def _arm_deadline(self, proc: Proc, deadline: float) -> None:
         when = self.loop.time() + max(0.0, deadline - time.time())
@@ -332,15 +360,18 @@ class Runtime:
     def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
         """Send one message; local destinations skip the router."""
         self.permit(proc, "process.send", dest)
+        target = self.procs.get(dest)
         try:
-            data = wire.encode_value(payload)
+            # Same worker: a copy (copy_value skips the msgpack round trip for immutable
+            # scalars); else the encoded payload the router forwards without decoding it.
+            value = _copy_value(payload) if target is not None else _encode_value(payload)
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidError(f"payload is not a msgpack value: {e}") from None
-        target = self.procs.get(dest)
         if target is not None:
-            target.deliver(Message(topic, proc.pid, wire.decode_value(data)))
+            # delivered now, before this call returns: that keeps per-pair order locally
+            target.deliver(Message(topic, proc.pid, value))
         else:
-            self.conn.send([wire.SEND, dest, proc.pid, topic, data])
+            self.conn.send([wire.SEND, dest, proc.pid, topic, value])
 
     def resolve(self, dest: object) -> str:
         """A PID from a PID or a registered name (NOT_FOUND for an unknown name)."""
@@ -394,7 +425,8 @@ class Runtime:
             self._abandon_exec(proc, child, "exec cancelled")
             raise
         finally:
-            proc.execs.pop(child, None)
+            if proc.execs:
+                proc.execs.pop(child, None)
         if "error" in result:
             raise ProcessFailedError(
                 f"{child} failed: {result['error']}", pid=child, error=result["error"]
@@ -406,12 +438,20 @@ class Runtime:
         if proc.alive:
             self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])
 
-    def track_task(self, task: asyncio.Task[Any]) -> None:
-        """Register a task started by process code, so the process's end cancels it."""
-        proc = current.get()
+    def track_task(self, task: asyncio.Task[Any], proc: Proc | None = None) -> None:
+        """Register a task started by process code, so the process's end cancels it.
+
+        ``proc`` is the process running the code that started the task (default: the
+        current one).
+        """
+        if proc is None:
+            proc = current.get()
         if proc is not None and task is not proc.task:
-            proc.tasks.add(task)
-            task.add_done_callback(proc.tasks.discard)
+            tasks = proc.tasks
+            if tasks is None:
+                tasks = proc.tasks = set()
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
 
 def _upgrade_in(group: BaseExceptionGroup[Any]) -> Upgrade | None:
@@ -440,6 +480,10 @@ def _stamp(module: ModuleType) -> tuple[int, int]:
 def require_process() -> tuple[Runtime, Proc]:
     """The runtime and the calling process; INVALID outside a process."""
     proc = current.get()
+    if proc is not None and proc.alive:  # the common case first: one test, no raise
+        rt = Runtime.instance
+        if rt is not None:
+            return rt, proc
     rt = Runtime.instance
     if proc is None or rt is None:
         raise InvalidError("not called from inside an actord process")
