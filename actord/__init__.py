@@ -1,10 +1,10 @@
 """actord: Erlang-style actors for Python, supervised across OS worker processes.
 
 The public API for process code is ``actord.process``, ``actord.channel``, ``actord.ctx``
-and ``actord.errors``; this package only re-exports them.
+``actord.errors`` and ``actord.supervisor``; this package only re-exports them.
 """
 
-from actord import channel, ctx, errors, process
+from actord import channel, ctx, errors, process, supervisor
 from actord.errors import (
     AlreadyExistsError,
     InvalidError,
@@ -28,4 +28,5 @@ __all__ = [
     "ctx",
     "errors",
     "process",
+    "supervisor",
 ]
