@@ -40,6 +40,10 @@ class SpawnBuilder:
             raise InvalidError("actor meta must be a dict")
         _check_values(meta)
         _permit("process.security", "security")
+        from actord.security import check_escalation
+        from actord.worker.runtime import require_process
+
+        check_escalation(require_process()[1].actor, actor)
         return replace(self, actor={"id": actor["id"], "meta": dict(meta)})
 
     def with_scope(self, scope: list[str]) -> SpawnBuilder:

@@ -49,7 +49,7 @@ class Channel:
     A channel is always truthy (``len(ch)`` is the number of queued items).
     """
 
-    __slots__ = ("__weakref__", "_closed", "_items", "_name", "_waiters")
+    __slots__ = ("__weakref__", "_closed", "_items", "_loop", "_name", "_waiters")
 
     def __init__(self, name: str = "") -> None:
         self._name = name
@@ -58,6 +58,7 @@ class Channel:
         # sits in the list of every channel it waits on.
         self._waiters: list[asyncio.Future[object]] = []
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # see _running_loop
 
     # -- public API -------------------------------------------------------------------------
 
@@ -78,7 +79,7 @@ class Channel:
             return items.popleft()
         if self._closed:
             raise Closed(f"{self!r} is closed")
-        loop = asyncio.get_running_loop()
+        loop = _running_loop(self)
         while True:
             fut: asyncio.Future[object] = loop.create_future()
             self._waiters.append(fut)
@@ -182,6 +183,20 @@ class Channel:
             self._wake_one()
 
 
+def _running_loop(channel: Channel) -> asyncio.AbstractEventLoop:
+    """The running loop, remembered by the channel.
+
+    ``asyncio.get_running_loop()`` makes a ``getpid()`` system call on Python 3.11 (a fork
+    check), once per suspension of a receiver. A channel is used on one loop at a time
+    (it is not thread-safe), so the loop it last saw is still the running one while that
+    loop runs; a loop that stopped (a test's ``asyncio.run`` ended) is looked up again.
+    """
+    loop = channel._loop
+    if loop is None or not loop.is_running():
+        loop = channel._loop = asyncio.get_running_loop()
+    return loop
+
+
 def _unregister(channel: Channel, fut: asyncio.Future[object]) -> None:
     """Remove one registration of ``fut`` from ``channel``, if it is still there."""
     waiters = channel._waiters
@@ -235,7 +250,7 @@ async def select(*channels: Channel, timeout: float | None = None) -> tuple[Chan
     if timeout is not None and timeout <= 0:
         raise TimeoutError("select: no channel ready")
 
-    loop = asyncio.get_running_loop()
+    loop = _running_loop(channels[0])
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         # One future for all channels; a channel's wake-up or the timer resolves it.

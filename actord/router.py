@@ -35,7 +35,7 @@ from actord.core.policy import Evaluator
 from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
-from actord.security import Guard, call_permissions
+from actord.security import Guard, call_permissions, check_escalation
 from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.router")
@@ -213,6 +213,8 @@ class Router:
             entry = self.procs[caller]
             # SPEC 7: every call is checked before it acts
             self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
+            if op == "spawn" and isinstance(args, dict):
+                check_escalation(entry.actor, args.get("actor"))
             value = handler(caller, args)
         except ProcessError as e:
             link.conn.send([wire.REPLY, req, e.kind, str(e)])

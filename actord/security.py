@@ -70,9 +70,10 @@ class Guard:
         """Raise PERMISSION_DENIED for the first pair the caller may not do."""
         for action, resource in permissions:
             if not evaluator.check(action, resource, meta):
-                raise PermissionDeniedError(
-                    f"{action} on {resource}: {evaluator.explain(action, resource, meta)}"
-                )
+                why = evaluator.explain(action, resource, meta)
+                if action not in why:  # "no policy allows <action> on <resource>" names both
+                    why = f"{action} on {resource}: {why}"
+                raise PermissionDeniedError(why)
 
 
 # -- the permission table ------------------------------------------------------------------------
@@ -106,6 +107,17 @@ TARGET_ACTIONS = {
     "link": "process.link",
     "unlink": "process.unlink",
 }
+
+
+def check_escalation(caller_actor: Mapping[str, Any] | None, actor: Any) -> None:
+    """Only ``system:admin`` may start a process as ``system:admin`` (``with_actor`` would
+    otherwise be a full privilege escalation guarded by ``process.security`` alone)."""
+    if (
+        isinstance(actor, Mapping)
+        and actor.get("id") == ADMIN["id"]
+        and (caller_actor or {}).get("id") != ADMIN["id"]
+    ):
+        raise PermissionDeniedError("only system:admin may run a process as system:admin")
 
 
 def call_permissions(op: str, args: Mapping[str, Any]) -> list[Permission]:

@@ -7,10 +7,11 @@ write is what wakes the peer):
 - **inside a read** (frames sent while ``data_received`` handles a batch, e.g. everything
   the router forwards): queued, and each connection written once when the whole read has
   been handled. One write per destination per read, and no loop pass of delay.
-- **anywhere else** (process code in a worker): an idle connection writes the frame at once
-  (a lone reply or ping-pong leaves now, not one loop pass later); frames sent after it in
-  the same loop pass are queued and written together by a callback on the next pass. So a
-  burst costs at most two writes per pass.
+- **anywhere else** (process code in a worker): the first frame sent after a read, when
+  nothing is queued, is written at once (a reply or a ping-pong leaves now, not one loop
+  pass later, and needs no callback); frames after it are queued and written together by a
+  callback on the next loop pass. So a burst costs at most two writes per pass, and a
+  stream that reads nothing costs one.
 
 Invariant: frames leave in the order ``send`` was called (a frame is written at once only
 when nothing is queued); a malformed or oversized inbound frame closes the connection after
@@ -67,6 +68,7 @@ class FrameProtocol(asyncio.Protocol):
         self._pack = wire.new_packer().pack
         self._out: list[bytes] = []
         self._flush_scheduled = False  # a _flush callback is pending: queue, do not write
+        self._eager = True  # the next send may be written at once (reset by each read)
         self._dirty = False  # queued frames in the current read scope (in _scope.dirty)
         self._scope = _read_scope()
         self._transport: asyncio.Transport | None = None
@@ -85,6 +87,7 @@ class FrameProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self._eager = True
         try:
             frames = self._decoder.feed(data)
         except wire.FrameError as e:
@@ -133,11 +136,13 @@ class FrameProtocol(asyncio.Protocol):
                 self._dirty = True
                 self._scope.dirty.append(self)
             return
-        if self._flush_scheduled or self._out or self._transport is None:
-            self._out.append(data)
-        else:
-            # idle: write now (the latency path), and batch what follows in this loop pass
+        if self._eager and not self._out and self._transport is not None:
+            # the first frame since a read: write now (the latency path); what follows it
+            # is batched
+            self._eager = False
             self._transport.write(data)
+            return
+        self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._end_batch)

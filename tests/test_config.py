@@ -90,7 +90,7 @@ def test_shipped_config_loads() -> None:
         "ticker",
     )
     assert ticker.depends_on == ("app:echo",)
-    assert config.security.mode == "permissive"
+    assert config.security.mode == "strict"
     assert service_start_order(config) == [["app:echo"], ["app:ticker"]]
 
 

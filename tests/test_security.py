@@ -118,6 +118,12 @@ def test_permission_matrix(daemon: Daemon, action: str, case: str) -> None:
         assert "counts" in effect  # the target answered after the subject ended: not linked
 
 
+def test_no_escalation_to_admin(daemon: Daemon) -> None:
+    """A process allowed process.security still may not start a system:admin process."""
+    out = daemon.exec("t:probe", "t:a", "escalate", "allowed", "sec-escalate")
+    assert out["result"] == "PERMISSION_DENIED"
+
+
 def _as_uid(socket_path: str, uid: int, command: str, **args: object) -> tuple[str, object]:
     """Run one control command from a child process that dropped to ``uid`` before connecting
     (SO_PEERCRED records the credentials at connect time)."""

@@ -526,6 +526,13 @@ def _policy(name: str, value: object) -> Policy:
 
 def _condition(raw: _RawCondition, path: _KeyPath) -> Condition:
     _require(bool(raw.field), (*path, "field"), "must not be empty")
+    root = raw.field.split(".", 1)[0]
+    _require(
+        root in ("actor", "action", "resource", "meta"),
+        (*path, "field"),
+        f"unknown field {_q(raw.field)} (fields: actor.id, actor.meta.*, action, resource, "
+        "meta.*)",
+    )
     op: Op = _choice(raw.op, get_args(Op), (*path, "op"))
     value, vpath = raw.value, (*path, "value")
     if op == "exists":

@@ -20,15 +20,17 @@ caller's PID); a path that leaves the mappings, or an unknown root, is a missing
 and ``nin`` true; ``exists`` is true when presence equals its value. Equality is Python's,
 except that a bool never equals a number (``true`` is not ``1``), as in msgpack and TOML.
 
-Cost: conditions on the actor are settled when the evaluator is built; globs and conditions on
-action and resource are settled once per (action, resource) and cached; only conditions on
-call metadata run on every check. Pure: no I/O, no clock, no asyncio.
+Cost: conditions on the actor are settled when the evaluator is built; action globs and
+conditions once per action; resource globs and conditions once per (action, resource), or never
+when no policy left for that action looks at the resource; only conditions on call metadata run
+on every check. The memos are bounded (emptied when full), and a race between threads can only
+recompute one. Pure: no I/O, no clock, no asyncio.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from actord.core.config import Actor, Condition, Policy, SecurityConfig
@@ -39,22 +41,15 @@ ADMIN_ID: Final = "system:admin"
 ADMIN: Final[dict[str, Any]] = {"id": ADMIN_ID, "meta": {}}  # do not mutate; copy it
 # Memo bounds: resources are target PIDs (unbounded over a node's life), actors come from
 # with_actor; on overflow a cache is simply emptied - a miss costs microseconds, not a bug.
-_MAX_DECISIONS = 4096
+_MAX_DECISIONS = 4096  # per action
+_MAX_PLANS = 256
 _MAX_EVALUATORS = 1024
 
 _Test = Callable[[Any], bool]  # one condition, given the value of its field's root
 _Tests = tuple[_Test, ...]
-_CALL_ROOTS = ("action", "resource")
 
 
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Final = _Missing()
+_MISSING: Final = object()  # the value of a field that is not there
 _EMPTY: Final[Mapping[str, Any]] = {}  # call metadata or actor meta when there is none
 
 
@@ -122,26 +117,26 @@ class PolicySet:
 class Evaluator:
     """The decisions of one (actor, scope); ``check`` is the hot path, ``explain`` the why."""
 
-    __slots__ = ("_decisions", "_fixed", "_reason", "_rules")
+    __slots__ = ("_fixed", "_plans", "_reason", "_rules")
 
     def __init__(self, rules: tuple[_Compiled, ...], fixed: bool | None, reason: str) -> None:
         self._rules = rules  # the scope's policies whose actor conditions hold, in order
         self._fixed = fixed  # the answer to everything (admin, no actor or scope), or None
         self._reason = reason  # explain() for a fixed answer
-        # (action, resource) -> the decision, or a _Residual still to ask call metadata
-        self._decisions: dict[tuple[str, str], bool | _Residual] = {}
+        self._plans: dict[str, _Plan] = {}  # per action: a handful of permissions in practice
 
     def check(self, action: str, resource: str, meta: Mapping[str, Any] | None = None) -> bool:
         """True when the caller may do ``action`` on ``resource``; ``meta`` is call metadata."""
         if self._fixed is not None:
             return self._fixed
-        decision = self._decisions.get((action, resource))
+        plan = self._plans.get(action)
+        if plan is None:
+            plan = self._plan(action)
+        decision = plan.always
         if decision is None:
-            if len(self._decisions) >= _MAX_DECISIONS:
-                self._decisions.clear()
-            decision = self._decisions[action, resource] = _collapse(
-                self._matching(action, resource)
-            )
+            decision = plan.decisions.get(resource)
+            if decision is None:
+                decision = plan.decide(resource)
         if isinstance(decision, bool):
             return decision
         return decision(_EMPTY if meta is None else meta)
@@ -154,7 +149,8 @@ class Evaluator:
         if self._fixed is not None:
             return self._reason
         m = _EMPTY if meta is None else meta
-        matched = [p for p in self._matching(action, resource) if all(t(m) for t in p.on_meta)]
+        plan = self._plans.get(action) or self._plan(action)
+        matched = [p for p in plan.matching(resource) if all(t(m) for t in p.on_meta)]
         for p in matched:
             if p.deny:
                 return f'denied by policy "{p.name}"'
@@ -162,16 +158,12 @@ class Evaluator:
             return f'allowed by policy "{matched[0].name}"'
         return f"no policy allows {action} on {resource}"
 
-    def _matching(self, action: str, resource: str) -> list[_Compiled]:
-        """The rules whose globs and action/resource conditions hold (meta is still to check)."""
-        values = {"action": action, "resource": resource}
-        return [
-            p
-            for p in self._rules
-            if p.action(action)
-            and p.resource(resource)
-            and all(test(values[root]) for root, test in p.on_call)
-        ]
+    def _plan(self, action: str) -> _Plan:
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        rules = (p for p in self._rules if p.action(action) and all(t(action) for t in p.on_action))
+        plan = self._plans[action] = _Plan(tuple(rules))
+        return plan
 
 
 # -- internals: compiling --------------------------------------------------------------------------
@@ -180,29 +172,36 @@ class Evaluator:
 class _Compiled:
     """One policy: its globs as predicates, its conditions grouped by when they can be settled."""
 
-    __slots__ = ("action", "deny", "name", "on_actor", "on_call", "on_meta", "resource")
+    __slots__ = (
+        "action",
+        "deny",
+        "name",
+        "on_action",
+        "on_actor",
+        "on_meta",
+        "on_resource",
+        "resource",
+    )
 
     def __init__(self, policy: Policy) -> None:
         self.name = policy.name
         self.deny = policy.effect == "deny"
         self.action = _glob(policy.actions)
         self.resource = _glob(policy.resources)
-        on_actor: list[_Test] = []  # given the actor {"id", "meta"}; unknown roots: missing
-        on_call: list[tuple[str, _Test]] = []  # given the action or the resource
-        on_meta: list[_Test] = []  # given the call metadata
+        # Each test is given the value of its field's root: the actor {"id", "meta"}, the action,
+        # the resource or the call metadata. An unknown root is always missing, so it is settled
+        # with the actor, as soon as possible.
+        stages: dict[str, list[_Test]] = {"actor": [], "action": [], "resource": [], "meta": []}
         for c in policy.conditions:
             root, test = _condition(c)
-            if root in _CALL_ROOTS:
-                on_call.append((root, test))
-            elif root == "meta":
-                on_meta.append(test)
-            elif root == "actor":
-                on_actor.append(test)
+            if root in stages:
+                stages[root].append(test)
             else:
-                on_actor.append(lambda _, test=test: test(_MISSING))  # type: ignore[misc]
-        self.on_actor = tuple(on_actor)
-        self.on_call = tuple(on_call)
-        self.on_meta = tuple(on_meta)
+                stages["actor"].append(_on_missing(test))
+        self.on_actor = tuple(stages["actor"])
+        self.on_action = tuple(stages["action"])
+        self.on_resource = tuple(stages["resource"])
+        self.on_meta = tuple(stages["meta"])
 
 
 def _glob(patterns: Iterable[str]) -> Callable[[str], object]:
@@ -252,7 +251,7 @@ def _condition(c: Condition) -> tuple[str, _Test]:
 
         def matches(x: Any) -> bool:
             y = get(x)
-            return y is not _MISSING and search(y if y.__class__ is str else repr(y)) is not None
+            return y is not _MISSING and search(y if y.__class__ is str else str(y)) is not None
 
         return root, matches
     raise ValueError(f"unknown condition op {c.op!r}")  # config.parse admits none
@@ -260,6 +259,11 @@ def _condition(c: Condition) -> tuple[str, _Test]:
 
 def _negate(test: _Test) -> _Test:
     return lambda x: not test(x)
+
+
+def _on_missing(test: _Test) -> _Test:
+    """``test`` of a field that is never there, whatever it is given."""
+    return lambda _: test(_MISSING)
 
 
 def _path(keys: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -283,13 +287,14 @@ def _path(keys: tuple[str, ...]) -> Callable[[Any], Any]:
 
 
 _ATOMS: Final = frozenset({str, int, float, bytes, type(None)})
-_BOOL, _LIST, _DICT = object(), object(), object()
+_BOOL, _LIST, _DICT, _OPAQUE = object(), object(), object(), object()
 
 
 def _freeze(value: Any) -> Any:
     """A hashable stand-in with the equality conditions use: a bool never equals a number.
 
-    Lists and tuples are the same (msgpack turns tuples into lists); mappings compare by items.
+    Lists and tuples are the same (msgpack turns tuples into lists); mappings compare by items;
+    an unhashable non-msgpack value (a set, a bytearray) equals nothing rather than raising.
     """
     cls = value.__class__
     if cls in _ATOMS:
@@ -300,7 +305,9 @@ def _freeze(value: Any) -> Any:
         return (_LIST, tuple(_freeze(v) for v in value))
     if isinstance(value, Mapping):
         return (_DICT, frozenset((_freeze(k), _freeze(v)) for k, v in value.items()))
-    return value
+    if isinstance(value, Hashable):
+        return value
+    return (_OPAQUE, object())  # not a msgpack value: equal to nothing, never a cache hit
 
 
 def _actor_parts(actor: Mapping[str, Any] | Actor | None) -> tuple[str | None, Mapping[str, Any]]:
@@ -315,6 +322,33 @@ def _actor_parts(actor: Mapping[str, Any] | Actor | None) -> tuple[str | None, M
 
 
 # -- internals: deciding ---------------------------------------------------------------------------
+
+
+class _Plan:
+    """One action's candidate rules, and its decisions: one for all, or one per resource."""
+
+    __slots__ = ("always", "decisions", "rules")
+
+    def __init__(self, rules: tuple[_Compiled, ...]) -> None:
+        self.rules = rules  # the rules whose action globs and action conditions hold
+        self.decisions: dict[str, bool | _Residual] = {}
+        by_resource = any(p.resource is not _anything or p.on_resource for p in rules)
+        self.always = None if by_resource else _collapse(rules)
+
+    def matching(self, resource: str) -> list[_Compiled]:
+        """The rules that match ``resource`` too; only their meta conditions are left to check."""
+        return [
+            p
+            for p in self.rules
+            if p.resource(resource)
+            and (not p.on_resource or all(t(resource) for t in p.on_resource))
+        ]
+
+    def decide(self, resource: str) -> bool | _Residual:
+        if len(self.decisions) >= _MAX_DECISIONS:
+            self.decisions.clear()
+        decision = self.decisions[resource] = _collapse(self.matching(resource))
+        return decision
 
 
 class _Residual:
@@ -338,15 +372,22 @@ class _Residual:
         return any(all(t(meta) for t in tests) for tests in self.allows)
 
 
-def _collapse(matched: list[_Compiled]) -> bool | _Residual:
+def _collapse(matched: Iterable[_Compiled]) -> bool | _Residual:
     """The decision for these candidates: a bool when call metadata cannot change it."""
-    denies = tuple(p.on_meta for p in matched if p.deny)
-    if () in denies:  # a deny that needs nothing more
-        return False
-    allowed = any(not p.deny and not p.on_meta for p in matched)
-    allows = tuple(p.on_meta for p in matched if not p.deny and p.on_meta)
+    denies: list[_Tests] = []
+    allows: list[_Tests] = []
+    allowed = False
+    for p in matched:  # a plain loop: this runs on every new (action, resource)
+        if p.deny:
+            if not p.on_meta:
+                return False  # a deny that needs nothing more
+            denies.append(p.on_meta)
+        elif p.on_meta:
+            allows.append(p.on_meta)
+        else:
+            allowed = True
     if not allowed and not allows:
         return False
     if allowed and not denies:
         return True
-    return _Residual(denies, allowed, allows)
+    return _Residual(tuple(denies), allowed, tuple(allows))

@@ -67,6 +67,8 @@ async def subject(action, target, name):
             process.with_context({"k": "v"})
         elif action == "process.security":
             process.SpawnBuilder().with_actor({"id": "someone:else", "meta": {}})
+        elif action == "escalate":
+            process.SpawnBuilder().with_actor({"id": "system:admin", "meta": {}})
         else:
             return f"unknown action {action}"
     except errors.ProcessError as e:
@@ -76,7 +78,7 @@ async def subject(action, target, name):
 
 async def _ask(target, topic):
     process.send(target, topic)
-    ch, msg = await channel.select(process.inbox(), timeout=5)
+    _, msg = await channel.select(process.inbox(), timeout=5)
     return msg.payload
 
 
