@@ -180,7 +180,7 @@ def test_watchdog_pings_while_running(notify: NotifyListener, make_daemon: Daemo
 def test_no_pings_while_the_daemon_is_stalled(
     notify: NotifyListener, make_daemon: DaemonFactory
 ) -> None:
-    """A daemon that cannot run its loop (SIGSTOP) sends no ping; pings resume, and a warning."""
+    """A daemon that cannot run its loop (SIGSTOP) sends no ping; pings resume after."""
     d = start(make_daemon)
     notify.until(is_ready)
     notify.until_field("WATCHDOG")
@@ -193,7 +193,6 @@ def test_no_pings_while_the_daemon_is_stalled(
     finally:
         os.kill(d.pid, signal.SIGCONT)
     assert notify.until_field("WATCHDOG")[-1].pid == d.pid
-    wait_for(lambda: "event loop was blocked for" in d.log(), what="blocked-loop warning")
 
 
 def test_status_follows_the_node(notify: NotifyListener, make_daemon: DaemonFactory) -> None:
