@@ -176,7 +176,12 @@ class Router:
                     return
                 self.routed += 1
                 frame[0] = wire.DELIVER
-                entry.worker.conn.send(frame)
+                dest = entry.worker.conn
+                dest.send(frame)
+                if dest.write_paused:
+                    # flow control: the destination worker is not keeping up; park the
+                    # sender's worker until it drains, so router buffers stay bounded
+                    link.conn.block_reading_on(dest)
             elif op == wire.CALL:
                 self._on_call(link, frame)
             elif op == wire.EXITED:

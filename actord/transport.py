@@ -13,6 +13,12 @@ write is what wakes the peer):
   callback on the next loop pass. So a burst costs at most two writes per pass, and a
   stream that reads nothing costs one.
 
+Flow control: the transport's write buffer has a high and a low water mark. Above the high
+one the connection is *write-paused*; a peer that keeps feeding it can be parked with
+``block_reading_on(conn)``: its reading pauses until ``conn`` drains below the low water mark.
+The router does this for a worker that floods a slow one, so the router's buffers stay
+bounded and only the flooding worker waits.
+
 Invariant: frames leave in the order ``send`` was called (a frame is written at once only
 when nothing is queued); a malformed or oversized inbound frame closes the connection after
 ``on_bad_frame`` was told why, and nothing after it is handled.
@@ -28,6 +34,10 @@ from typing import Any
 from actord.core import wire
 
 FrameHandler = Callable[[list[Any]], None]
+
+#: write-buffer water marks (bytes the kernel has not taken yet) for flow control
+HIGH_WATER = 4 * 1024 * 1024
+LOW_WATER = 1024 * 1024
 
 
 class _ReadScope:
@@ -76,10 +86,14 @@ class FrameProtocol(asyncio.Protocol):
         self.closed = False
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()
+        self.write_paused = False  # our peer is not keeping up (above HIGH_WATER)
+        self._on_writable: list[Callable[[], None]] = []
+        self._blocked_by: set[FrameProtocol] = set()  # our reading waits for these to drain
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.connected.set()
         if self._out:
             self._flush()
@@ -115,13 +129,43 @@ class FrameProtocol(asyncio.Protocol):
                     proto._dirty = False
                     proto._flush()
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        callbacks, self._on_writable = self._on_writable, []
+        for callback in callbacks:
+            callback()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.lost.set()
         self._out.clear()
+        self.resume_writing()  # nobody stays parked on a connection that is gone
         if self._on_close is not None:
             cb, self._on_close = self._on_close, None
             cb(exc)
+
+    # -- flow control ------------------------------------------------------------------------
+    def block_reading_on(self, slow: FrameProtocol) -> None:
+        """Stop reading from our peer until ``slow`` drains (see the module docstring)."""
+        if slow in self._blocked_by or slow is self or self._transport is None:
+            return
+        if not self._blocked_by:
+            self._transport.pause_reading()
+        self._blocked_by.add(slow)
+        slow._on_writable.append(lambda: self._unblock(slow))
+
+    def _unblock(self, slow: FrameProtocol) -> None:
+        self._blocked_by.discard(slow)
+        if not self._blocked_by and not self.closed and self._transport is not None:
+            self._transport.resume_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while our reading waits for a slow connection to drain."""
+        return bool(self._blocked_by)
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, frame: list[Any]) -> None:
