@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import uvloop
 
+from actord import proctable
 from actord.control import ControlServer
 from actord.core.config import Config
 from actord.errors import ConfigError, InvalidError
@@ -222,7 +223,7 @@ def reap_descendants() -> None:
     """SIGKILL and reap every remaining child (orphans reparented to us as subreaper)."""
     me = os.getpid()
     for _ in range(50):
-        children = _children_of(me)
+        children = proctable.children_map().get(me, [])
         if not children:
             break
         for pid in children:
@@ -231,22 +232,6 @@ def reap_descendants() -> None:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-
-
-def _children_of(ppid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == ppid:
-            out.append(int(entry))
-    return out
 
 
 def run(config: Config) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actord import proctable
 from actord.client import Client, CommandError, DaemonUnreachableError
 
 
@@ -33,35 +34,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` in the process tree (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] == "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    out, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
+    """Every process below ``pid`` in the process tree (from /proc, zombies included)."""
+    return proctable.descendants(pid)
 
 
 def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+    return proctable.is_alive(pid)
 
 
 class Daemon:

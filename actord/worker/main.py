@@ -24,6 +24,7 @@ from typing import Any
 
 import uvloop
 
+from actord import proctable
 from actord.core import wire
 from actord.transport import FrameProtocol
 from actord.worker.runtime import Runtime, current
@@ -58,7 +59,8 @@ def _kill_descendants() -> None:
     """
     stopped: set[int] = set()
     for _ in range(10):
-        fresh = [pid for pid in _descendants(os.getpid()) if pid not in stopped]
+        below = proctable.descendants(os.getpid(), live_only=True)
+        fresh = [pid for pid in below if pid not in stopped]
         if not fresh:
             break
         for pid in fresh:
@@ -68,28 +70,6 @@ def _kill_descendants() -> None:
     for pid in stopped:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _descendants(root: int) -> list[int]:
-    """Live (non-zombie) processes below ``root``, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            out.append(child)
-            stack.append(child)
-    return out
 
 
 class FrameLogHandler(logging.Handler):
