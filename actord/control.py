@@ -206,6 +206,7 @@ class ControlServer:
         ]
         return {
             "node": d.node,
+            "ready": d.ready,
             "uptime": round(time.time() - d.started_at, 3),
             "os_pid": os.getpid(),
             "processes": len(self.router.procs),

@@ -67,6 +67,7 @@ class Daemon:
         self._reload_error: str | None = None  # shown in STATUS= until a reload succeeds
         self.node = f"actord@{socket.gethostname()}"
         self.started_at = time.time()
+        self.ready = False  # workers started and auto-start services running (READY=1 sent)
         self.router = Router(config)
         self.services = ServiceManager(self.router, config)
         self._stop = asyncio.Event()
@@ -186,6 +187,7 @@ class Daemon:
             await self.pool.start_host(host.name, host.workers)
         self.notifier.status("starting services")
         await self.services.start_all()
+        self.ready = True
         log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
                  len(self.config.hosts))
         self.notifier.ready(self.status_line())

@@ -19,11 +19,12 @@ from actord.core import wire
 from actord.durations import parse_duration
 from actord.errors import InvalidError
 from actord.messages import Event, Message
-from actord.worker.runtime import Upgrade, require_process
+from actord.worker.runtime import Runtime, Upgrade, current, require_process
 
 event = SimpleNamespace(CANCEL=wire.EV_CANCEL, EXIT=wire.EV_EXIT, LINK_DOWN=wire.EV_LINK_DOWN)
 
 _OPTIONS = ("trap_links",)
+_current_proc = current.get
 
 
 def check_topic(topic: object) -> str:
@@ -51,9 +52,13 @@ def id() -> str:
 
 def send(dest: str, topic: str, *values: Any) -> None:
     """Send one message; a dead PID makes it a dead letter (no error)."""
-    rt, proc = require_process()
-    # The hot path of every message: the common cases are inlined (a plain str topic, a
-    # PID destination, one value); anything else takes the general helpers, which raise.
+    # The hot path of every message: the common cases are inlined (a live caller, a plain
+    # str topic, a PID destination, one value); anything else takes the general helpers,
+    # which raise.
+    proc = _current_proc()
+    rt = Runtime.instance
+    if proc is None or rt is None or not proc.alive:
+        rt, proc = require_process()
     if type(topic) is not str or not topic or topic[0] == "@":
         check_topic(topic)
     if type(dest) is not str or not dest or dest[0] != "{":

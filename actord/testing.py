@@ -76,7 +76,7 @@ class Daemon:
             st = self.call("status")
         except (DaemonUnreachableError, OSError):
             return False
-        return all(w["up"] for h in st["hosts"] for w in h["workers"])
+        return bool(st.get("ready")) and all(w["up"] for h in st["hosts"] for w in h["workers"])
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code."""

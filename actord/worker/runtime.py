@@ -27,7 +27,7 @@ from actord.errors import InvalidError, NotFoundError, ProcessError, from_kind
 from actord.messages import Event, Message
 from actord.security import Guard
 from actord.transport import FrameProtocol
-from actord.worker.proc import Proc
+from actord.worker.proc import Proc, TaskList
 
 log = logging.getLogger("actord.worker")
 
@@ -335,8 +335,8 @@ class Runtime:
             return
         proc.tasks = None
         me = asyncio.current_task()
-        for task in list(tasks):
-            if task is not me and task is not proc.task:
+        for task in tasks:  # detached above: a task created meanwhile goes to a new list
+            if task is not me and task is not proc.task and not task.done():
                 task.cancel()
 
     def _arm_deadline(self, proc: Proc, deadline: float) -> None:
@@ -449,9 +449,10 @@ class Runtime:
         if proc is not None and task is not proc.task:
             tasks = proc.tasks
             if tasks is None:
-                tasks = proc.tasks = set()
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+                tasks = proc.tasks = TaskList()
+            tasks.append(task)
+            if len(tasks) > tasks.limit:
+                tasks.prune()
 
 
 def _upgrade_in(group: BaseExceptionGroup[Any]) -> Upgrade | None:

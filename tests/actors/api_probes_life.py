@@ -49,8 +49,11 @@ async def graceful() -> str:
 
 
 async def with_helper_task() -> str:
-    """Start a helper task, then return: the helper must be cancelled."""
+    """Run short tasks to their end, start a helper task, then return: the helper must be
+    cancelled (the short tasks make the runtime forget finished ones on the way)."""
     ready, me = asyncio.Event(), process.pid()
+    for _ in range(3):
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(40)))
 
     async def helper() -> None:
         ready.set()
