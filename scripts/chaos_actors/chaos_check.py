@@ -1,0 +1,259 @@
+"""The chaos verdict: the observer's and watcher's records in, counts and violations out.
+
+Pure (no actord, no I/O): ``verify`` takes what ``scripts/chaos.py`` collected and checks
+SPEC 4.1 and 4.4-4.6 on it. ``order`` is the observer's arrival number of a process's EXIT;
+every EXIT reaches the observer over one router stream, so it is the router's order of ends:
+a partner ``P`` linked to ``S`` sends ``S`` a LINK_DOWN iff ``P`` ends abnormally while ``S``
+is alive, i.e. ``order(P) < order(S)``. ``e0`` is the order when the final phase began
+(chaos over, quiet); ``final_senders``/``final_receivers`` ended by the final phase's CANCEL,
+after every sender had ended, so their own records are complete and exact.
+
+What counts (each a separate total, all must be zero):
+
+- lost: a seq skipped in a stream (only a gap-free prefix may be missing, and only after
+  the sender or receiver died); fewer messages than the sender's own count (exact when it
+  ended normally, else at least what it last reported: that report left after them).
+- duplicated / reordered: a seq seen twice / after a later one.
+- violations: any other broken rule, by kind (EXIT count per monitor, LINK_DOWN per link
+  partner, results that differ between observers, messages after an EXIT, names).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+LINKED_FAILED = {"error": "linked process failed"}
+
+
+class Verdict:
+    """Running totals and examples of what broke."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.messages = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.reordered = 0
+        self.exact = 0  # streams whose length was checked against the sender's exact count
+        self.floor = 0  # ... against a lower bound (the sender's last report)
+        self.violations: Counter[str] = Counter()
+        self.examples: list[list[Any]] = []
+
+    def bad(self, kind: str, *detail: Any) -> None:
+        self.violations[kind] += 1
+        if len(self.examples) < 40:
+            self.examples.append([kind, *detail])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events_checked": self.events,
+            "messages_checked": self.messages,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "reordered": self.reordered,
+            "streams_exact": self.exact,
+            "streams_floor": self.floor,
+            "violations": dict(self.violations),
+            "examples": self.examples,
+        }
+
+
+def verify(
+    recs: dict[str, dict[str, Any]],
+    watch: dict[str, dict[str, Any]],
+    e0: int,
+    final_senders: set[str],
+    final_receivers: set[str],
+) -> dict[str, Any]:
+    """Check every record; see the module docstring."""
+    v = Verdict()
+
+    def result(pid: str) -> dict[str, Any] | None:
+        rec = recs.get(pid)
+        return rec["exits"][0] if rec is not None and rec["exits"] else None
+
+    def abnormal(pid: str) -> bool:
+        r = result(pid)
+        return r is not None and "error" in r
+
+    def order(pid: str) -> int:
+        rec = recs.get(pid)
+        o = rec["order"] if rec is not None else None
+        return o if o is not None else 1 << 62  # still alive: ends after everything seen
+
+    _observer(recs, v)
+    _watcher(recs, watch, v)
+    for pid, rec in recs.items():
+        ended_by_final = not abnormal(pid) and result(pid) is not None
+        if rec["role"] == "receiver":
+            complete = ended_by_final and pid in final_receivers
+            _receiver(pid, rec, recs, complete, result, v)
+        elif rec["role"] == "sender":
+            complete = ended_by_final and pid in final_senders
+            _sender(pid, rec, recs, complete, e0, result, abnormal, order, v)
+        elif rec["role"] == "buddy":
+            _buddy(pid, rec, e0, result, abnormal, order, v)
+    return v.as_dict()
+
+
+def _observer(recs: dict[str, dict[str, Any]], v: Verdict) -> None:
+    """The observer monitors and (trapping) links every process: one EXIT each, one
+    LINK_DOWN per abnormal end, none per normal end; names released before the EXIT."""
+    for pid, rec in recs.items():
+        exits, downs = rec["exits"], rec["downs"]
+        v.events += len(exits) + len(downs)
+        if len(exits) != 1:
+            v.bad("observer: EXIT count != 1", pid, len(exits))
+            continue
+        want = [exits[0]] if "error" in exits[0] else []
+        if downs != want:
+            v.bad("observer: LINK_DOWN count", pid, exits[0], downs)
+        if rec.get("stale"):
+            v.bad("name pointed at a dead pid at its EXIT", pid, rec.get("name"))
+
+
+def _watcher(recs: dict[str, dict[str, Any]], watch: dict[str, dict[str, Any]],
+             v: Verdict) -> None:
+    """A second, plain monitor: one EXIT iff monitor() succeeded, with the same result."""
+    for pid, rec in recs.items():
+        w = watch.get(pid)
+        if w is None:
+            v.bad("watcher: never told of pid", pid)
+            continue
+        v.events += len(w["exits"])
+        if w["mon"]:
+            if w["exits"] != rec["exits"][:1]:
+                v.bad("watcher: EXITs differ from the observer's", pid, w["exits"], rec["exits"])
+        elif w["exits"]:
+            v.bad("watcher: EXIT without a monitor", pid, w["exits"])
+    for pid in set(watch) - set(recs):
+        v.bad("watcher: pid the observer never spawned", pid)
+
+
+def _count_check(got: int, sender_rec: dict[str, Any], receiver: str, result: Any,
+                 v: Verdict, where: str) -> None:
+    """``got`` messages from a sender that ended with ``result``, checked against its counts."""
+    value = result.get("value") if isinstance(result, dict) else None
+    if isinstance(value, dict) and isinstance(value.get("sent"), dict):
+        sent = value["sent"].get(receiver, 0)
+        v.exact += 1
+        if got < sent:
+            v.lost += sent - got
+            v.bad(f"lost ({where})", sender_rec.get("i"), receiver, sent, got)
+        elif got > sent:
+            v.duplicated += got - sent
+            v.bad(f"more than sent ({where})", sender_rec.get("i"), receiver, sent, got)
+        return
+    stat = sender_rec.get("stat") or {}
+    floor = (stat.get("sent") or {}).get(receiver, 0)
+    v.floor += 1
+    if got < floor:
+        v.lost += floor - got
+        v.bad(f"lost, below the sender's last report ({where})", receiver, floor, got)
+
+
+def _receiver(me: str, rec: dict[str, Any], recs: dict[str, dict[str, Any]], complete: bool,
+              result: Any, v: Verdict) -> None:
+    """Each stream a gap-free prefix, in order, no duplicate, nothing after the EXIT; the
+    receiver's monitor got one EXIT (same result), its link one LINK_DOWN iff abnormal."""
+    peers: dict[str, dict[str, Any]] = rec.get("peers") or {}
+    for s, p in peers.items():
+        srec = recs.get(s)
+        if srec is None or srec["role"] != "sender":
+            v.bad("receiver: messages from a non-sender", me, s)
+            continue
+        v.messages += p["n"]
+        v.lost += len(p["miss"])
+        v.duplicated += p["dup"]
+        v.reordered += p["reo"]
+        if p["gap"] or p["dup"] or p["reo"]:
+            v.bad("receiver: stream anomaly", me, s, p["gap"], p["dup"], p["reo"], p["miss"][:5])
+        if p["late"]:
+            v.bad("receiver: message after the sender's EXIT", me, s, p["late"])
+        if p["exits"] > 1:
+            v.bad("receiver: second EXIT", me, s, p["exits"])
+        sres = result(s)
+        if p["exit"] is not None:
+            v.events += 1 + p["downs"]
+            if not p["mon"]:
+                v.bad("receiver: EXIT without a monitor", me, s)
+            if p["exit"] != sres:
+                v.bad("receiver: EXIT result differs from the observer's", me, s, p["exit"], sres)
+            want = 1 if p["lnk"] and "error" in p["exit"] else 0
+            if p["downs"] > want or (complete and p["downs"] != want):
+                v.bad("receiver: LINK_DOWN count", me, s, p["exit"], p["downs"], want)
+            _count_check(p["nx"], srec, me, p["exit"], v, "at the sender's EXIT")
+            continue
+        if p["downs"]:
+            v.bad("receiver: LINK_DOWN before any EXIT", me, s)
+        if complete and sres is not None:
+            if p["mon"]:  # alive and monitoring until long after the sender ended
+                v.bad("receiver: monitor got no EXIT", me, s, sres, p,
+                      {"order": [rec["order"], srec["order"]], "i": [rec["i"], srec["i"]]})
+            else:  # the sender was dead at its first message: the rest was in flight
+                _count_check(p["n"], srec, me, sres, v, "at the end")
+    if complete:  # alive through the whole life of every sender that picked it
+        for s, srec in recs.items():
+            if srec["role"] == "sender" and me in srec.get("targets", ()) and s not in peers:
+                sres = result(s)
+                if sres is not None:
+                    _count_check(0, srec, me, sres, v, "never arrived")
+
+
+def _sender(me: str, rec: dict[str, Any], recs: dict[str, dict[str, Any]], complete: bool,
+            e0: int, result: Any, abnormal: Any, order: Any, v: Verdict) -> None:
+    """The sender's monitors got one EXIT per receiver that ended while it lived; its
+    (trapped) links one LINK_DOWN per partner that ended abnormally while it lived."""
+    stat = rec.get("stat")
+    if not isinstance(stat, dict):
+        return  # it died before its first report
+    targets = set(rec.get("targets", ()))
+    for kind, book in (("EXIT", stat.get("exits", {})), ("LINK_DOWN", stat.get("downs", {}))):
+        for p, results in book.items():
+            v.events += len(results)
+            prec = recs.get(p)
+            partner = prec is not None and (p in targets or prec.get("partner") == me)
+            if not partner:
+                v.bad(f"sender: {kind} from a stranger", me, p)
+                continue
+            if len(results) > 1:
+                v.bad(f"sender: more than one {kind}", me, p, results)
+            if results[0] != result(p):
+                v.bad(f"sender: {kind} result differs from the observer's", me, p, results,
+                      result(p))
+            if kind == "EXIT" and not stat.get("mon", {}).get(p):
+                v.bad("sender: EXIT without a monitor", me, p)
+            if kind == "LINK_DOWN" and not abnormal(p):
+                v.bad("sender: LINK_DOWN for a normal end", me, p, results)
+            if order(p) > order(me):
+                v.bad(f"sender: {kind} of a process that ended after it", me, p)
+    if not complete:
+        return
+    exits, downs = stat.get("exits", {}), stat.get("downs", {})
+    for r, ok in stat.get("mon", {}).items():
+        if ok and order(r) <= e0 and len(exits.get(r, ())) != 1:
+            v.bad("sender: monitor got no EXIT", me, r, result(r))
+    partners = [p for p, prec in recs.items()
+                if (prec["role"] == "buddy" and prec.get("partner") == me and prec.get("linked"))
+                or (prec["role"] == "receiver"
+                    and ((prec.get("peers") or {}).get(me) or {}).get("lnk"))]
+    for p in partners:
+        if abnormal(p) and order(p) <= e0 and len(downs.get(p, ())) != 1:
+            v.bad("sender: link partner's abnormal end brought no LINK_DOWN", me, p, result(p))
+
+
+def _buddy(me: str, rec: dict[str, Any], e0: int, result: Any, abnormal: Any, order: Any,
+           v: Verdict) -> None:
+    """An untrapped link partner dies iff its partner ends abnormally before it."""
+    partner = rec["partner"]
+    mine = result(me)
+    if mine == LINKED_FAILED and not (abnormal(partner) and order(partner) < order(me)):
+        v.bad("buddy: died of a link without an abnormal partner end", me, partner,
+              result(partner))
+    died = mine is not None and "error" in mine and order(me) <= e0
+    if rec.get("linked") is True and abnormal(partner) and order(partner) <= e0 and not died:
+        v.bad("buddy: survived its link partner's abnormal end", me, partner, mine)
+    if rec.get("linked") is False and (result(partner) is None or order(partner) > order(me)
+                                       or mine != {"value": "partner gone"}):
+        v.bad("buddy: link refused while its partner was alive", me, partner, mine)
