@@ -184,3 +184,13 @@ def test_nothing_left_behind(daemon: Daemon) -> None:
     """After every scenario (and a worker crash) no process is left and no name is held."""
     wait_for(lambda: daemon.call("status")["processes"] == 0, what="no process left")
     assert daemon.call("registry") == {}
+
+
+@PLACES
+def test_two_cancels_with_past_deadlines_in_one_batch(daemon: Daemon, host: str) -> None:
+    """Two CANCELs whose deadline has passed, handled together, end the target with "cancel
+    deadline exceeded" and leave its worker alive (a regression found by scripts/chaos.py)."""
+    restarts = sum(w["restarts"] for w in daemon.workers())
+    result = run(daemon, "double_cancel_past_deadline", host)
+    assert result == {"error": "cancel deadline exceeded"}
+    assert sum(w["restarts"] for w in daemon.workers()) == restarts

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from typing import Any
 
 import uvloop
@@ -101,6 +102,12 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
 
     def on_close(exc: Exception | None) -> None:
         if not runtime or not runtime[0].stopping.is_set():
+            if exc is not None:
+                # the router link is gone, so the log frame path is too: say why on stderr
+                # (the daemon's), e.g. an exception that escaped a frame handler
+                traceback.print_exception(exc, file=sys.stderr)
+                print(f"actord worker {host}/{index}: router connection lost: {exc!r}; "
+                      "exiting", file=sys.stderr, flush=True)
             _die_with_group()
 
     conn = FrameProtocol(lambda frame: None, on_close=on_close, max_frame=max_frame)

@@ -78,6 +78,7 @@ class Proc:
     __slots__ = (
         "actor",
         "alive",
+        "cancel_at",
         "cancel_timer",
         "context",
         "evaluator",
@@ -120,7 +121,10 @@ class Proc:
         self.events: Channel | None = None
         self.listeners: dict[str, Listener] | None = None
         self.trap_links = False
-        self.cancel_timer: asyncio.TimerHandle | None = None
+        # the earliest cancel deadline (loop time) and its timer; uvloop returns a plain
+        # Handle (no .when()) for a deadline already past, so the time is kept here
+        self.cancel_at: float | None = None
+        self.cancel_timer: asyncio.Handle | None = None
         self.upgrade_request: tuple[str, list[Any]] | None = None
         # exec children this process waits for -> their result (set on EV_EXEC); None: none
         self.execs: dict[str, asyncio.Future[dict[str, Any]]] | None = None

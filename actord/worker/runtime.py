@@ -341,11 +341,11 @@ class Runtime:
 
     def _arm_deadline(self, proc: Proc, deadline: float) -> None:
         when = self.loop.time() + max(0.0, deadline - time.time())
-        timer = proc.cancel_timer
-        if timer is not None and timer.when() <= when:
-            return
-        if timer is not None:
-            timer.cancel()
+        if proc.cancel_at is not None and proc.cancel_at <= when:
+            return  # an earlier deadline is already armed
+        if proc.cancel_timer is not None:
+            proc.cancel_timer.cancel()
+        proc.cancel_at = when
         proc.cancel_timer = self.loop.call_at(when, self.kill, proc, "cancel deadline exceeded")
 
     # -- calls made by processes -----------------------------------------------------------------

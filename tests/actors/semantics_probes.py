@@ -475,3 +475,17 @@ async def scenario_crash_order(host: str, n: int) -> dict[str, Any]:
     after = [m.payload for m in drain(inbox)]
     return {"exit": event_row(ev), "child": child, "prefix": before == list(range(len(before))),
             "before": len(before), "after": [*after[:5], len(after)]}
+
+
+async def double_cancel_past_deadline(host: str) -> Any:
+    """Two CANCELs with an already-past deadline reach the target in one batch: it ends with
+    "cancel deadline exceeded" and its worker survives (regression: uvloop's call_at returns
+    a Handle without .when() for a past time, which once crashed the worker)."""
+    import asyncio
+
+    target = await process.spawn_monitored("t:sem.forever", host)
+    await asyncio.gather(process.cancel(target, 0), process.cancel(target, 0))
+    while True:
+        ev = await process.events().receive()
+        if ev.kind == process.event.EXIT and ev.from_ == target:
+            return ev.result
