@@ -417,10 +417,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         killed = {k["os_pid"] for k in chaos.kills}
         unexplained = [line for line in log.splitlines() if " exited with " in line
                        and int(line.split("(os pid ")[1].split(")")[0]) not in killed]
-        # Known open finding (README, Fault tolerance): rarely a worker that was SIGSTOPped
-        # dies by SIGKILL without the harness killing it. Its processes are still reported
-        # "worker crashed" and every semantic check above still applies, so it is reported
-        # separately, not counted as a violation.
+        # a worker death the harness did not cause is a runtime bug (this is how the
+        # past-deadline CANCEL crash was found): reported on its own line, and a failure
         report["unexplained_worker_deaths"] = unexplained
         if restarts != len(chaos.kills) + len(unexplained):
             report["leaks"].append(
@@ -440,6 +438,7 @@ def report_ok(report: dict[str, Any]) -> bool:
     v = report.get("verdict", {})
     return bool(v) and not (v["lost"] or v["duplicated"] or v["reordered"] or v["violations"]
                             or report["leaks"] or report["tracebacks"]
+                            or report.get("unexplained_worker_deaths")
                             or not report["workers_up"])
 
 
