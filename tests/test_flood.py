@@ -19,6 +19,9 @@ MESSAGES, SIZE = 40_000, 1024  # 40 MiB through the router
 #: the router may hold at most this much more memory while flooded (its write buffers are
 #: bounded by transport.HIGH_WATER per worker; without flow control it would hold ~40 MiB)
 RSS_BOUND_KIB = 24 * 1024
+#: the unrelated ping-pong's median RTT during the flood is at most this many times its median
+#: before it
+LATENCY_FACTOR = 20
 
 
 def rss_kib(pid: int) -> int:
@@ -55,6 +58,8 @@ def test_flood_keeps_router_memory_bounded(make_daemon) -> None:
         sampler.join()
     growth = peak[0] - base_rss
     assert growth < RSS_BOUND_KIB, f"router RSS grew by {growth} KiB"
-    assert max(during) < 2_000_000, "the unrelated ping-pong stalled"
+    # the unrelated pair keeps its latency within a stated factor (generous: 2 vCPUs are
+    # shared with the flood itself)
+    assert statistics.median(during) <= LATENCY_FACTOR * before, (before, during)
     print(f"ping-pong median before {before:.0f} us, during flood "
           f"{statistics.median(during):.0f} us; router RSS growth {growth} KiB")
