@@ -494,7 +494,8 @@ def _check_spawn_request(req: Any) -> None:
         and isinstance(req.get("host"), str)
         and isinstance(req.get("args") or [], list)
         and isinstance(req.get("ctx") or {}, dict)
-        and isinstance(req.get("name") or "", str)
+        and (req.get("name") is None
+             or (isinstance(req["name"], str) and not req["name"].startswith("{")))
         and _is_actor(req.get("actor"))
         and _is_str_list(req.get("scope") or [])
         and isinstance(req.get("messages") or [], list)

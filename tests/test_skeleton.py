@@ -9,7 +9,8 @@ import pytest
 from actord.testing import Daemon
 from tests.conftest import module_daemon
 
-PROCESSES = {"t:echo": "basics:echo", "t:add": "basics:add", "t:ping": "basics:ping"}
+PROCESSES = {"t:echo": "basics:echo", "t:add": "basics:add", "t:ping": "basics:ping",
+             "t:gc": "basics:gc_objects"}
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,18 @@ def test_cli_exit_codes(daemon: Daemon, tmp_path) -> None:
     assert daemon.cli("spawn").returncode == 2
     r = daemon.cli("status", "--socket", str(tmp_path / "none.sock"))
     assert r.returncode == 3
+
+
+def test_cli_spawn_refuses_a_pid_like_name(daemon: Daemon) -> None:
+    """A name that looks like a PID is INVALID on the CLI path too (never registered)."""
+    r = daemon.cli("spawn", "t:echo", "t:a", "--name", "{bad")
+    assert r.returncode == 1 and "INVALID" in r.stderr
+    assert "{bad" not in daemon.call("registry")
+
+
+def test_ended_processes_are_freed_at_once(daemon: Daemon) -> None:
+    """An ended process leaves nothing for the (lazy) cyclic GC: no proc/task/context cycle."""
+    before = daemon.exec("t:gc", "t:a")
+    for i in range(300):
+        daemon.exec("t:add", "t:a", i, 1)
+    assert daemon.exec("t:gc", "t:a") - before < 100  # was ~8 objects per ended process

@@ -234,7 +234,12 @@ class Runtime:
                     continue
                 result = {"error": entry_or_error}
             break
-        self.finish(proc, result)
+        try:
+            self.finish(proc, result)
+        finally:
+            # break the cycle proc -> task -> task context -> proc, so an ended process is
+            # freed by reference counting at once (the worker runs with a lazy cyclic GC)
+            current.set(None)
 
     def _prepare_upgrade(self, proc: Proc, id: str, args: list[Any]) -> tuple[bool, str]:
         """Unwind old tasks and channels; (True, entry) to go on, or (False, error)."""
