@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from actord import ids
 from actord.core import wire
 from actord.errors import InvalidError
 
@@ -55,7 +56,7 @@ class SpawnBuilder:
 
     def with_name(self, name: str) -> SpawnBuilder:
         """Register ``name`` for the child before it runs (spawn-or-signal)."""
-        if not isinstance(name, str) or not name or name[0] == "{":
+        if not ids.is_name(name):
             raise InvalidError(f"bad name {name!r}")
         return replace(self, name=name)
 

@@ -31,6 +31,11 @@ def is_pid(value: object) -> bool:
     return isinstance(value, str) and value.startswith("{") and _PID_RE.match(value) is not None
 
 
+def is_name(value: object) -> bool:
+    """True for a registry name: a non-empty str that does not look like a PID."""
+    return isinstance(value, str) and bool(value) and value[0] != "{"
+
+
 def is_id(value: object) -> bool:
     """True when ``value`` looks like ``namespace:name``."""
     return isinstance(value, str) and _ID_RE.match(value) is not None

@@ -214,7 +214,7 @@ def with_context(values: dict[str, Any]) -> SpawnBuilder:
 
 def _check_name(name: object) -> str:
     """A name is a non-empty str that does not look like a PID (else INVALID)."""
-    if not isinstance(name, str) or not name or name[0] == "{":
+    if not ids.is_name(name):
         raise InvalidError(f"bad name {name!r}: must be a non-empty string not starting with {{")
     return name
 

@@ -406,7 +406,7 @@ class Router:
 
     def register(self, name: str, pid: str) -> None:
         """Register ``name`` for ``pid``; broadcast before the caller hears it is done."""
-        if not isinstance(name, str) or not name or name.startswith("{"):
+        if not ids.is_name(name):
             raise InvalidError(f"bad name {name!r}")
         self._alive(pid)
         if self.registry.register(name, pid):
@@ -494,8 +494,7 @@ def _check_spawn_request(req: Any) -> None:
         and isinstance(req.get("host"), str)
         and isinstance(req.get("args") or [], list)
         and isinstance(req.get("ctx") or {}, dict)
-        and (req.get("name") is None
-             or (isinstance(req["name"], str) and not req["name"].startswith("{")))
+        and (req.get("name") is None or ids.is_name(req["name"]))
         and _is_actor(req.get("actor"))
         and _is_str_list(req.get("scope") or [])
         and isinstance(req.get("messages") or [], list)

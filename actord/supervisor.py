@@ -154,9 +154,7 @@ class ChildSpec:
         object.__setattr__(self, "args", tuple(self.args))
         if self.restart not in RESTARTS:
             raise InvalidError(f"{where}: bad restart {self.restart!r}: one of {RESTARTS}")
-        if self.name is not None and (
-            not isinstance(self.name, str) or not self.name or self.name[0] == "{"
-        ):
+        if self.name is not None and not ids.is_name(self.name):
             raise InvalidError(f"{where}: bad name {self.name!r}")
         seconds: float | None = None
         if self.shutdown != BRUTAL_KILL:
