@@ -114,8 +114,10 @@ def test_permission_matrix(daemon: Daemon, action: str, case: str) -> None:
         assert (effect["name"] is not None) == allowed
     if action == "process.registry.unregister":
         assert (effect["name"] is None) == allowed
-    if action == "process.link" and not allowed:
-        assert "counts" in effect  # the target answered after the subject ended: not linked
+    if action == "process.link":  # the subject fails after linking: a linked target dies too
+        assert ("target_exit" in effect) == allowed
+        if allowed:
+            assert effect["target_exit"] == {"error": "linked process failed"}
 
 
 def test_no_escalation_to_admin(daemon: Daemon) -> None:

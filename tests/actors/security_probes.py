@@ -55,7 +55,11 @@ async def subject(action, target, name):
             await process.monitor(target)
             await process.unmonitor(target)
         elif action == "process.link":
-            await process.link(target)
+            try:
+                await process.link(target)
+            except errors.ProcessError as e:
+                raise RuntimeError(e.kind) from None
+            raise RuntimeError("ok")  # an abnormal end: a linked target dies with us
         elif action == "process.unlink":
             await process.link(target)
             await process.unlink(target)
@@ -97,8 +101,11 @@ async def probe(action, scope, name):
         if ev.kind == process.event.EXIT:
             exits[ev.from_] = ev.result
     result = exits[subj].get("value", exits[subj].get("error"))
+    if action == "process.link":  # the subject reports by failing: "RuntimeError: <result>"
+        result = result.removeprefix("RuntimeError: ")
+    ends_target = action in ("process.terminate", "process.link") and result == "ok"
     effect = {}
-    if action == "process.terminate" and result == "ok":
+    if ends_target:
         if target not in exits:
             ev = await events.receive()  # the target's EXIT (it was terminated)
             exits[ev.from_] = ev.result
@@ -110,7 +117,7 @@ async def probe(action, scope, name):
         effect["name"] = process.registry.lookup(name)
     except errors.NotFoundError:
         effect["name"] = None
-    if action != "process.terminate" or result != "ok":
+    if not ends_target:
         await process.terminate(target)
     return {"result": result, "effect": effect, "target": target}
 
