@@ -7,11 +7,15 @@ runs. Context, actor and scope are inherited from the spawning process and overr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actord import ids
 from actord.core import wire
 from actord.errors import InvalidError
+from actord.worker.runtime import require_process
+
+if TYPE_CHECKING:
+    from actord.worker.proc import Proc
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,6 @@ class SpawnBuilder:
         _check_values(meta)
         _permit("process.security", "security")
         from actord.security import check_escalation
-        from actord.worker.runtime import require_process
-
         check_escalation(require_process()[1].actor, actor)
         return replace(self, actor={"id": actor["id"], "meta": dict(meta)})
 
@@ -70,67 +72,63 @@ class SpawnBuilder:
         return replace(self, messages=(*self.messages, (topic, payload)))
 
     # -- spawning --------------------------------------------------------------------------------
-    def _request(self, id: str, host: str, args: tuple[Any, ...], **flags: bool) -> dict[str, Any]:
-        from actord.worker.runtime import require_process
-
-        _, proc = require_process()
-        if not isinstance(id, str) or not isinstance(host, str):
+    def _request(self, proc: Proc, id: str, host: str, args: tuple[Any, ...], flags: int
+                 ) -> list[Any]:
+        """The spawn request (see ``wire.spawn_request``); values are checked when it is sent."""
+        if type(id) is not str or type(host) is not str:
             raise InvalidError("process id and host must be strings")
-        _check_values(list(args))
-        ctx = dict(proc.context)
-        ctx.update(self.context)
-        return {
-            "id": id,
-            "host": host,
-            "args": list(args),
-            "ctx": ctx,
-            "actor": self.actor if self.actor is not None else proc.actor,
-            "scope": list(self.scope) if self.scope is not None else proc.scope,
-            "name": self.name,
-            "messages": [list(m) for m in self.messages],
-            "custom_actor": self.actor is not None or self.scope is not None,
-            "custom_context": bool(self.context),
-            **flags,
-        }
+        ctx = proc.context
+        if self.context:
+            ctx = {**ctx, **dict(self.context)}
+            flags |= wire.SPAWN_CONTEXT
+        if self.actor is not None or self.scope is not None:
+            flags |= wire.SPAWN_SECURITY
+        # actor and scope left None are the caller's: the router fills them in
+        return [id, host, list(args), flags, ctx or None, self.actor,
+                None if self.scope is None else list(self.scope), self.name,
+                [list(m) for m in self.messages] if self.messages else None]
 
-    async def _spawn(self, id: str, host: str, args: tuple[Any, ...], **flags: bool) -> str:
-        from actord.worker.runtime import require_process
-
-        rt, proc = require_process()
-        return str(await rt.call(proc, "spawn", self._request(id, host, args, **flags)))
-
+    # Each spawn variant awaits the router's reply directly (no shared inner coroutine: a
+    # coroutine level per spawn is measurable in a spawn burst).
     async def spawn(self, id: str, host: str, *args: Any) -> str:
         """Start a child; its PID."""
-        return await self._spawn(id, host, args)
+        rt, proc = require_process()
+        return await rt.request(proc, "spawn", self._request(proc, id, host, args, 0))
 
     async def spawn_monitored(self, id: str, host: str, *args: Any) -> str:
         """Start a child, monitored from before it runs."""
-        return await self._spawn(id, host, args, monitor=True)
+        rt, proc = require_process()
+        return await rt.request(proc, "spawn", self._request(proc, id, host, args, _MONITOR))
 
     async def spawn_linked(self, id: str, host: str, *args: Any) -> str:
         """Start a child, linked from before it runs."""
-        return await self._spawn(id, host, args, link=True)
+        rt, proc = require_process()
+        return await rt.request(proc, "spawn", self._request(proc, id, host, args, _LINK))
 
     async def spawn_linked_monitored(self, id: str, host: str, *args: Any) -> str:
         """Start a child, linked and monitored from before it runs."""
-        return await self._spawn(id, host, args, link=True, monitor=True)
+        rt, proc = require_process()
+        return await rt.request(
+            proc, "spawn", self._request(proc, id, host, args, _LINK | _MONITOR)
+        )
 
     async def exec(
         self, id: str, host: str, *args: Any, timeout: float | None = None
     ) -> Any:
         """Spawn, wait for the end, return the value (SPEC ``exec``)."""
-        from actord.worker.runtime import require_process
-
         rt, proc = require_process()
         if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
             raise InvalidError(f"bad timeout {timeout!r}")
-        return await rt.exec(proc, self._request(id, host, args, exec=True), timeout)
+        return await rt.exec(proc, self._request(proc, id, host, args, wire.SPAWN_EXEC), timeout)
+
+
+_MONITOR, _LINK = wire.SPAWN_MONITOR, wire.SPAWN_LINK
+#: a builder with nothing set: what the module-level ``spawn*`` functions use
+DEFAULT = SpawnBuilder()
 
 
 def _permit(action: str, resource: str) -> None:
     """PERMISSION_DENIED unless the calling process may do this (SPEC 7)."""
-    from actord.worker.runtime import require_process
-
     rt, proc = require_process()
     rt.permit(proc, action, resource)
 

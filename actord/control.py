@@ -225,13 +225,13 @@ class ControlServer:
     async def spawn(self, args: dict[str, Any]) -> str:
         return self.router.spawn("", self._spawn_request(args))
 
-    def _spawn_request(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _spawn_request(self, args: dict[str, Any], flags: int = 0) -> list[Any]:
         spawn_args = args.get("args") or []
         if not isinstance(spawn_args, list):
             raise InvalidError("args must be a list")
         actor, scope = _client.get()  # processes a client starts run as that client
-        return {"id": str(args["id"]), "host": str(args["host"]), "args": spawn_args,
-                "name": args.get("name") or None, "actor": actor, "scope": scope}
+        return wire.spawn_request(str(args["id"]), str(args["host"]), spawn_args, flags,
+                                  name=args.get("name") or None, actor=actor, scope=scope)
 
     async def send(self, args: dict[str, Any]) -> None:
         from actord.process import check_topic

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -243,5 +244,10 @@ def run(config: Config) -> int:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # systemd's variables are for this process only: workers and actor code must not see them
     daemon = Daemon(config, Notifier.from_environ(unset=True))
+    # The router allocates a few tracked objects per spawn and per process end; with the
+    # default gen-0 threshold (700) a spawn burst runs a collection every few hundred spawns,
+    # each walking the young objects. Start-up objects are frozen (never scanned again).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     uvloop.run(daemon.main())
     return 0

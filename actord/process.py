@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from actord import ids
+from actord.builder import DEFAULT as _DEFAULT_BUILDER
 from actord.builder import SpawnBuilder
 from actord.channel import Channel
 from actord.core import wire
@@ -66,24 +67,12 @@ def send(dest: str, topic: str, *values: Any) -> None:
     rt.send(proc, dest, topic, values[0] if len(values) == 1 else _payload(values))
 
 
-async def spawn(id: str, host: str, *args: Any) -> str:
-    """Start a child; returns its PID."""
-    return await SpawnBuilder().spawn(id, host, *args)
-
-
-async def spawn_monitored(id: str, host: str, *args: Any) -> str:
-    """Start a child with a monitor installed before it runs."""
-    return await SpawnBuilder().spawn_monitored(id, host, *args)
-
-
-async def spawn_linked(id: str, host: str, *args: Any) -> str:
-    """Start a child with a link installed before it runs."""
-    return await SpawnBuilder().spawn_linked(id, host, *args)
-
-
-async def spawn_linked_monitored(id: str, host: str, *args: Any) -> str:
-    """Start a child with a link and a monitor installed before it runs."""
-    return await SpawnBuilder().spawn_linked_monitored(id, host, *args)
+# The SpawnBuilder's own coroutines (with nothing set), not wrappers: one coroutine level
+# less per spawn.
+spawn = _DEFAULT_BUILDER.spawn
+spawn_monitored = _DEFAULT_BUILDER.spawn_monitored
+spawn_linked = _DEFAULT_BUILDER.spawn_linked
+spawn_linked_monitored = _DEFAULT_BUILDER.spawn_linked_monitored
 
 
 async def _target_call(op: str, dest: str, **extra: Any) -> Any:
@@ -177,7 +166,7 @@ async def exec(
     timeout: float | None = None,
 ) -> Any:
     """Spawn, wait, return the child's value; ProcessFailedError / TimeoutError otherwise."""
-    return await SpawnBuilder().exec(id, host, *args, timeout=timeout)
+    return await _DEFAULT_BUILDER.exec(id, host, *args, timeout=timeout)
 
 
 def upgrade(id: str | None = None, *args: Any) -> NoReturn:

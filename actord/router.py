@@ -35,7 +35,7 @@ from actord.core.policy import Evaluator
 from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
-from actord.security import Guard, call_permissions, check_escalation
+from actord.security import Guard, call_permissions, check_escalation, spawn_permissions
 from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.router")
@@ -105,12 +105,13 @@ class Router:
         self.dead_letters = 0
         self.exits = {"normal": 0, "abnormal": 0}
         self._exit_callbacks: dict[str, list[ExitCallback]] = {}
+        # exec caller -> its exec children still running (CANCELled if the caller ends first)
+        self._exec_children: dict[str, set[str]] = {}
         self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
         self._next_req = 0
         self.empty = asyncio.Event()
         self.empty.set()
         self._calls: dict[str, Callable[[str, dict[str, Any]], Any]] = {
-            "spawn": self.spawn,
             "terminate": lambda caller, a: self.terminate(a["dest"]),
             "cancel": lambda caller, a: self.cancel(caller, a["dest"], a.get("deadline"),
                                                     a.get("reason")),
@@ -210,17 +211,31 @@ class Router:
     def _on_call(self, link: WorkerLink, frame: list[Any]) -> None:
         _, req, caller, op, args = frame
         if caller not in link.pids:
-            return  # the caller died meanwhile: nobody waits for the answer
-        handler = self._calls.get(op)
+            # not a live process of this worker (a worker sends a process's calls before its
+            # EXITED, so only a confused worker gets here): answered all the same, since the
+            # worker keeps a future per call until its reply
+            link.conn.send([wire.REPLY, req, NotFoundError.kind, f"no live caller {caller}"])
+            return
         try:
-            if handler is None:
-                raise InvalidError(f"unknown call {op!r}")
             entry = self.procs[caller]
-            # SPEC 7: every call is checked before it acts
-            self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
-            if op == "spawn" and isinstance(args, dict):
-                check_escalation(entry.actor, args.get("actor"))
-            value = handler(caller, args)
+            if op == "spawn":
+                _check_spawn_request(args)
+                evaluator = self.evaluator(entry)
+                # SPEC 7: every call is checked before it acts (the common case: one cached
+                # permission tuple, each pair a cached policy decision)
+                perms = spawn_permissions(args)
+                for action, resource in perms:
+                    if not evaluator.check(action, resource, entry.meta):
+                        self.guard.require(evaluator, perms, entry.meta)
+                if args[wire.SPAWN_ACTOR] is not None:
+                    check_escalation(entry.actor, args[wire.SPAWN_ACTOR])
+                value: Any = self._spawn(caller, args)
+            else:
+                handler = self._calls.get(op)
+                if handler is None:
+                    raise InvalidError(f"unknown call {op!r}")
+                self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
+                value = handler(caller, args)
         except ProcessError as e:
             link.conn.send([wire.REPLY, req, e.kind, str(e)])
             return
@@ -263,6 +278,10 @@ class Router:
                 )
         for partner in fallout.links:
             self.event(partner, wire.EV_LINK_DOWN, pid, result)
+        if self._exec_children:
+            # an exec caller that ended waits no more: its children are asked to stop
+            for child in self._exec_children.pop(pid, ()):
+                self.event(child, wire.EV_CANCEL, pid, None, None, "exec cancelled")
         if self._exit_callbacks:
             for callback in self._exit_callbacks.pop(pid, ()):
                 callback(result)
@@ -305,63 +324,86 @@ class Router:
         self.routed += 1
         entry.worker.conn.send([wire.DELIVER, dest, from_, topic, payload])
 
-    def spawn(self, caller: str, req: dict[str, Any]) -> str:
-        """Start a process (see the handshake above); returns its PID."""
+    def spawn(self, caller: str, req: list[Any]) -> str:
+        """Start a process (see the handshake above); returns its PID.
+
+        ``req`` is laid out as :func:`wire.spawn_request` builds it; INVALID if malformed.
+        An actor or scope not given is the caller's.
+        """
         _check_spawn_request(req)
-        id, host = req["id"], req["host"]
+        return self._spawn(caller, req)
+
+    def _spawn(self, caller: str, req: list[Any]) -> str:
+        """:meth:`spawn` of a request already checked by :func:`_check_spawn_request`."""
+        id, host, args, flags, ctx, actor, scope, name, messages = req
         proc_cfg = self.config.processes.get(id)
         if proc_cfg is None:
             raise NotFoundError(f"unknown process id {id!r}")
         slots = self.hosts.get(host)
         if not slots:
             raise NotFoundError(f"unknown host {host!r}")
-        name = req.get("name")
         if name:
             existing = self.registry.lookup(name)
             if existing is not None:
-                return self._signal_existing(caller, existing, req)
+                return self._signal_existing(caller, existing, flags, messages)
         # the least loaded live worker; a one-worker host needs no comparison
         worker = slots[0] if len(slots) == 1 else min(slots, key=_load)
         if not worker.up or worker.retiring:
             raise NotFoundError(f"host {host!r} has no running worker (restarting)")
+        procs = self.procs
+        parent = procs.get(caller) if caller else None
+        if parent is not None:
+            if actor is None:
+                actor = parent.actor
+            if scope is None:
+                scope = parent.scope
         self.serial += 1
         pid = ids.format_pid(host, self.serial)
-        actor, scope = req.get("actor"), req.get("scope")
-        procs = self.procs
         if not procs:
             self.empty.clear()
         procs[pid] = ProcEntry(pid, id, worker, actor, scope)
         worker.pids.add(pid)
-        if caller and caller in procs:
-            if req.get("monitor"):
-                self.topology.monitor(caller, pid)
-            if req.get("link"):
-                self.topology.link(caller, pid)
-            if req.get("exec"):
-                self.on_exit(pid, self._exec_notifier(caller, pid))
+        if parent is not None and flags:
+            self._install_edges(caller, pid, flags)
+            if flags & wire.SPAWN_EXEC:
+                self._exec_children.setdefault(caller, set()).add(pid)
         if name:  # claimed before the child runs: its worker learns the name before START
             self.registry.register(name, pid)
             self._broadcast([wire.NAME, name, pid])
         # positional (see wire.START): no option map to build here and decode there
-        worker.conn.send([wire.START, pid, id, proc_cfg.entry, req.get("args") or [],
-                          req.get("ctx") or None, actor, scope, req.get("messages") or None])
+        worker.conn.send([wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope,
+                          messages])
         return pid
 
-    def _signal_existing(self, caller: str, pid: str, req: dict[str, Any]) -> str:
+    def _install_edges(self, caller: str, pid: str, flags: int) -> None:
+        """The spawn flags' monitor, link and exec watch of ``caller`` on ``pid``."""
+        if flags & wire.SPAWN_MONITOR:
+            self.topology.monitor(caller, pid)
+        if flags & wire.SPAWN_LINK:
+            self.topology.link(caller, pid)
+        if flags & wire.SPAWN_EXEC:
+            self.on_exit(pid, self._exec_notifier(caller, pid))
+
+    def _signal_existing(
+        self, caller: str, pid: str, flags: int, messages: list[list[Any]] | None
+    ) -> str:
         """``with_name`` found the name taken: message, monitor or link the holder instead."""
-        for topic, payload in req.get("messages") or []:
+        for topic, payload in messages or ():
             self.send("", pid, topic, wire.encode_value(payload))
-        if caller and caller in self.procs:
-            if req.get("monitor"):
-                self.topology.monitor(caller, pid)
-            if req.get("link"):
-                self.topology.link(caller, pid)
-            if req.get("exec"):
-                self.on_exit(pid, self._exec_notifier(caller, pid))
+        if caller and caller in self.procs and flags:
+            self._install_edges(caller, pid, flags)
         return pid
 
     def _exec_notifier(self, watcher: str, child: str) -> ExitCallback:
-        return lambda result: self.event(watcher, wire.EV_EXEC, child, result)
+        def notify(result: dict[str, Any]) -> None:
+            children = self._exec_children.get(watcher)
+            if children is not None:
+                children.discard(child)
+                if not children:
+                    del self._exec_children[watcher]
+            self.event(watcher, wire.EV_EXEC, child, result)
+
+        return notify
 
     def _alive(self, dest: str) -> ProcEntry:
         entry = self.procs.get(dest)
@@ -488,20 +530,21 @@ class Router:
 def _check_spawn_request(req: Any) -> None:
     """Validate a spawn request from a peer at the boundary, so that nothing malformed reaches
     the target worker's START handler (which trusts the router)."""
+    if type(req) is not list or len(req) != wire.SPAWN_FIELDS:
+        raise InvalidError("malformed spawn request")
+    id, host, args, flags, ctx, actor, scope, name, messages = req
     ok = (
-        isinstance(req, dict)
-        and isinstance(req.get("id"), str)
-        and isinstance(req.get("host"), str)
-        and isinstance(req.get("args") or [], list)
-        and isinstance(req.get("ctx") or {}, dict)
-        and (req.get("name") is None or ids.is_name(req["name"]))
-        and _is_actor(req.get("actor"))
-        and _is_str_list(req.get("scope") or [])
-        and isinstance(req.get("messages") or [], list)
-        and all(
-            isinstance(m, list) and len(m) == 2 and isinstance(m[0], str)
-            for m in req.get("messages") or []
-        )
+        type(id) is str
+        and type(host) is str
+        and type(args) is list
+        and type(flags) is int
+        and (ctx is None or type(ctx) is dict)
+        and (actor is None or _is_actor(actor))
+        and (scope is None or _is_str_list(scope))
+        and (name is None or ids.is_name(name))
+        and (messages is None or (type(messages) is list and all(
+            type(m) is list and len(m) == 2 and type(m[0]) is str for m in messages
+        )))
     )
     if not ok:
         raise InvalidError("malformed spawn request")

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from actord.core import wire
 from actord.core.config import SecurityConfig
 from actord.core.policy import ADMIN, Evaluator, PolicySet
 from actord.errors import PermissionDeniedError
@@ -79,23 +80,42 @@ class Guard:
 # -- the permission table ------------------------------------------------------------------------
 
 
-def spawn_permissions(req: Mapping[str, Any]) -> list[Permission]:
-    """``spawn*`` / ``exec`` (and a ``with_name`` registration) as SPEC 7 names them."""
-    pid_id, host = str(req.get("id")), str(req.get("host"))
-    if req.get("exec"):
-        perms = [("process.exec", pid_id)]
-    else:
-        variants = [v for v, on in (("monitored", req.get("monitor")), ("linked", req.get("link")))
-                    if on]
-        perms = [(f"process.spawn.{v}", pid_id) for v in variants] or [("process.spawn", pid_id)]
-    perms.append(("process.host", host))
-    if req.get("custom_context"):  # checked by with_context in the worker; again here
-        perms.append(("process.context", "context"))
-    if req.get("custom_actor"):  # likewise with_actor / with_scope
-        perms.append(("process.security", "security"))
-    if req.get("name"):
-        perms.append(("process.registry.register", str(req["name"])))
+def spawn_permissions(req: Sequence[Any]) -> tuple[Permission, ...]:
+    """``spawn*`` / ``exec`` (and a ``with_name`` registration) as SPEC 7 names them, for a
+    spawn request laid out as :func:`actord.core.wire.spawn_request` builds it."""
+    flags, name = req[wire.SPAWN_FLAGS], req[wire.SPAWN_NAME]
+    key = (req[wire.SPAWN_ID], req[wire.SPAWN_HOST], flags, name)
+    perms = _spawn_cache.get(key)
+    if perms is None:
+        if len(_spawn_cache) >= 4096:  # a bound, not an LRU: ids and hosts come from config
+            _spawn_cache.clear()
+        pid_id = str(key[0])
+        perms = (
+            *((action, pid_id) for action in _SPAWN_ACTIONS[flags & _VARIANT_BITS]),
+            ("process.host", str(key[1])),
+        )
+        if flags & wire.SPAWN_CONTEXT:  # checked by with_context in the worker; again here
+            perms += (("process.context", "context"),)
+        if flags & wire.SPAWN_SECURITY:  # likewise with_actor / with_scope
+            perms += (("process.security", "security"),)
+        if name:
+            perms += (("process.registry.register", str(name)),)
+        _spawn_cache[key] = perms
     return perms
+
+
+_VARIANT_BITS = wire.SPAWN_MONITOR | wire.SPAWN_LINK | wire.SPAWN_EXEC
+#: the spawn action(s) of each combination of the monitor/link/exec flags (exec wins)
+_SPAWN_ACTIONS: dict[int, tuple[str, ...]] = {
+    bits: ("process.exec",) if bits & wire.SPAWN_EXEC else (
+        tuple(action for bit, action in ((wire.SPAWN_MONITOR, "process.spawn.monitored"),
+                                         (wire.SPAWN_LINK, "process.spawn.linked"))
+              if bits & bit) or ("process.spawn",)
+    )
+    for bits in range(_VARIANT_BITS + 1)
+}
+#: (id, host, flags, name) -> permissions; every spawn needs them, most repeat
+_spawn_cache: dict[tuple[Any, Any, int, Any], tuple[Permission, ...]] = {}
 
 
 #: router calls whose resource is the target PID (``args["dest"]``)
@@ -120,10 +140,9 @@ def check_escalation(caller_actor: Mapping[str, Any] | None, actor: Any) -> None
         raise PermissionDeniedError("only system:admin may run a process as system:admin")
 
 
-def call_permissions(op: str, args: Mapping[str, Any]) -> list[Permission]:
-    """The permissions a router call needs (an unknown op needs none: it is refused anyway)."""
-    if op == "spawn":
-        return spawn_permissions(args)
+def call_permissions(op: str, args: Mapping[str, Any]) -> Sequence[Permission]:
+    """The permissions a router call other than spawn needs (an unknown op needs none: it is
+    refused anyway)."""
     action = TARGET_ACTIONS.get(op)
     if action is not None:
         return [(action, str(args.get("dest")))]
@@ -132,7 +151,9 @@ def call_permissions(op: str, args: Mapping[str, Any]) -> list[Permission]:
     return []
 
 
-def command_permissions(command: str, args: Mapping[str, Any], dest: str = "") -> list[Permission]:
+def command_permissions(
+    command: str, args: Mapping[str, Any], dest: str = ""
+) -> Sequence[Permission]:
     """The permissions a control-socket command needs; ``dest`` is its resolved target PID."""
     if command in ("status", "ps", "registry", "services"):
         return [("daemon.status", "daemon")]
@@ -140,10 +161,11 @@ def command_permissions(command: str, args: Mapping[str, Any], dest: str = "") -
         return [(f"daemon.{command}", "daemon")]
     if command in ("start", "stop", "restart"):
         return [(f"service.{command}", str(args.get("service")))]
-    if command == "spawn":
-        return spawn_permissions(args)
-    if command == "exec":
-        return spawn_permissions({**args, "exec": True})
+    if command in ("spawn", "exec"):
+        flags = wire.SPAWN_EXEC if command == "exec" else 0
+        return spawn_permissions(wire.spawn_request(
+            str(args.get("id")), str(args.get("host")), flags=flags, name=args.get("name") or None
+        ))
     if command == "send":
         return [("process.send", dest)]
     if command == "kill":

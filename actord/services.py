@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from actord.core import wire
 from actord.core.config import Config, ServiceConfig, service_start_order
 from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
@@ -242,14 +243,8 @@ class ServiceManager:
         if holder is not None:  # spawn would hand us the holder (with_name semantics)
             raise AlreadyExistsError(f"name {name!r} is held by {holder}")
         actor = None if cfg.actor is None else {"id": cfg.actor.id, "meta": dict(cfg.actor.meta)}
-        request = {
-            "id": cfg.process,
-            "host": cfg.host,
-            "args": list(cfg.args),
-            "name": name,
-            "actor": actor,
-            "scope": list(cfg.scope) if cfg.scope else None,
-        }
+        request = wire.spawn_request(cfg.process, cfg.host, list(cfg.args), name=name,
+                                     actor=actor, scope=list(cfg.scope) if cfg.scope else None)
         return self.router.spawn("", request)
 
     def _relaunch(self, svc: _Service) -> None:

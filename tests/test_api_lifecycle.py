@@ -13,7 +13,8 @@ from tests.conftest import module_daemon
 
 PROCESSES = processes(
     "api_probes_life", "self_terminator", "self_canceller", "graceful", "with_helper_task",
-    "custom_crasher", "sys_exit", "bad_result", "huge_result", "exec_in_task", "spawn_errors",
+    "custom_crasher", "sys_exit", "bad_result", "huge_result", "exec_in_task", "exec_waiter",
+    "spawn_errors",
     "spawn_variants", "terminate_probe", "cancel_probe", "monitor_probe", "link_probe",
     "options_probe", "exec_probe", "ending_probe",
 )
@@ -134,7 +135,8 @@ def test_options(daemon: Daemon) -> None:
 
 @PLACEMENTS
 def test_exec(daemon: Daemon, probe_host: str, host: str) -> None:
-    """exec: value, ProcessFailedError, TimeoutError; an abandoned child always gets CANCEL."""
+    """exec: value, ProcessFailedError, TimeoutError; an abandoned child always gets CANCEL
+    (timeout, cancelled wait, caller returned, caller terminated)."""
     out = daemon.exec("api:exec_probe", probe_host, host)
     me = out["me"]
     assert out["value"] == [1, "x"]
@@ -148,6 +150,10 @@ def test_exec(daemon: Daemon, probe_host: str, host: str) -> None:
     assert out["caller_ended"]["kind"] == "pid.cancel"
     assert out["caller_ended"]["from"] != me
     assert out["caller_ended"]["reason"] == "exec cancelled"
+    # a caller terminated while it waits: the router CANCELs the child on the caller's end
+    assert out["caller_terminated"]["kind"] == "pid.cancel"
+    assert out["caller_terminated"]["from"] == out["waiter"]
+    assert out["caller_terminated"]["reason"] == "exec cancelled"
 
 
 def test_escaped_exception_is_an_abnormal_end(daemon: Daemon) -> None:

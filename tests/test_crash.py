@@ -23,7 +23,8 @@ from tests.conftest import DaemonFactory
 
 PROCESSES = {
     f"t:d.{name}": f"daemon_probes:{name}"
-    for name in ("ask", "recorder", "idle", "os_pid", "saboteur", "chatty")
+    for name in ("ask", "recorder", "idle", "os_pid", "saboteur", "chatty", "exec_waiter",
+                 "cancel_echo")
 }
 
 
@@ -112,6 +113,26 @@ def test_kill9_worker(make_daemon: DaemonFactory) -> None:
     assert min(map(serial, new)) > max(map(serial, [mon, trap, plain, *victims]))
     assert {ps(d)[p]["worker"] for p in new} == {doomed_index}  # the emptied slot fills first
     assert d.exec("t:d.os_pid", "t:b") in {w["os_pid"] for w in d.workers()}
+    assert d.stop() == 0
+
+
+def test_exec_caller_worker_killed_cancels_child(make_daemon: DaemonFactory) -> None:
+    """An exec caller whose worker is kill -9'd waits no more: the router CANCELs its child on
+    another host ("exec cancelled", from the dead caller) instead of leaving it running."""
+    d = make_daemon(PROCESSES, shutdown_timeout="1s")
+    rec = d.call("spawn", id="t:d.recorder", host="t:b", args=[False], name="rec")
+    caller = d.call("spawn", id="t:d.exec_waiter", host="t:a", args=["t:d.cancel_echo", "t:b"])
+    child = wait_for(lambda: next(
+        (p for p, r in ps(d).items() if r["id"] == "t:d.cancel_echo"), None), what="exec child")
+    assert ask(d, rec, "monitor", child, "t:b") == "ok"
+    os.kill(worker(d, "t:a", 0)["os_pid"], signal.SIGKILL)
+
+    def child_exit() -> list[Any]:
+        return [e["result"] for e in ask(d, rec, "report", host="t:b")
+                if e["kind"] == "pid.exit" and e["from"] == child]
+
+    assert wait_for(child_exit, what="exec child's end") == [
+        {"value": {"reason": "exec cancelled", "from": caller}}]
     assert d.stop() == 0
 
 

@@ -35,10 +35,13 @@ def frames(draw: st.DrawFn, pids: list[str]) -> list[Any]:
     op = draw(st.sampled_from(OPS))
     pid = st.sampled_from(pids) | st.text(max_size=6) | values
     if op == wire.CALL:
+        # target calls take a map; spawn a positional array (wire.spawn_request's layout)
         args = draw(st.dictionaries(
-            st.sampled_from(["dest", "name", "pid", "id", "host", "args", "deadline", "reason",
-                             "monitor", "link", "exec", "messages"]),
-            pid | st.just("f:p") | st.just("f:h"), max_size=5) | values)
+            st.sampled_from(["dest", "name", "pid", "id", "host", "args", "deadline", "reason"]),
+            pid | st.just("f:p") | st.just("f:h"), max_size=5)
+            | st.lists(pid | st.just("f:p") | st.just("f:h") | st.integers(0, 31),
+                       min_size=8, max_size=10)
+            | values)
         fields = [draw(st.integers()), draw(pid), draw(st.sampled_from(CALLS) | values), args]
     else:
         fields = draw(st.lists(pid | values, max_size=6))
@@ -55,7 +58,7 @@ async def _run(batch: list[list[Any]]) -> tuple[Router, list[list[Any]]]:
     link = WorkerLink("f:h", 0, conn, 0)
     router.attach(link)
     for _ in range(2):
-        router.spawn("", {"id": "f:p", "host": "f:h", "args": []})
+        router.spawn("", wire.spawn_request("f:p", "f:h"))
     for frame in batch:
         if conn.closed:
             break
@@ -80,7 +83,10 @@ KNOWN_BAD = [
     [wire.LOG, float("inf"), "x", "m", ""],  # int(inf): OverflowError
     [wire.SEND, [1], "", "t", b""],  # unhashable destination
     [wire.EXITED, {"a": 1}, 5],
-    [wire.CALL, 1, "{f:h|0x00001}", "spawn", {"id": [1], "host": "f:h"}],
+    [wire.CALL, 1, "{f:h|0x00001}", "spawn", {"id": "f:p", "host": "f:h"}],  # a map
+    [wire.CALL, 1, "{f:h|0x00001}", "spawn", [[1], "f:h", [], 0, None, None, None, None, None]],
+    [wire.CALL, 1, "{f:h|0x00001}", "spawn", ["f:p", "f:h", [], 0, None, None, None, None,
+                                              [["t", 1], "x"]]],
     [wire.CALL, 1, "{f:h|0x00001}", "cancel", {"dest": "{f:h|0x00002}", "deadline": "x"}],
     [wire.STATS, [], {}],
 ]

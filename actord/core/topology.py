@@ -15,17 +15,18 @@ fallout order is the order in which monitors and links were installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 __all__ = ["Fallout", "Topology"]
 
 
-@dataclass(frozen=True, slots=True)
-class Fallout:
+class Fallout(NamedTuple):
     """Who to notify for one exit; each PID appears at most once in each field.
 
     ``monitors`` get one EXIT each, in the order their monitors were installed. ``links`` get
-    one LINK_DOWN each, in link order, and is empty when the exit was normal.
+    one LINK_DOWN each, in link order, and is empty when the exit was normal. (A named tuple:
+    one is built per exit, and a tuple is the cheapest immutable record to build.)
     """
 
     monitors: tuple[str, ...] = ()
@@ -33,6 +34,8 @@ class Fallout:
 
 
 _NO_FALLOUT = Fallout()
+# a Fallout from a (monitors, links) pair, all in C (no Python-level __new__ per exit)
+_new_fallout = partial(tuple.__new__, Fallout)
 
 
 class Topology:
@@ -119,22 +122,33 @@ class Topology:
         if watchers is None and watching is None and partners is None:
             return _NO_FALLOUT
 
+        # the other end of every edge goes too (``_discard`` inlined: this runs per exit)
         if watchers:
+            watching_index = self._watching
             for watcher in watchers:
                 if watcher != pid:  # a self-monitor's other end was popped above
-                    _discard(self._watching, watcher, pid)
+                    targets = watching_index[watcher]
+                    del targets[pid]
+                    if not targets:
+                        del watching_index[watcher]
         if watching:
+            watchers_index = self._watchers
             for target in watching:
                 if target != pid:
-                    _discard(self._watchers, target, pid)
+                    others = watchers_index[target]
+                    del others[pid]
+                    if not others:
+                        del watchers_index[target]
         if partners:
+            links_index = self._links
             for partner in partners:
-                _discard(self._links, partner, pid)
+                theirs = links_index[partner]
+                del theirs[pid]
+                if not theirs:
+                    del links_index[partner]
 
-        return Fallout(
-            monitors=tuple(watchers) if watchers else (),
-            links=tuple(partners) if (abnormal and partners) else (),
-        )
+        links = tuple(partners) if (abnormal and partners) else ()
+        return _new_fallout((tuple(watchers) if watchers else (), links))
 
     def __len__(self) -> int:
         """The number of PIDs with any edge; 0 once every PID has exited."""

@@ -22,7 +22,7 @@ import msgpack
 
 # worker -> router
 SEND = 1  # [SEND, dest_pid, from_pid, topic, payload_bin]
-CALL = 2  # [CALL, req_id, from_pid, op, args_dict]           answered by REPLY
+CALL = 2  # [CALL, req_id, from_pid, op, args]  args: a map, or for "spawn" see below; -> REPLY
 EXITED = 3  # [EXITED, pid, result]                              result {"value": v} | {"error": s}
 LOG = 4  # [LOG, levelno, logger, message, pid]
 UPGRADED = 5  # [UPGRADED, pid, new_id]
@@ -41,6 +41,36 @@ SHUTDOWN = 18  # [SHUTDOWN]                                        end every pro
 INIT = 19  # [INIT, init_dict]                                  first frame to a worker
 PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload
 SECURITY = 21  # [SECURITY, security_dict]                         policies after reload
+
+# The arguments of a "spawn" CALL: one positional array, not a map (every spawn pays for
+# each key to be packed, unpacked and looked up). ``None`` means "not given"; an actor or
+# scope not given is the caller's (the router knows it).
+#   [id, host, args, flags, ctx|None, actor|None, scope|None, name|None, messages|None]
+SPAWN_FIELDS = 9
+(SPAWN_ID, SPAWN_HOST, SPAWN_ARGS, SPAWN_FLAGS, SPAWN_CTX, SPAWN_ACTOR, SPAWN_SCOPE, SPAWN_NAME,
+ SPAWN_MESSAGES) = range(SPAWN_FIELDS)
+SPAWN_MONITOR = 1  # flags: monitor the child before it runs
+SPAWN_LINK = 2  # link to the child before it runs
+SPAWN_EXEC = 4  # an exec child: its result goes back to the caller as EV_EXEC
+SPAWN_CONTEXT = 8  # ctx was set with with_context (needs process.context)
+SPAWN_SECURITY = 16  # actor/scope set with with_actor/with_scope (needs process.security)
+
+
+def spawn_request(
+    id: str,
+    host: str,
+    args: list[Any] | None = None,
+    flags: int = 0,
+    *,
+    ctx: dict[str, Any] | None = None,
+    actor: dict[str, Any] | None = None,
+    scope: list[str] | None = None,
+    name: str | None = None,
+    messages: list[list[Any]] | None = None,
+) -> list[Any]:
+    """A spawn request, for callers off the hot path (control socket, services)."""
+    return [id, host, args or [], flags, ctx or None, actor, scope, name, messages or None]
+
 
 # event kinds inside EVENT frames
 EV_EXIT = "pid.exit"

@@ -132,7 +132,7 @@ class Runtime:
 
     def _on_reply(self, frame: list[Any]) -> None:
         fut = self.pending.pop(frame[1], None)
-        caller = self.exec_spawns.pop(frame[1], None)
+        caller = self.exec_spawns.pop(frame[1], None) if self.exec_spawns else None
         if caller is not None and frame[2] is None:
             if fut is None or fut.done():  # the exec was cancelled before its child's PID came
                 self._abandon_exec(caller, frame[3], "exec cancelled")
@@ -322,12 +322,8 @@ class Runtime:
         self._cancel_tasks(proc)
 
     def _mark_dead(self, proc: Proc) -> None:
-        # before its EXITED: the router still takes calls from this caller
-        if proc.execs:
-            for child, fut in list(proc.execs.items()):
-                if not fut.done():
-                    self._abandon_exec(proc, child, "exec cancelled")
-            proc.execs = None
+        # the exec children it waited for are cancelled by the router on its EXITED
+        proc.execs = None
         proc.alive = False
         self.procs.pop(proc.pid, None)
         if proc.cancel_timer is not None:
@@ -389,10 +385,14 @@ class Runtime:
             raise NotFoundError(f"no process registered as {dest!r}")
         return pid
 
-    async def call(
-        self, proc: Proc, op: str, args: dict[str, Any], *, exec_spawn: bool = False
-    ) -> Any:
-        """Ask the router; raises the ``ProcessError`` it answers with."""
+    def request(self, proc: Proc, op: str, args: Any, exec_caller: bool = False
+                ) -> asyncio.Future[Any]:
+        """Send a call to the router; the returned future gets its reply.
+
+        The router answers every call it reads (a caller that ended meanwhile gets an
+        error), so ``pending`` holds a future only until its reply, even when the awaiting
+        task was cancelled. ``exec_caller``: the reply is an exec child's PID (``_on_reply``).
+        """
         self.next_req += 1
         req = self.next_req
         try:
@@ -401,16 +401,15 @@ class Runtime:
             raise InvalidError(f"argument is not a msgpack value: {e}") from None
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending[req] = fut
-        if exec_spawn:
+        if exec_caller:
             self.exec_spawns[req] = proc
-        try:
-            return await fut
-        finally:
-            self.pending.pop(req, None)
-            if exec_spawn and not proc.alive:
-                self.exec_spawns.pop(req, None)  # no reply comes for a dead caller
+        return fut
 
-    async def exec(self, proc: Proc, args: dict[str, Any], timeout: float | None) -> Any:
+    async def call(self, proc: Proc, op: str, args: Any) -> Any:
+        """Ask the router; raises the ``ProcessError`` it answers with."""
+        return await self.request(proc, op, args)
+
+    async def exec(self, proc: Proc, args: list[Any], timeout: float | None) -> Any:
         """Spawn an exec child and wait for its result (SPEC: ``exec``).
 
         A caller that stops waiting (timeout, its task cancelled, its process ended) leaves
@@ -418,7 +417,7 @@ class Runtime:
         """
         from actord.errors import ProcessFailedError
 
-        child = await self.call(proc, "spawn", args, exec_spawn=True)
+        child = await self.request(proc, "spawn", args, exec_caller=True)
         fut = proc.execs[child]  # registered by _on_reply
         try:
             async with asyncio.timeout(timeout):

@@ -100,6 +100,11 @@ async def exec_in_task(host: str, parent: str) -> str:
     return "returned"
 
 
+async def exec_waiter(host: str, parent: str) -> Any:
+    """Exec a reporter and wait for it (terminated by the probe while it waits)."""
+    return await process.exec("api:reporter", host, parent)
+
+
 # -- probes ----------------------------------------------------------------------------------
 
 
@@ -287,6 +292,11 @@ async def exec_probe(host: str) -> dict[str, Any]:
     process.send(mon, "started")
     out["caller_returned"] = (await next_event(EXIT, mon)).result
     out["caller_ended"] = await reported_event()
+    waiter = await process.spawn_monitored("api:exec_waiter", host, host, me)
+    await recv("up")  # the exec child runs: now end its caller the hard way
+    await process.terminate(waiter)
+    out["caller_terminated"] = await reported_event()
+    out["waiter"] = waiter
     out["me"] = me
     return out
 

@@ -90,6 +90,19 @@ async def _exec(seen: list[dict[str, Any]], id: str, host: str) -> None:
         seen.append({"kind": "exec", "from": "", "result": {"value": value}})
 
 
+async def exec_waiter(id: str, host: str) -> Any:
+    """Exec ``id`` on ``host`` and wait for its result."""
+    return await process.exec(id, host)
+
+
+async def cancel_echo() -> dict[str, Any]:
+    """Wait for a CANCEL; end with its reason and sender (for a monitor to see)."""
+    async for event in process.events():
+        if event.kind == process.event.CANCEL:
+            return {"reason": event.reason, "from": event.from_}
+    return {}
+
+
 async def idle() -> None:
     """Wait on the inbox forever (never calls ``events()``)."""
     async for _ in process.inbox():
