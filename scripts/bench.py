@@ -17,9 +17,20 @@ measures inside the daemon and returns its number) and every baseline (plain scr
     (f) RSS per idle process, 10,000 waiting on their inbox       absolute (8 KiB)
     (g) fan-in, 100 senders on another worker to one receiver     vs batched relay stream
 
-Peers (Ray, Thespian) are reported as installed or not; their workloads are not written yet.
+Peers: other Python actor libraries on (a)'s and (b)'s workloads, when installed (the optional
+``bench`` extra: ``pip install -e '.[bench]'``) and the run is not ``--quick``: Ray actors and
+Thespian (multiprocQueueBase), each by a plain script in ``scripts/peers/`` run in a subprocess
+after the daemon has stopped (one start of the library per peer, up to ``PEER_MAX_REPEAT``
+samples of each workload), then a second table::
 
-Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b]
+    peer | workload | median | actord median | actord speedup | target | met?
+
+``actord speedup`` is how many times faster actord's median of this same run is: the peer's
+round trip over actord's (a), actord's (b) rate over the peer's stream. Targets: round trip
+>= 10x Ray and >= 3x Thespian, stream >= 50x Ray. A peer runs only the workloads of the
+scenarios in ``--only``; ``--no-peers`` skips them.
+
+Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b] [--no-peers]
       .venv/bin/python scripts/bench.py --quick     (a smoke run: checks it works, in seconds)
 """
 
@@ -31,7 +42,10 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +55,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "baselines"))
+sys.path.insert(0, str(HERE / "peers"))
 
 import idle_tasks  # noqa: E402
 import msgpack  # noqa: E402
+import peer_common  # noqa: E402
 import pingpong_direct  # noqa: E402
 import pingpong_relay  # noqa: E402
 import queue_stream  # noqa: E402
@@ -245,8 +261,13 @@ def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_all(sizes: Sizes, repeat: int, only: set[str]) -> dict[str, Any]:
-    """Every wanted scenario and the baselines they need, ``repeat`` times, interleaved."""
+def run_all(sizes: Sizes, repeat: int, only: set[str],
+            peers_skipped: str | None = None) -> dict[str, Any]:
+    """Every wanted scenario and the baselines they need, ``repeat`` times, interleaved.
+
+    Then, the daemon stopped, the peers on the same workloads (unless ``peers_skipped`` says
+    why not).
+    """
     scenarios = [s for s in SCENARIOS if s.key in only]
     wanted = {s.baseline for s in scenarios}
     if "e" in only:
@@ -311,6 +332,11 @@ def run_all(sizes: Sizes, repeat: int, only: set[str]) -> dict[str, Any]:
             row["met"] = (sc.target.met(row["ratio"], row["actord"]["median"])
                           if sc.target else None)
         rows.append(row)
+    actord_medians = {r["key"]: r["actord"]["median"] for r in rows if "actord" in r}
+    peer_results = peers(repeat, only, actord_medians, peers_skipped)
+    for name, peer in peer_results.items():
+        if peer.get("error"):
+            errors[f"peer {name}"] = peer["error"]
     return {
         "meta": {
             "quick": sizes is QUICK, "repeat": repeat, "sizes": dataclasses.asdict(sizes),
@@ -322,19 +348,133 @@ def run_all(sizes: Sizes, repeat: int, only: set[str]) -> dict[str, Any]:
         "scenarios": rows,
         "baselines": {b.key: {"title": b.title, "unit": b.unit, **base_stats[b.key]}
                       for b in baselines if b.key in base_stats},
-        "peers": peers(),
+        "peers": peer_results,
         "errors": errors,
         "daemon_log_problems": log_problems,
     }
 
 
-def peers() -> dict[str, str]:
-    """Ray and Thespian: whether they are importable (their workloads are not written yet)."""
-    found = {}
-    for name, module in (("Ray", "ray"), ("Thespian", "thespian")):
-        installed = importlib.util.find_spec(module) is not None
-        found[name] = "installed, not measured (no peer workloads yet)" if installed \
-            else "not installed"
+# -- peers -------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """Another actor library, measured by ``scripts/peers/SCRIPT`` when ``module`` imports."""
+
+    name: str
+    module: str
+    script: str
+    targets: dict[str, Target]  # workload -> the actord speedup wanted
+
+
+#: the workloads a peer runs: actord's scenario for each, and which way is faster
+PEER_WORKLOADS = {
+    "pingpong": ("a", "(a) round trip", "us", "lower"),
+    "stream": ("b", "(b) stream", "msg/s", "higher"),
+}
+PEERS = [
+    Peer("Ray", "ray", "ray_peer.py",
+         {"pingpong": Target(">=", 10.0), "stream": Target(">=", 50.0)}),
+    Peer("Thespian", "thespian", "thespian_peer.py", {"pingpong": Target(">=", 3.0)}),
+]
+PEER_SIZES = peer_common.DEFAULT  # 1,000 round trips, 5,000 stream messages a sample
+PEER_MAX_REPEAT = 5  # samples of each workload at most: a peer sample takes seconds
+PEER_TIMEOUT = 300.0  # seconds for one peer's whole run
+NOT_INSTALLED = "not installed (pip install -e '.[bench]')"
+
+
+def run_peer(peer: Peer, repeat: int, workloads: list[str]) -> dict[str, Any]:
+    """Run ``peer``'s script in a subprocess (its library never loads here); its result dict.
+
+    The subprocess and everything it starts carry a marker in their environment: whatever
+    is still alive when it is done (or killed at ``PEER_TIMEOUT``) is killed.
+    """
+    marker = os.urandom(8).hex()  # 16 hex digits, as peer_common.private_run wants
+    s = PEER_SIZES
+    args = [sys.executable, str(HERE / "peers" / peer.script), "--json", "--repeat", str(repeat),
+            "--rounds", str(s.rounds), "--warmup", str(s.warmup), "--stream", str(s.stream),
+            "--stream-warmup", str(s.stream_warmup), "--workloads", ",".join(workloads)]
+    env = {**os.environ, peer_common.MARKER_ENV: marker}
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        try:
+            out, err = proc.communicate(timeout=PEER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the script stops its library on SIGTERM (only it: not the group)
+            try:
+                proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                peer_common.reap(marker, grace=0)  # some may hold the pipes, not in the group
+                proc.communicate(timeout=15)
+            raise RuntimeError(f"no result in {PEER_TIMEOUT:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        killed = peer_common.reap(marker)
+        if killed:
+            progress(f"   peer {peer.name}: killed {killed} process(es) it left behind")
+        for path in peer_common.leftover_dirs(marker):
+            shutil.rmtree(path, ignore_errors=True)
+    if proc.returncode != 0:
+        tail = [line for line in err.strip().splitlines() if line.strip()][-3:]
+        raise RuntimeError(f"{peer.script} exited with {proc.returncode}: " + " / ".join(tail))
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"{peer.script} printed no result")
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+def peers(repeat: int, only: set[str], actord: dict[str, float],
+          skipped: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each peer: its status and, when measured, a row per workload against ``actord``.
+
+    ``actord`` maps scenario keys to actord's medians of this run; ``skipped`` says why the
+    peers are not run (``--quick``, ``--no-peers``), or is None.
+    """
+    workloads = [w for w, (key, *_) in PEER_WORKLOADS.items() if key in only]
+    found: dict[str, dict[str, Any]] = {}
+    for peer in PEERS:
+        entry: dict[str, Any] = {"status": "", "error": None, "workloads": []}
+        found[peer.name] = entry
+        if importlib.util.find_spec(peer.module) is None:
+            entry["status"] = NOT_INSTALLED
+            continue
+        if skipped:
+            entry["status"] = f"installed, not run ({skipped})"
+            continue
+        if not workloads:
+            entry["status"] = "installed, not run (--only has neither a nor b)"
+            continue
+        reps = min(repeat, PEER_MAX_REPEAT)
+        progress(f"-- peer {peer.name}: {', '.join(workloads)} x {reps} ({peer.script})")
+        started = time.perf_counter()
+        try:
+            res = run_peer(peer, reps, workloads)
+        except Exception as e:  # a peer that cannot run must not hide actord's numbers
+            entry["status"] = "ERROR"
+            entry["error"] = f"{type(e).__name__}: {e}"
+            progress(f"   peer {peer.name} FAILED: {entry['error']}")
+            continue
+        entry.update(status="measured", version=res["version"], repeat=reps,
+                     repeat_capped=reps < repeat, startup_s=res["startup_s"],
+                     wall_s=time.perf_counter() - started, sizes=res["sizes"],
+                     leftovers_killed=res["leftovers_killed"])
+        for workload in workloads:
+            key, title, unit, better = PEER_WORKLOADS[workload]
+            stats = summary(res["samples"][workload])
+            base = actord.get(key)
+            speedup = None
+            if base:
+                speedup = stats["median"] / base if better == "lower" else base / stats["median"]
+            target = peer.targets.get(workload)
+            entry["workloads"].append({
+                "workload": workload, "scenario": key, "title": title, "unit": unit, **stats,
+                "actord_median": base, "speedup": speedup,
+                "target": str(target) if target else None,
+                "met": target.met(speedup, stats["median"]) if target and speedup else None,
+            })
+            progress(f"   peer {peer.name:8} {workload:9} {stats['median']:14,.1f} {unit}")
     return found
 
 
@@ -391,8 +531,41 @@ def report(result: dict[str, Any]) -> str:
          for k, b in result["baselines"].items()],
     ))
     out.append("")
-    out.append("peers: " + "; ".join(f"{k} {v}" for k, v in result["peers"].items()))
+    out.extend(peer_report(result["peers"]))
     return "\n".join(out)
+
+
+def peer_report(found: dict[str, dict[str, Any]]) -> list[str]:
+    """The peers table (measured peers) and a line for each peer not measured."""
+    rows, notes, others = [], [], []
+    for name, peer in found.items():
+        if peer["status"] != "measured":
+            others.append(f"{name} {peer['status']}" + (f": {peer['error']}" if peer["error"]
+                                                         else ""))
+            continue
+        for w in peer["workloads"]:
+            met = "n/a" if w["met"] is None else ("yes" if w["met"] else "NO")
+            rows.append([name, f"{w['title']} [{w['unit']}]", num(w["median"]),
+                         num(w["actord_median"]),
+                         f"{w['speedup']:.1f}x" if w["speedup"] else "-", w["target"] or "-",
+                         met])
+        s = peer["sizes"]
+        capped = " (capped: fewer than --repeat)" if peer["repeat_capped"] else ""
+        notes.append(f"{name} {peer['version']}: {peer['repeat']} sample(s) of each{capped}, "
+                     f"{s['rounds']:,} round trips / {s['stream']:,} messages each, one start "
+                     f"({peer['startup_s']:.1f} s), {peer['wall_s']:.0f} s in all"
+                     + (f"; killed {peer['leftovers_killed']} leftover process(es)"
+                        if peer["leftovers_killed"] else ""))
+    out = []
+    if rows:
+        out.append(table(["peer", "workload", "median", "actord median", "actord speedup",
+                          "target", "met?"], rows))
+        out.append("actord speedup: the peer's round trip over actord's (a), actord's (b) "
+                   "rate over the peer's stream, both from this run; target '-': none set.")
+        out.extend(notes)
+    if others:
+        out.append("peers: " + "; ".join(others))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="runs per scenario (default 5; quick: 1)")
     parser.add_argument("--only", default="abcdefg",
                         help="scenario letters to run, e.g. 'a,e' (default: all)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="do not run the installed peers (Ray, Thespian) on (a) and (b)")
     args = parser.parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeat < 1:
@@ -413,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     if "e" in only:
         only.add("a")  # (e)'s target is relative to (a)
 
-    result = run_all(QUICK if args.quick else FULL, repeat, only)
+    skipped = "--quick" if args.quick else "--no-peers" if args.no_peers else None
+    result = run_all(QUICK if args.quick else FULL, repeat, only, skipped)
     print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
