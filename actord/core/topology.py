@@ -58,11 +58,19 @@ class Topology:
 
         ``watcher == target`` is allowed: that PID is then listed among its own watchers.
         """
-        watchers = self._watchers.setdefault(target, {})
-        if watcher in watchers:
+        watchers = self._watchers.get(target)
+        if watchers is None:
+            self._watchers[target] = {watcher: None}
+        elif watcher in watchers:
             return False
-        watchers[watcher] = None
-        self._watching.setdefault(watcher, {})[target] = None
+        else:
+            watchers[watcher] = None
+        # (get, not setdefault: setdefault would build a throwaway dict on every call)
+        targets = self._watching.get(watcher)
+        if targets is None:
+            self._watching[watcher] = {target: None}
+        else:
+            targets[target] = None
         return True
 
     def unmonitor(self, watcher: str, target: str) -> bool:

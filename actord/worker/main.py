@@ -28,7 +28,7 @@ import uvloop
 from actord import proctable
 from actord.core import wire
 from actord.transport import FrameProtocol
-from actord.worker.runtime import Runtime, current
+from actord.worker.runtime import Runtime, current, task_factory
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -115,17 +115,6 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
     runtime.append(rt)
     conn._on_frame = rt.on_frame
     await loop.connect_accepted_socket(lambda: conn, socket.socket(fileno=fd))
-
-    task_class, current_proc, track = asyncio.Task, current.get, rt.track_task
-
-    def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
-        # Runs for every task process code starts (process tasks themselves bypass it):
-        # names bound once above, the current process looked up once.
-        task = task_class(coro, loop=loop, **kw)
-        proc = current_proc()
-        if proc is not None:
-            track(task, proc)
-        return task
 
     loop.set_task_factory(task_factory)
     root = logging.getLogger()

@@ -113,7 +113,7 @@ class Proc:
         self.scope = scope
         self.alive = True
         self.task: asyncio.Task[Any] | None = None
-        # tasks the process started (see Runtime.track_task); None until the first one
+        # tasks the process started (see runtime.task_factory); None until the first one
         self.tasks: TaskList | None = None
         self.held: deque[Message] | tuple[()] = ()
         self.held_events: deque[Event] | tuple[()] = ()

@@ -40,6 +40,7 @@ _NO_CONTEXT: dict[str, Any] = {}
 
 #: The process whose code is running (set inside each process task, inherited by its tasks).
 current: contextvars.ContextVar[Proc | None] = contextvars.ContextVar("actord_proc", default=None)
+_current_proc = current.get
 
 
 class Upgrade(BaseException):
@@ -442,21 +443,20 @@ class Runtime:
         if proc.alive:
             self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])
 
-    def track_task(self, task: asyncio.Task[Any], proc: Proc | None = None) -> None:
-        """Register a task started by process code, so the process's end cancels it.
 
-        ``proc`` is the process running the code that started the task (default: the
-        current one).
-        """
-        if proc is None:
-            proc = current.get()
-        if proc is not None and task is not proc.task:
-            tasks = proc.tasks
-            if tasks is None:
-                tasks = proc.tasks = TaskList()
-            tasks.append(task)
-            if len(tasks) > tasks.limit:
-                tasks.prune()
+def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+    """The worker loop's task factory: a task started by process code is owned by that
+    process, whose end cancels it (process tasks themselves are built without it)."""
+    task = _Task(coro, loop=loop, **kw)
+    proc = _current_proc()
+    if proc is not None:  # inlined ownership (runs for every task process code starts)
+        tasks = proc.tasks
+        if tasks is None:
+            tasks = proc.tasks = TaskList()
+        tasks.append(task)
+        if len(tasks) > tasks.limit:
+            tasks.prune()
+    return task
 
 
 def _upgrade_in(group: BaseExceptionGroup[Any]) -> Upgrade | None:
