@@ -64,18 +64,28 @@ _TARGETED = frozenset({"send", "kill", "cancel"})
 
 
 class ControlConnection(FrameProtocol):
-    """A CLI connection; knows its peer's uid/gid (SO_PEERCRED, read when it connects)."""
+    """A CLI connection; knows its peer's uid/gid (SO_PEERCRED, read when it connects).
+
+    Its ``exec`` commands are cancelled when it goes away: a client that stops waiting (the
+    CLI killed, Ctrl-C) leaves its child a CANCEL, as an actor's exec does.
+    """
 
     uid = -1
     gid = -1
 
     def connection_made(self, transport: Any) -> None:
+        self.waiting: set[asyncio.Task[None]] = set()  # running exec commands
         sock = transport.get_extra_info("socket")
         try:
             _, self.uid, self.gid = peer_credentials(sock)
         except (OSError, AttributeError) as e:
             log.warning("control client without credentials (%s); treated as unmapped", e)
         super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        for task in self.waiting:
+            task.cancel()
 
 
 class ControlServer:
@@ -150,6 +160,9 @@ class ControlServer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if frame[2] == "exec":
+            conn.waiting.add(task)
+            task.add_done_callback(conn.waiting.discard)
 
     async def _run(self, conn: ControlConnection, req: Any, command: Any, args: Any) -> None:
         handler = self.handlers.get(command) if isinstance(command, str) else None
@@ -271,6 +284,10 @@ class ControlServer:
             with contextlib.suppress(NotFoundError):
                 self.router.cancel("", pid, None, "exec timeout")
             return {"error": "timeout", "pid": pid}
+        except asyncio.CancelledError:  # the client went away (or the daemon stops)
+            with contextlib.suppress(NotFoundError):
+                self.router.cancel("", pid, None, "exec cancelled")
+            raise
         return {**result, "pid": pid}
 
     async def registry(self, args: dict[str, Any]) -> dict[str, str]:

@@ -11,6 +11,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import msgpack
@@ -133,6 +135,36 @@ def test_exec_caller_worker_killed_cancels_child(make_daemon: DaemonFactory) -> 
 
     assert wait_for(child_exit, what="exec child's end") == [
         {"value": {"reason": "exec cancelled", "from": caller}}]
+    assert d.stop() == 0
+
+
+def test_cli_exec_cancels_child_when_client_goes(make_daemon: DaemonFactory) -> None:
+    """``actord exec`` interrupted (Ctrl-C): the client stops waiting, so its child gets a
+    CANCEL ("exec cancelled", from ``""``: the CLI is no process) instead of running on."""
+    d = make_daemon(PROCESSES, shutdown_timeout="1s")
+    rec = d.call("spawn", id="t:d.recorder", host="t:a", args=[False], name="rec")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "actord", "exec", "t:d.cancel_echo", "t:b"],
+        env={**os.environ, "ACTORD_SOCKET": d.socket},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        child = wait_for(lambda: next(
+            (p for p, r in ps(d).items() if r["id"] == "t:d.cancel_echo"), None),
+            what="exec child")
+        assert ask(d, rec, "monitor", child) == "ok"
+        cli.send_signal(signal.SIGINT)
+        cli.wait(timeout=10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+
+    def child_exit() -> list[Any]:
+        return [e["result"] for e in ask(d, rec, "report")
+                if e["kind"] == "pid.exit" and e["from"] == child]
+
+    assert wait_for(child_exit, what="exec child's end") == [
+        {"value": {"reason": "exec cancelled", "from": ""}}]
     assert d.stop() == 0
 
 
