@@ -220,6 +220,10 @@ class Router:
             entry = self.procs[caller]
             if op == "spawn":
                 _check_spawn_request(args)
+                if args[wire.SPAWN_ACTOR] is not None or args[wire.SPAWN_SCOPE] is not None:
+                    # a new identity needs process.security whatever the flags claim (a
+                    # worker's frames are only as honest as the actor code it runs)
+                    args[wire.SPAWN_FLAGS] |= wire.SPAWN_SECURITY
                 evaluator = self.evaluator(entry)
                 # SPEC 7: every call is checked before it acts (the common case: one cached
                 # permission tuple, each pair a cached policy decision)

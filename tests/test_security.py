@@ -189,3 +189,48 @@ def test_reload_applies_new_policies_to_running_processes(make_daemon) -> None:
     d.call("send", dest=pid, topic="try", values=[])
     result = d.exec("t:stop_trier", "t:a", pid)
     assert result == {"value": ["PERMISSION_DENIED", "ok"]}
+
+
+def test_forged_spawn_frame_cannot_skip_process_security() -> None:
+    """A worker's spawn request that names an actor or scope needs ``process.security`` even
+    when its flags do not say so: actor code can write raw frames to its worker's socket, so
+    the router derives the check from what the request asks for, not from its flags."""
+    import asyncio
+    import socket
+
+    from actord.core import config, wire
+    from actord.router import Router, WorkerLink
+    from actord.transport import FrameProtocol
+
+    others = json.dumps([a for a in PERMISSIONS if a != "process.security"])
+    cfg = config.parse(
+        '[daemon]\nsocket = "/tmp/forge.sock"\n[hosts."t:a"]\nworkers = 1\n'
+        '[processes."t:idle"]\nentry = "m:f"\n[security]\nmode = "strict"\n'
+        f'[security.policies.no_security]\nactions = {others}\nresources = ["*"]\n'
+        'effect = "allow"\n[security.scopes.plain]\npolicies = ["no_security"]\n',
+        "forge.toml",
+    )
+
+    async def forge(actor: dict[str, object] | None, scope: list[str] | None) -> list[object]:
+        router = Router(cfg)
+        ours, theirs = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.connect_accepted_socket(lambda: FrameProtocol(lambda f: None), ours)
+        sent: list[list[object]] = []
+        conn.send = sent.append  # type: ignore[method-assign]  # what the worker would read
+        link = WorkerLink("t:a", 0, conn, 0)
+        router.attach(link)
+        parent = router.spawn("", wire.spawn_request(
+            "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"]))
+        before = set(router.procs)
+        # flags 0: the frame claims no with_actor/with_scope was used
+        router.on_frame(link, [wire.CALL, 7, parent, "spawn",
+                               ["t:idle", "t:a", [], 0, None, actor, scope, None, None]])
+        assert set(router.procs) == before  # nothing was started
+        conn.close()
+        theirs.close()
+        return next(f for f in sent if f[0] == wire.REPLY and f[1] == 7)
+
+    for actor, scope in (({"id": "user:other", "meta": {}}, None), (None, ["plain", "x"])):
+        reply = asyncio.run(forge(actor, scope))
+        assert reply[2] == "PERMISSION_DENIED" and "process.security" in str(reply[3]), reply
