@@ -70,16 +70,21 @@ class WorkerLink:
 class ProcEntry:
     """One live process as the router knows it."""
 
-    __slots__ = ("actor", "evaluator", "generation", "id", "meta", "pid", "scope", "worker")
+    __slots__ = (
+        "actor", "context", "evaluator", "generation", "id", "meta", "pid", "scope", "worker",
+    )
 
     def __init__(
-        self, pid: str, id: str, worker: WorkerLink, actor: Any, scope: Any
+        self, pid: str, id: str, worker: WorkerLink, actor: Any, scope: Any,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.pid = pid
         self.id = id
         self.worker = worker
         self.actor = actor
         self.scope = scope
+        self.context = context  # what it was started with (None: empty); processes cannot
+        # change their own context, so a child inheriting it sends exactly this
         self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
         self.evaluator: Evaluator | None = None  # cached; stale when generation differs
         self.generation = -1
@@ -220,10 +225,13 @@ class Router:
             entry = self.procs[caller]
             if op == "spawn":
                 _check_spawn_request(args)
+                # A new identity needs process.security, and a context other than the
+                # caller's own process.context, whatever the flags claim: a worker's frames
+                # are only as honest as the actor code it runs.
                 if args[wire.SPAWN_ACTOR] is not None or args[wire.SPAWN_SCOPE] is not None:
-                    # a new identity needs process.security whatever the flags claim (a
-                    # worker's frames are only as honest as the actor code it runs)
                     args[wire.SPAWN_FLAGS] |= wire.SPAWN_SECURITY
+                if args[wire.SPAWN_CTX] is not None and args[wire.SPAWN_CTX] != entry.context:
+                    args[wire.SPAWN_FLAGS] |= wire.SPAWN_CONTEXT
                 evaluator = self.evaluator(entry)
                 # SPEC 7: every call is checked before it acts (the common case: one cached
                 # permission tuple, each pair a cached policy decision)
@@ -365,7 +373,7 @@ class Router:
         pid = ids.format_pid(host, self.serial)
         if not procs:
             self.empty.clear()
-        procs[pid] = ProcEntry(pid, id, worker, actor, scope)
+        procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None)
         worker.pids.add(pid)
         if parent is not None and flags:
             self._install_edges(caller, pid, flags)

@@ -211,7 +211,8 @@ def test_forged_spawn_frame_cannot_skip_process_security() -> None:
         "forge.toml",
     )
 
-    async def forge(actor: dict[str, object] | None, scope: list[str] | None) -> list[object]:
+    async def forge(actor: dict[str, object] | None, scope: list[str] | None,
+                    ctx: dict[str, object] | None = None) -> list[object]:
         router = Router(cfg)
         ours, theirs = socket.socketpair()
         loop = asyncio.get_running_loop()
@@ -221,11 +222,12 @@ def test_forged_spawn_frame_cannot_skip_process_security() -> None:
         link = WorkerLink("t:a", 0, conn, 0)
         router.attach(link)
         parent = router.spawn("", wire.spawn_request(
-            "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"]))
+            "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"],
+            ctx={"tenant": "a"}))
         before = set(router.procs)
         # flags 0: the frame claims no with_actor/with_scope was used
         router.on_frame(link, [wire.CALL, 7, parent, "spawn",
-                               ["t:idle", "t:a", [], 0, None, actor, scope, None, None]])
+                               ["t:idle", "t:a", [], 0, ctx, actor, scope, None, None]])
         assert set(router.procs) == before  # nothing was started
         conn.close()
         theirs.close()
@@ -234,3 +236,49 @@ def test_forged_spawn_frame_cannot_skip_process_security() -> None:
     for actor, scope in (({"id": "user:other", "meta": {}}, None), (None, ["plain", "x"])):
         reply = asyncio.run(forge(actor, scope))
         assert reply[2] == "PERMISSION_DENIED" and "process.security" in str(reply[3]), reply
+
+
+def test_forged_spawn_frame_cannot_skip_process_context() -> None:
+    """Likewise a context other than the caller's own needs ``process.context``; the
+    caller's inherited context (exactly what it was started with) needs nothing."""
+    import asyncio
+    import socket
+
+    from actord.core import config, wire
+    from actord.router import Router, WorkerLink
+    from actord.transport import FrameProtocol
+
+    others = json.dumps([a for a in PERMISSIONS if a != "process.context"])
+    cfg = config.parse(
+        '[daemon]\nsocket = "/tmp/forge.sock"\n[hosts."t:a"]\nworkers = 1\n'
+        '[processes."t:idle"]\nentry = "m:f"\n[security]\nmode = "strict"\n'
+        f'[security.policies.no_context]\nactions = {others}\nresources = ["*"]\n'
+        'effect = "allow"\n[security.scopes.plain]\npolicies = ["no_context"]\n',
+        "forge.toml",
+    )
+
+    async def forge(ctx: dict[str, object] | None) -> tuple[list[object], int]:
+        router = Router(cfg)
+        ours, theirs = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.connect_accepted_socket(lambda: FrameProtocol(lambda f: None), ours)
+        sent: list[list[object]] = []
+        conn.send = sent.append  # type: ignore[method-assign]  # what the worker would read
+        link = WorkerLink("t:a", 0, conn, 0)
+        router.attach(link)
+        parent = router.spawn("", wire.spawn_request(
+            "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"],
+            ctx={"tenant": "a"}))
+        router.on_frame(link, [wire.CALL, 7, parent, "spawn",
+                               ["t:idle", "t:a", [], 0, ctx, None, None, None, None]])
+        started = len(router.procs) - 1
+        conn.close()
+        theirs.close()
+        return next(f for f in sent if f[0] == wire.REPLY and f[1] == 7), started
+
+    reply, started = asyncio.run(forge({"tenant": "b"}))
+    assert reply[2] == "PERMISSION_DENIED" and "process.context" in str(reply[3]), reply
+    assert started == 0
+    for inherited in ({"tenant": "a"}, None):
+        reply, started = asyncio.run(forge(inherited))
+        assert reply[2] is None and started == 1, reply
