@@ -92,6 +92,15 @@ KNOWN_BAD = [
 ]
 
 
+def test_call_from_an_unknown_caller_is_answered() -> None:
+    """A call whose caller is not a live process of that worker gets NOT_FOUND, never
+    silence: the worker keeps a future per call until its reply."""
+    _, sent = asyncio.run(_run([[wire.CALL, 41, "{f:h|0x00099}", "monitor",
+                                 {"dest": "{f:h|0x00001}"}]]))
+    replies = [f for f in sent if f[0] == wire.REPLY]
+    assert replies == [[wire.REPLY, 41, "NOT_FOUND", "no live caller {f:h|0x00099}"]]
+
+
 def test_known_bad_frames_drop_the_worker_without_raising() -> None:
     """Each known-bad frame is rejected (worker dropped or call refused), never raised."""
     for frame in KNOWN_BAD:
