@@ -83,8 +83,8 @@ class Guard:
 def spawn_permissions(req: Sequence[Any]) -> tuple[Permission, ...]:
     """``spawn*`` / ``exec`` (and a ``with_name`` registration) as SPEC 7 names them, for a
     spawn request laid out as :func:`actord.core.wire.spawn_request` builds it."""
-    flags, name = req[wire.SPAWN_FLAGS], req[wire.SPAWN_NAME]
-    key = (req[wire.SPAWN_ID], req[wire.SPAWN_HOST], flags, name)
+    flags = req[wire.SPAWN_FLAGS]
+    key = (req[wire.SPAWN_ID], req[wire.SPAWN_HOST], flags)
     perms = _spawn_cache.get(key)
     if perms is None:
         if len(_spawn_cache) >= 4096:  # a bound, not an LRU: ids and hosts come from config
@@ -98,9 +98,10 @@ def spawn_permissions(req: Sequence[Any]) -> tuple[Permission, ...]:
             perms += (("process.context", "context"),)
         if flags & wire.SPAWN_SECURITY:  # likewise with_actor / with_scope
             perms += (("process.security", "security"),)
-        if name:
-            perms += (("process.registry.register", str(name)),)
         _spawn_cache[key] = perms
+    name = req[wire.SPAWN_NAME]
+    if name:  # not part of the key: names are mostly unique, each would hold an entry
+        perms += (("process.registry.register", str(name)),)
     return perms
 
 
@@ -114,8 +115,8 @@ _SPAWN_ACTIONS: dict[int, tuple[str, ...]] = {
     )
     for bits in range(_VARIANT_BITS + 1)
 }
-#: (id, host, flags, name) -> permissions; every spawn needs them, most repeat
-_spawn_cache: dict[tuple[Any, Any, int, Any], tuple[Permission, ...]] = {}
+#: (id, host, flags) -> the permissions of a spawn without a name; most spawns repeat one
+_spawn_cache: dict[tuple[Any, Any, int], tuple[Permission, ...]] = {}
 
 
 #: router calls whose resource is the target PID (``args["dest"]``)
