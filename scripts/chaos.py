@@ -29,119 +29,26 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ACTORS = HERE / "chaos_actors"
-sys.path.insert(0, str(ACTORS))
-sys.path.insert(0, str(HERE.parent))
+from harness_common import (  # first: it puts chaos_actors and the repo root on sys.path
+    OBSERVER,
+    WATCHER,
+    WORKLOAD_HOSTS,
+    Node,
+    daemon_session,
+    say,
+    signal_pid,
+)
 
-import chaos_check  # noqa: E402
-from chaos_workload import OBSERVER, OBSERVER_HOST, WATCHER  # noqa: E402
+# isort: split
+import chaos_check
 
-from actord.testing import CommandError, Daemon, wait_for  # noqa: E402
-
-WORKLOAD_HOSTS = {"chaos:a": 2, "chaos:b": 2}
-ROLES = ("observer", "watcher", "receiver", "sender", "buddy", "ask", "echo", "heap")
-
-
-def config_text(workload_hosts: dict[str, int] = WORKLOAD_HOSTS) -> str:
-    """The node: the observer host and the workload hosts, every chaos role declared."""
-    lines = [
-        "[daemon]",
-        'socket = "@SOCKET@"',
-        f'python_path = ["{ACTORS}"]',
-        'shutdown_timeout = "5s"',
-    ]
-    for name, workers in {OBSERVER_HOST: 1, **workload_hosts}.items():
-        lines += [f'[hosts."{name}"]', f"workers = {workers}"]
-    for role in ROLES:
-        lines += [f'[processes."chaos:{role}"]', f'entry = "chaos_workload:{role}"']
-    return "\n".join(lines) + "\n"
-
-
-def say(*parts: Any) -> None:
-    """Progress on stderr (stdout carries the report)."""
-    print(*parts, file=sys.stderr, flush=True)
-
-
-class Node:
-    """The daemon under chaos and the harness's handles on it."""
-
-    def __init__(self, daemon: Daemon, workload_hosts: dict[str, int]) -> None:
-        self.d = daemon
-        self.hosts = set(workload_hosts)
-        self.observer_pid = ""
-        self.watcher_pid = ""
-        self.dump_path: Path | None = None
-
-    def ask(self, dest: str, topic: str, value: Any = None) -> Any:
-        """Send a command to an observer (from a process on its host); its reply."""
-        r = self.d.call("exec", 90.0, id="chaos:ask", host=OBSERVER_HOST,
-                        args=[dest, topic, value, 60.0], timeout=75.0)
-        if "error" in r:
-            raise RuntimeError(f"ask {dest} {topic}: {r['error']}")
-        return r["value"]
-
-    def start_observers(self, cfg: dict[str, Any]) -> None:
-        """Spawn the watcher, then the observer (which names every PID to the watcher)."""
-        self.watcher_pid = self.d.call("spawn", id="chaos:watcher", host=OBSERVER_HOST,
-                                       args=[cfg.get("keep", True)], name=WATCHER)
-        self.observer_pid = self.d.call("spawn", id="chaos:observer", host=OBSERVER_HOST,
-                                        args=[cfg], name=OBSERVER)
-
-    def workers(self, status: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """The workload hosts' worker slots."""
-        st = status or self.d.call("status")
-        return [{**w, "host": h["name"]} for h in st["hosts"] if h["name"] in self.hosts
-                for w in h["workers"]]
-
-    def alive(self) -> dict[str, list[str]]:
-        """The observer's live set, by role."""
-        return self.ask(OBSERVER, "alive")  # type: ignore[no-any-return]
-
-    def summary(self) -> dict[str, Any]:
-        return self.ask(OBSERVER, "summary")  # type: ignore[no-any-return]
-
-    def check_tables(self, live: set[str]) -> list[str]:
-        """``ps``, ``registry`` and ``status`` against the set of live processes."""
-        problems = []
-        ps = self.d.call("ps")
-        st = self.d.call("status")
-        reg = self.d.call("registry")
-        pids = {row["pid"] for row in ps}
-        if pids != live:
-            problems.append(f"ps: extra {sorted(pids - live)[:5]}, "
-                            f"missing {sorted(live - pids)[:5]}")
-        if "processes" in st and st["processes"] != len(live):
-            problems.append(f"status processes {st['processes']} != {len(live)} live")
-        per_worker = sum(w["processes"] for h in st["hosts"] for w in h["workers"])
-        if per_worker != len(live):
-            problems.append(f"status: workers hold {per_worker} processes, {len(live)} live")
-        for name, pid in reg.items():
-            if pid not in live:
-                problems.append(f"registry: {name} -> {pid}, not alive")
-        return problems
-
-
-def signal_pid(os_pid: int, sig: int) -> int | None:
-    """Signal a worker through a pidfd (immune to PID reuse); the pidfd, or None if gone."""
-    try:
-        fd = os.pidfd_open(os_pid)
-    except (ProcessLookupError, OSError):
-        return None
-    try:
-        signal.pidfd_send_signal(fd, sig)
-    except ProcessLookupError:
-        os.close(fd)
-        return None
-    return fd
+from actord.testing import CommandError, wait_for
 
 
 class Chaos:
@@ -370,15 +277,11 @@ def final_phase(node: Node) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One chaos run; the report."""
     rng = random.Random(args.seed)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="actord-chaos-"))
-    daemon = Daemon(workdir, config_text())
-    daemon.start()
-    node = Node(daemon, WORKLOAD_HOSTS)
-    node.dump_path = args.dump
-    report: dict[str, Any] = {"seed": args.seed, "duration": args.duration,
-                              "workdir": str(workdir)}
-    ok = False
-    try:
+    with daemon_session(args.workdir, "actord-chaos-") as session:
+        daemon, node = session.daemon, session.node
+        node.dump_path = args.dump
+        report: dict[str, Any] = {"seed": args.seed, "duration": args.duration,
+                                  "workdir": str(session.workdir)}
         cfg = {"keep": True, "seed": rng.randrange(2**31), "hosts": sorted(WORKLOAD_HOSTS),
                "receivers": args.receivers, "senders": args.senders, "burst": args.burst,
                "pause": args.pause, "report": 0.2}
@@ -425,12 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{restarts} worker restarts for {len(chaos.kills)} kills and "
                 f"{len(unexplained)} unexplained deaths"
             )
-        ok = report_ok(report)
-    finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.kill9()
-        if ok and not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        session.ok = report_ok(report)
     return report
 
 

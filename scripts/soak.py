@@ -22,21 +22,22 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from harness_common import (  # first: it puts chaos_actors and the repo root on sys.path
+    OBSERVER,
+    WATCHER,
+    Node,
+    daemon_session,
+    say,
+    signal_pid,
+)
 
-import chaos  # noqa: E402
-from chaos import OBSERVER, WATCHER, Node, say  # noqa: E402
-
-from actord.testing import CommandError, Daemon, wait_for  # noqa: E402
+from actord.testing import CommandError, wait_for
 
 
 def rss_kib(os_pid: int) -> int | None:
@@ -133,7 +134,7 @@ class Soak:
         workers = [w for w in self.node.workers() if w["up"] and w.get("uptime", 1) > 1.0]
         if workers:
             w = self.rng.choice(workers)
-            fd = chaos.signal_pid(w["os_pid"], signal.SIGKILL)
+            fd = signal_pid(w["os_pid"], signal.SIGKILL)
             if fd is not None:
                 os.close(fd)
                 self.counts["kills"] += 1
@@ -185,14 +186,10 @@ class Soak:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="actord-soak-"))
-    daemon = Daemon(workdir, chaos.config_text())
-    daemon.start()
-    node = Node(daemon, chaos.WORKLOAD_HOSTS)
-    report: dict[str, Any] = {"seed": args.seed, "duration": args.duration,
-                              "interval": args.interval, "workdir": str(workdir)}
-    ok = False
-    try:
+    with daemon_session(args.workdir, "actord-soak-") as session:
+        daemon, node = session.daemon, session.node
+        report: dict[str, Any] = {"seed": args.seed, "duration": args.duration,
+                                  "interval": args.interval, "workdir": str(session.workdir)}
         cfg = {"keep": False, "seed": rng.randrange(2**31), "hosts": sorted(node.hosts),
                "receivers": args.receivers, "senders": args.senders, "burst": args.burst,
                "pause": args.pause, "report": 0.5}
@@ -232,13 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         code = daemon.stop()
         report["exit_code"] = code
         report["tracebacks"] = daemon.log().count("Traceback")
-        ok = code == 0 and not leaks and not report["violations"] and not report["tracebacks"]
-        report["ok"] = ok
-    finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.kill9()
-        if ok and not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        session.ok = (code == 0 and not leaks and not report["violations"]
+                      and not report["tracebacks"])
+        report["ok"] = session.ok
     return report
 
 
