@@ -79,6 +79,14 @@ EV_CANCEL = "pid.cancel"
 EV_EXEC = "exec.exit"  # runtime-internal: the result of an exec child, never shown to actors
 
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+#: A decoder's initial buffer. msgpack's Unpacker defaults to ``min(max_buffer_size, 1 MiB)``
+#: and appends every read at the tail of that buffer, moving the unread rest to the front only
+#: once the tail reaches the end, so every connection's RSS crept up to the whole 1 MiB at the
+#: rate it read (the router's soak slope: its control-socket and observer-worker decoders, ~97
+#: KiB/min between them, plateauing when full). The buffer still grows when one read needs
+#: more (to twice that, at most ``max_frame``) and keeps that size; the memory is bounded
+#: either way, this only makes it small where the traffic is.
+DECODER_BUFFER = 64 * 1024
 
 
 class FrameError(ValueError):
@@ -150,6 +158,7 @@ class FrameDecoder:
             raw=False,
             strict_map_key=False,
             max_buffer_size=max_frame,
+            read_size=min(max_frame, DECODER_BUFFER),
         )
 
     def feed(self, data: bytes) -> list[list[Any]]:
