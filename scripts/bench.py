@@ -20,13 +20,15 @@ measures inside the daemon and returns its number) and every baseline (plain scr
 Peers: other Python actor libraries on (a)'s and (b)'s workloads, when installed (the optional
 ``bench`` extra: ``pip install -e '.[bench]'``) and the run is not ``--quick``: Ray actors and
 Thespian (multiprocQueueBase), each by a plain script in ``scripts/peers/`` run in a subprocess
-after the daemon has stopped (one start of the library per peer, up to ``PEER_MAX_REPEAT``
-samples of each workload), then a second table::
+after the scenarios (one start of the library per peer, up to ``PEER_MAX_REPEAT`` samples of
+each workload; the daemon idles meanwhile), then a second table::
 
     peer | workload | median | actord median | actord speedup | target | met?
 
-``actord speedup`` is how many times faster actord's median of this same run is: the peer's
-round trip over actord's (a), actord's (b) rate over the peer's stream. Targets: round trip
+``actord speedup`` is how many times faster actord is: the peer's round trip over actord's
+(a), actord's (b) rate over the peer's stream, with actord's median taken from
+``BRACKET_SAMPLES`` samples right before and right after that peer (latency on a small VM
+drifts between modes over minutes; only samples close in time compare). Targets: round trip
 >= 10x Ray and >= 3x Thespian, stream >= 50x Ray. A peer runs only the workloads of the
 scenarios in ``--only``; ``--no-peers`` skips them.
 
@@ -303,6 +305,11 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
                         continue
                     samples[sc.key].append(value)
                     progress(f"   scenario {sc.key:16} {value:14,.1f} {sc.unit}")
+            medians = {k: statistics.median(v) for k, v in samples.items()
+                       if v and k not in errors}
+            by_key = {sc.key: sc for sc in scenarios}
+            peer_results = peers(repeat, only, medians, peers_skipped,
+                                 bracket=lambda key: by_key[key].run(bench, 0))
         finally:
             code = daemon.stop()
             log_text = daemon.log()
@@ -332,8 +339,6 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
             row["met"] = (sc.target.met(row["ratio"], row["actord"]["median"])
                           if sc.target else None)
         rows.append(row)
-    actord_medians = {r["key"]: r["actord"]["median"] for r in rows if "actord" in r}
-    peer_results = peers(repeat, only, actord_medians, peers_skipped)
     for name, peer in peer_results.items():
         if peer.get("error"):
             errors[f"peer {name}"] = peer["error"]
@@ -425,12 +430,21 @@ def run_peer(peer: Peer, repeat: int, workloads: list[str]) -> dict[str, Any]:
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
+#: actord samples of each peer workload's scenario taken just before and just after a peer
+BRACKET_SAMPLES = 3
+
+
 def peers(repeat: int, only: set[str], actord: dict[str, float],
-          skipped: str | None = None) -> dict[str, dict[str, Any]]:
-    """Each peer: its status and, when measured, a row per workload against ``actord``.
+          skipped: str | None = None,
+          bracket: Callable[[str], float] | None = None) -> dict[str, dict[str, Any]]:
+    """Each peer: its status and, when measured, a row per workload against actord.
 
     ``actord`` maps scenario keys to actord's medians of this run; ``skipped`` says why the
-    peers are not run (``--quick``, ``--no-peers``), or is None.
+    peers are not run (``--quick``, ``--no-peers``), or is None. With ``bracket`` (one actord
+    sample of a scenario key, on the live daemon), each peer is compared with actord samples
+    taken right before and right after it instead: this VM's latency is bimodal (same- vs
+    cross-vCPU wake-ups) and drifts between modes over minutes, so only samples close in
+    time compare like with like.
     """
     workloads = [w for w, (key, *_) in PEER_WORKLOADS.items() if key in only]
     found: dict[str, dict[str, Any]] = {}
@@ -448,9 +462,13 @@ def peers(repeat: int, only: set[str], actord: dict[str, float],
             continue
         reps = min(repeat, PEER_MAX_REPEAT)
         progress(f"-- peer {peer.name}: {', '.join(workloads)} x {reps} ({peer.script})")
+        keys = [PEER_WORKLOADS[w][0] for w in workloads]
+        near: dict[str, list[float]] = {key: [] for key in keys}
         started = time.perf_counter()
         try:
+            _bracket(bracket, keys, near)
             res = run_peer(peer, reps, workloads)
+            _bracket(bracket, keys, near)
         except Exception as e:  # a peer that cannot run must not hide actord's numbers
             entry["status"] = "ERROR"
             entry["error"] = f"{type(e).__name__}: {e}"
@@ -463,19 +481,30 @@ def peers(repeat: int, only: set[str], actord: dict[str, float],
         for workload in workloads:
             key, title, unit, better = PEER_WORKLOADS[workload]
             stats = summary(res["samples"][workload])
-            base = actord.get(key)
+            base = statistics.median(near[key]) if near[key] else actord.get(key)
             speedup = None
             if base:
                 speedup = stats["median"] / base if better == "lower" else base / stats["median"]
             target = peer.targets.get(workload)
             entry["workloads"].append({
                 "workload": workload, "scenario": key, "title": title, "unit": unit, **stats,
-                "actord_median": base, "speedup": speedup,
+                "actord_median": base, "actord_bracket": near[key], "speedup": speedup,
                 "target": str(target) if target else None,
                 "met": target.met(speedup, stats["median"]) if target and speedup else None,
             })
             progress(f"   peer {peer.name:8} {workload:9} {stats['median']:14,.1f} {unit}")
     return found
+
+
+def _bracket(sample: Callable[[str], float] | None, keys: list[str],
+             into: dict[str, list[float]]) -> None:
+    """``BRACKET_SAMPLES`` actord samples of each scenario key (nothing without ``sample``)."""
+    if sample is None:
+        return
+    for key in keys:
+        for _ in range(BRACKET_SAMPLES):
+            into[key].append(sample(key))
+        progress(f"   actord   {key} near the peer: {statistics.median(into[key]):14,.1f}")
 
 
 # -- printing ----------------------------------------------------------------------------------
@@ -561,7 +590,8 @@ def peer_report(found: dict[str, dict[str, Any]]) -> list[str]:
         out.append(table(["peer", "workload", "median", "actord median", "actord speedup",
                           "target", "met?"], rows))
         out.append("actord speedup: the peer's round trip over actord's (a), actord's (b) "
-                   "rate over the peer's stream, both from this run; target '-': none set.")
+                   "rate over the peer's stream; actord median: samples taken right before "
+                   "and after that peer ran; target '-': none set.")
         out.extend(notes)
     if others:
         out.append("peers: " + "; ".join(others))

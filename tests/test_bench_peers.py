@@ -147,3 +147,27 @@ def test_a_peer_script_runs_and_leaves_nothing(script: str, module: str) -> None
         assert peer_common.leftover_dirs(marker) == []
     finally:
         peer_common.reap(marker, grace=0)
+
+
+def test_peers_compare_with_actord_samples_taken_around_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a live daemon, each peer is compared with actord samples taken right before and
+    after it (latency drifts between modes over minutes), not with the run's median."""
+    installed(monkeypatch, True)
+    monkeypatch.setattr(bench, "run_peer", lambda peer, repeat, workloads: fake_result(
+        {"pingpong": [1000.0], "stream": [5000.0]}))
+    taken: list[str] = []
+
+    def bracket(key: str) -> float:
+        taken.append(key)
+        return {"a": 50.0, "b": 400_000.0}[key]
+
+    found = bench.peers(1, set("ab"), {"a": 500.0, "b": 100_000.0}, bracket=bracket)
+    per_peer = 2 * 2 * bench.BRACKET_SAMPLES  # (a, b) x (before, after) x samples
+    assert len(taken) == 2 * per_peer
+    ray = {w["workload"]: w for w in found["Ray"]["workloads"]}
+    assert ray["pingpong"]["actord_median"] == 50.0  # not the run's 500
+    assert ray["pingpong"]["speedup"] == pytest.approx(20.0)
+    assert ray["stream"]["speedup"] == pytest.approx(80.0)
+    assert len(ray["pingpong"]["actord_bracket"]) == 2 * bench.BRACKET_SAMPLES
