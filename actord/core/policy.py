@@ -117,18 +117,18 @@ class PolicySet:
 class Evaluator:
     """The decisions of one (actor, scope); ``check`` is the hot path, ``explain`` the why."""
 
-    __slots__ = ("_fixed", "_plans", "_reason", "_rules")
+    __slots__ = ("_plans", "_reason", "_rules", "fixed")
 
     def __init__(self, rules: tuple[_Compiled, ...], fixed: bool | None, reason: str) -> None:
         self._rules = rules  # the scope's policies whose actor conditions hold, in order
-        self._fixed = fixed  # the answer to everything (admin, no actor or scope), or None
+        self.fixed = fixed  # the answer to everything (admin, no actor or scope), or None
         self._reason = reason  # explain() for a fixed answer
         self._plans: dict[str, _Plan] = {}  # per action: a handful of permissions in practice
 
     def check(self, action: str, resource: str, meta: Mapping[str, Any] | None = None) -> bool:
         """True when the caller may do ``action`` on ``resource``; ``meta`` is call metadata."""
-        if self._fixed is not None:
-            return self._fixed
+        if self.fixed is not None:
+            return self.fixed
         plan = self._plans.get(action)
         if plan is None:
             plan = self._plan(action)
@@ -146,7 +146,7 @@ class Evaluator:
 
         Starts with ``allowed`` exactly when ``check`` is True.
         """
-        if self._fixed is not None:
+        if self.fixed is not None:
             return self._reason
         m = _EMPTY if meta is None else meta
         plan = self._plans.get(action) or self._plan(action)

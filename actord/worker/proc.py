@@ -128,8 +128,9 @@ class Proc:
         self.upgrade_request: tuple[str, list[Any]] | None = None
         # exec children this process waits for -> their result (set on EV_EXEC); None: none
         self.execs: dict[str, asyncio.Future[dict[str, Any]]] | None = None
-        # (guard, evaluator): the policy evaluator, cached until a reload swaps the guard
-        self.evaluator: tuple[Any, Any] | None = None
+        # (guard, evaluator, allows everything): the policy evaluator, cached until a reload
+        # swaps the guard
+        self.evaluator: tuple[Any, Any, bool] | None = None
         self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
 
     # -- delivery (hot path) -------------------------------------------------------------------

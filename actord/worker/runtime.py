@@ -355,15 +355,16 @@ class Runtime:
         """PERMISSION_DENIED unless ``proc`` may do ``action`` on ``resource`` (SPEC 7)."""
         cached = proc.evaluator
         if cached is None or cached[0] is not self.guard:
-            cached = proc.evaluator = (self.guard, self.guard.evaluator(proc.actor, proc.scope))
+            evaluator = self.guard.evaluator(proc.actor, proc.scope)
+            cached = proc.evaluator = (self.guard, evaluator, evaluator.fixed is True)
         if not cached[1].check(action, resource, proc.meta):
             self.guard.require(cached[1], [(action, resource)], proc.meta)
 
     def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
         """Send one message; local destinations skip the router."""
         cached = proc.evaluator  # permit's fast path inlined: this runs for every message
-        if cached is None or cached[0] is not self.guard or not cached[1].check(
-            "process.send", dest, proc.meta
+        if cached is None or cached[0] is not self.guard or (
+            not cached[2] and not cached[1].check("process.send", dest, proc.meta)
         ):
             self.permit(proc, "process.send", dest)
         target = self.procs.get(dest)
