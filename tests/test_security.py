@@ -10,6 +10,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,10 +192,11 @@ def test_reload_applies_new_policies_to_running_processes(make_daemon) -> None:
     assert result == {"value": ["PERMISSION_DENIED", "ok"]}
 
 
-def test_forged_spawn_frame_cannot_skip_process_security() -> None:
-    """A worker's spawn request that names an actor or scope needs ``process.security`` even
-    when its flags do not say so: actor code can write raw frames to its worker's socket, so
-    the router derives the check from what the request asks for, not from its flags."""
+def _forged_spawn(denied: str, parent_ctx: dict[str, Any] | None,
+                  forged: list[Any]) -> tuple[list[Any], int]:
+    """A real Router whose only worker sends ``forged`` as the spawn request of a process
+    (actor ``user:me``, context ``parent_ctx``) allowed everything but ``denied``: the
+    REPLY it answers, and how many processes that started."""
     import asyncio
     import socket
 
@@ -202,83 +204,58 @@ def test_forged_spawn_frame_cannot_skip_process_security() -> None:
     from actord.router import Router, WorkerLink
     from actord.transport import FrameProtocol
 
-    others = json.dumps([a for a in PERMISSIONS if a != "process.security"])
+    allowed = json.dumps([a for a in PERMISSIONS if a != denied])
     cfg = config.parse(
         '[daemon]\nsocket = "/tmp/forge.sock"\n[hosts."t:a"]\nworkers = 1\n'
         '[processes."t:idle"]\nentry = "m:f"\n[security]\nmode = "strict"\n'
-        f'[security.policies.no_security]\nactions = {others}\nresources = ["*"]\n'
-        'effect = "allow"\n[security.scopes.plain]\npolicies = ["no_security"]\n',
+        f'[security.policies.partial]\nactions = {allowed}\nresources = ["*"]\n'
+        'effect = "allow"\n[security.scopes.plain]\npolicies = ["partial"]\n',
         "forge.toml",
     )
 
-    async def forge(actor: dict[str, object] | None, scope: list[str] | None,
-                    ctx: dict[str, object] | None = None) -> list[object]:
+    async def forge() -> tuple[list[Any], int]:
         router = Router(cfg)
         ours, theirs = socket.socketpair()
         loop = asyncio.get_running_loop()
         _, conn = await loop.connect_accepted_socket(lambda: FrameProtocol(lambda f: None), ours)
-        sent: list[list[object]] = []
+        sent: list[list[Any]] = []
         conn.send = sent.append  # type: ignore[method-assign]  # what the worker would read
         link = WorkerLink("t:a", 0, conn, 0)
         router.attach(link)
         parent = router.spawn("", wire.spawn_request(
             "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"],
-            ctx={"tenant": "a"}))
-        before = set(router.procs)
-        # flags 0: the frame claims no with_actor/with_scope was used
-        router.on_frame(link, [wire.CALL, 7, parent, "spawn",
-                               ["t:idle", "t:a", [], 0, ctx, actor, scope, None, None]])
-        assert set(router.procs) == before  # nothing was started
-        conn.close()
-        theirs.close()
-        return next(f for f in sent if f[0] == wire.REPLY and f[1] == 7)
-
-    for actor, scope in (({"id": "user:other", "meta": {}}, None), (None, ["plain", "x"])):
-        reply = asyncio.run(forge(actor, scope))
-        assert reply[2] == "PERMISSION_DENIED" and "process.security" in str(reply[3]), reply
-
-
-def test_forged_spawn_frame_cannot_skip_process_context() -> None:
-    """Likewise a context other than the caller's own needs ``process.context``; the
-    caller's inherited context (exactly what it was started with) needs nothing."""
-    import asyncio
-    import socket
-
-    from actord.core import config, wire
-    from actord.router import Router, WorkerLink
-    from actord.transport import FrameProtocol
-
-    others = json.dumps([a for a in PERMISSIONS if a != "process.context"])
-    cfg = config.parse(
-        '[daemon]\nsocket = "/tmp/forge.sock"\n[hosts."t:a"]\nworkers = 1\n'
-        '[processes."t:idle"]\nentry = "m:f"\n[security]\nmode = "strict"\n'
-        f'[security.policies.no_context]\nactions = {others}\nresources = ["*"]\n'
-        'effect = "allow"\n[security.scopes.plain]\npolicies = ["no_context"]\n',
-        "forge.toml",
-    )
-
-    async def forge(ctx: dict[str, object] | None) -> tuple[list[object], int]:
-        router = Router(cfg)
-        ours, theirs = socket.socketpair()
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.connect_accepted_socket(lambda: FrameProtocol(lambda f: None), ours)
-        sent: list[list[object]] = []
-        conn.send = sent.append  # type: ignore[method-assign]  # what the worker would read
-        link = WorkerLink("t:a", 0, conn, 0)
-        router.attach(link)
-        parent = router.spawn("", wire.spawn_request(
-            "t:idle", "t:a", actor={"id": "user:me", "meta": {}}, scope=["plain"],
-            ctx={"tenant": "a"}))
-        router.on_frame(link, [wire.CALL, 7, parent, "spawn",
-                               ["t:idle", "t:a", [], 0, ctx, None, None, None, None]])
+            ctx=parent_ctx))
+        router.on_frame(link, [wire.CALL, 7, parent, "spawn", forged])
         started = len(router.procs) - 1
         conn.close()
         theirs.close()
         return next(f for f in sent if f[0] == wire.REPLY and f[1] == 7), started
 
-    reply, started = asyncio.run(forge({"tenant": "b"}))
+    return asyncio.run(forge())
+
+
+def test_forged_spawn_frame_cannot_skip_process_security() -> None:
+    """A worker's spawn request that names an actor or scope needs ``process.security`` even
+    when its flags do not say so: actor code can write raw frames to its worker's socket, so
+    the router derives the check from what the request asks for, not from its flags."""
+    for actor, scope in (({"id": "user:other", "meta": {}}, None), (None, ["plain", "x"])):
+        # flags 0: the frame claims no with_actor/with_scope was used
+        reply, started = _forged_spawn(
+            "process.security", None,
+            ["t:idle", "t:a", [], 0, None, actor, scope, None, None])
+        assert reply[2] == "PERMISSION_DENIED" and "process.security" in str(reply[3]), reply
+        assert started == 0
+
+
+def test_forged_spawn_frame_cannot_skip_process_context() -> None:
+    """Likewise a context other than the caller's own needs ``process.context``; the
+    caller's inherited context (exactly what it was started with) needs nothing."""
+    def forged(ctx: dict[str, Any] | None) -> list[Any]:
+        return ["t:idle", "t:a", [], 0, ctx, None, None, None, None]
+
+    reply, started = _forged_spawn("process.context", {"tenant": "a"}, forged({"tenant": "b"}))
     assert reply[2] == "PERMISSION_DENIED" and "process.context" in str(reply[3]), reply
     assert started == 0
     for inherited in ({"tenant": "a"}, None):
-        reply, started = asyncio.run(forge(inherited))
+        reply, started = _forged_spawn("process.context", {"tenant": "a"}, forged(inherited))
         assert reply[2] is None and started == 1, reply
