@@ -65,8 +65,6 @@ class Chaos:
         self.terminates = 0
         self.missed = 0  # cancel/terminate of a process that had just ended
         self._stopped: tuple[int, float, int] | None = None  # pidfd, resume at, os pid
-        self._alive: list[str] = []
-        self._alive_at = 0.0
 
     def run(self, duration: float, kills: int) -> None:
         rng = self.rng
@@ -151,11 +149,7 @@ class Chaos:
         self._stopped = None
 
     def _target(self) -> str | None:
-        now = time.monotonic()
-        if now - self._alive_at > 0.5:
-            self._alive = [p for pids in self.node.alive().values() for p in pids]
-            self._alive_at = now
-        return self.rng.choice(self._alive) if self._alive else None
+        return self.node.random_alive(self.rng, 0.5)
 
     def _cancel(self) -> None:
         pid = self._target()

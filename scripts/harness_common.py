@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,8 @@ class Node:
         self.observer_pid = ""
         self.watcher_pid = ""
         self.dump_path: Path | None = None
+        self._alive_pids: list[str] = []  # the live set as of _alive_at (see random_alive)
+        self._alive_at = -1e9
 
     def ask(self, dest: str, topic: str, value: Any = None) -> Any:
         """Send a command to an observer (from a process on its host); its reply."""
@@ -94,6 +98,15 @@ class Node:
     def alive(self) -> dict[str, list[str]]:
         """The observer's live set, by role."""
         return self.ask(OBSERVER, "alive")  # type: ignore[no-any-return]
+
+    def random_alive(self, rng: random.Random, max_age: float) -> str | None:
+        """A random live PID, from the observer's live set fetched at most ``max_age``
+        seconds ago (asking for every pick would make the observer the bottleneck)."""
+        now = time.monotonic()
+        if now - self._alive_at > max_age:
+            self._alive_pids = [p for pids in self.alive().values() for p in pids]
+            self._alive_at = now
+        return rng.choice(self._alive_pids) if self._alive_pids else None
 
     def summary(self) -> dict[str, Any]:
         return self.ask(OBSERVER, "summary")  # type: ignore[no-any-return]

@@ -77,8 +77,6 @@ class Soak:
         self.series: dict[str, list[tuple[float, int, int]]] = {}  # label -> (t, os pid, KiB)
         self.counts = {"cancels": 0, "terminates": 0, "missed": 0, "execs": 0, "queries": 0,
                        "kills": 0}
-        self._targets: list[str] = []
-        self._targets_at = 0.0
 
     def sample(self, t: float) -> dict[str, int]:
         d = self.node.d
@@ -94,11 +92,7 @@ class Soak:
         return row
 
     def _target(self) -> str | None:
-        now = time.monotonic()
-        if now - self._targets_at > 1.0:
-            self._targets = [p for ps in self.node.alive().values() for p in ps]
-            self._targets_at = now
-        return self.rng.choice(self._targets) if self._targets else None
+        return self.node.random_alive(self.rng, 1.0)
 
     def churn(self) -> None:
         """One random operation of the mixed workload."""
