@@ -77,7 +77,7 @@ spawn_linked_monitored = _DEFAULT_BUILDER.spawn_linked_monitored
 
 async def _target_call(op: str, dest: str, **extra: Any) -> Any:
     rt, proc = require_process()
-    return await rt.call(proc, op, {"dest": rt.resolve(dest), **extra})
+    return await rt.request(proc, op, {"dest": rt.resolve(dest), **extra})
 
 
 async def terminate(dest: str) -> None:
@@ -213,7 +213,7 @@ async def _register(name: str, pid: str | None = None) -> None:
     _check_name(name)
     if pid is not None and not ids.is_pid(pid):
         raise InvalidError(f"bad pid {pid!r}")
-    await rt.call(proc, "register", {"name": name, "pid": pid or proc.pid})
+    await rt.request(proc, "register", {"name": name, "pid": pid or proc.pid})
 
 
 def _lookup(name: str) -> str:
@@ -223,7 +223,7 @@ def _lookup(name: str) -> str:
 
 async def _unregister(name: str) -> bool:
     rt, proc = require_process()
-    return bool(await rt.call(proc, "unregister", {"name": _check_name(name)}))
+    return bool(await rt.request(proc, "unregister", {"name": _check_name(name)}))
 
 
 registry = SimpleNamespace(register=_register, lookup=_lookup, unregister=_unregister)

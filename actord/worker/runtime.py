@@ -393,7 +393,8 @@ class Runtime:
 
     def request(self, proc: Proc, op: str, args: Any, exec_caller: bool = False
                 ) -> asyncio.Future[Any]:
-        """Send a call to the router; the returned future gets its reply.
+        """Send a call to the router; the returned future gets its reply (its value, or
+        the ``ProcessError`` the router answers with).
 
         The router answers every call it reads (a caller that ended meanwhile gets an
         error), so ``pending`` holds a future only until its reply, even when the awaiting
@@ -410,10 +411,6 @@ class Runtime:
         if exec_caller:
             self.exec_spawns[req] = proc
         return fut
-
-    async def call(self, proc: Proc, op: str, args: Any) -> Any:
-        """Ask the router; raises the ``ProcessError`` it answers with."""
-        return await self.request(proc, op, args)
 
     async def exec(self, proc: Proc, args: list[Any], timeout: float | None) -> Any:
         """Spawn an exec child and wait for its result (SPEC: ``exec``).
