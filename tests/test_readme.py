@@ -1,7 +1,8 @@
 """Every fenced code block of README.md runs as printed, or says why not (issue 11, must-show 5).
 
 A block is a fenced code block of README.md. How it is tested follows from its language and
-from its marker, an HTML comment on the last non-blank line before the opening fence:
+from its marker, an HTML comment on the last non-blank line before the opening fence (any
+HTML comment there must be one of these):
 
     <!-- not run in tests: REASON -->
         not run; REASON says why (needs root or systemd, a 3-minute run, ...).
@@ -94,8 +95,10 @@ class Block:
     def mark(self) -> Mark:
         """The parsed marker; ``ValueError`` if it is malformed."""
         text = self.marker
-        if text is None or not text.startswith(("test:", "not run in tests")):
+        if text is None:
             return Mark()
+        if not text.startswith(("test:", "not run in tests")):
+            raise ValueError(f"an HTML comment before a fence must be a marker: {text!r}")
         if text.startswith("not run in tests"):
             reason = text.partition(":")[2].strip()
             if not reason:
@@ -542,7 +545,7 @@ def test_markers_and_commands_parse() -> None:
     assert [(c.line, c.code, c.prints) for c in commands(block.text)] == [
         ("a    b '#x'", 1, '{"e": 1}'), ("d", 2, None)]
     assert Block(1, "sh", "", "not run in tests: needs root").mark.not_run == "needs root"
-    for bad in ("not run in tests:", "test: group=", "test: frobnicate"):
+    for bad in ("not run in tests:", "test: group=", "test: frobnicate", "tests: group=x"):
         with pytest.raises(ValueError):
             _ = Block(1, "sh", "", bad).mark
 
@@ -553,7 +556,9 @@ def test_toml_block_passes_check_config(block: Block, ws: Workspace) -> None:
     """The block, in each of its groups, passes ``actord check-config``."""
     for group in block.groups:
         path = ws.root(group) / f"check-{block.line}.toml"
-        path.write_text(to_toml(ws.config(group, upto=block)))
+        cfg = ws.config(group, upto=block)
+        path.write_text(to_toml(cfg))
+        assert tomllib.loads(path.read_text()) == cfg  # check-config sees exactly these values
         done = check_config(path)
         assert done.returncode == 0 and ": ok (" in done.stdout, (group, done.stdout, done.stderr)
 
