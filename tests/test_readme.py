@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -169,7 +170,7 @@ class Group:
     glue_files: tuple[Path, ...] = ()
 
 
-#: README process example + a probe process to talk to it
+#: a probe process that talks to the README's process example
 PROCESS_GLUE = """
 [processes."readme:ask"]
 entry = "readme_glue:ask"
@@ -273,6 +274,7 @@ class Workspace:
         self.starts = 0
 
     def root(self, group: str) -> Path:
+        """The group's temp dir (``TMP`` in the module docstring)."""
         path = self.tmp / group.replace(":", "_")
         path.mkdir(exist_ok=True)
         return path
@@ -342,13 +344,14 @@ class Workspace:
                     (box / entry.name).symlink_to(entry)
             bin_dir = box / ".venv" / "bin"
             bin_dir.mkdir(parents=True)
-            for name, argv in (("actord", f"{sys.executable} -m actord"),
-                               ("python", sys.executable)):
+            python = shlex.quote(sys.executable)
+            for name, argv in (("actord", f"{python} -m actord"), ("python", python)):
                 (bin_dir / name).write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
                 (bin_dir / name).chmod(0o755)
         return box
 
     def close(self) -> None:
+        """Stop the daemons still running; each must exit 0."""
         for d in self.daemons.values():
             if d.proc is not None and d.proc.poll() is None:
                 assert d.stop() == 0, d.log()
