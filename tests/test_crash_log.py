@@ -54,21 +54,10 @@ def debug(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         assert d.stop() == 0, d.log()
 
 
-def records(d: Daemon) -> list[Record]:
-    """The log as records: (first line, continuation lines without their mark)."""
-    out: list[Record] = []
-    for line in d.log().splitlines():
-        if line.startswith(CONTINUATION) and out:
-            out[-1][1].append(line[len(CONTINUATION):])
-        else:
-            out.append((line, []))
-    return out
-
-
 def wait_record(d: Daemon, *parts: str) -> Record:
     """The first record whose first line holds every one of ``parts`` (bounded wait)."""
     return wait_for(lambda: next(
-        (r for r in records(d) if all(p in r[0] for p in parts)), None),
+        (r for r in d.records() if all(p in r[0] for p in parts)), None),
         what=f"a log record with {parts}\n{d.log()}")
 
 
@@ -80,7 +69,7 @@ def fence(d: Daemon, host: str) -> None:
 
 
 def mentioning(d: Daemon, text: str) -> list[Record]:
-    return [r for r in records(d) if text in r[0]]
+    return [r for r in d.records() if text in r[0]]
 
 
 def test_exception_is_one_record_with_traceback(debug: Daemon) -> None:
@@ -149,7 +138,7 @@ def test_service_crash_has_its_traceback_once(debug: Daemon) -> None:
     assert report[0].endswith(f"process t:c.service_crasher crashed: {error}"), report
     assert report[1][-2:] == [f"RuntimeError: service asked to fail: {t}", "second line"]
     assert service_line[1] == []
-    with_traceback = [r for r in records(debug) if any(t in ln for ln in r[1])]
+    with_traceback = [r for r in debug.records() if any(t in ln for ln in r[1])]
     assert with_traceback == [report]
 
 
@@ -202,7 +191,7 @@ def test_crash_storm_is_rate_limited(debug: Daemon) -> None:
         reports = sum(1 for pid in pids for r in mentioning(debug, f"{pid} actord.crash:"))
         suppressed = [int(m.group(1)) for m in (
             re.search(r"\[t:storm/0\]  actord\.crash: (\d+) crash reports suppressed", r[0])
-            for r in records(debug)) if m]
+            for r in debug.records()) if m]
         if reports + sum(suppressed) == count:
             return reports, len(suppressed)
         return None
