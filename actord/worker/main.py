@@ -163,6 +163,11 @@ class LogWriter(io.TextIOBase):
         """The real stream's descriptor (what a child OS process inherits)."""
         return int(self.real.fileno())
 
+    @property
+    def buffer(self) -> Any:
+        """The real stream's bytes layer (bytes written there are not tagged)."""
+        return self.real.buffer
+
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
