@@ -20,7 +20,8 @@ from tests.conftest import DaemonFactory, config_text
 
 PROCESSES = {
     **{f"t:c.{n}": f"crash_probes:{n}"
-       for n in ("raiser", "idle", "logs", "prints", "storm", "service_crasher")},
+       for n in ("raiser", "idle", "logs", "prints", "storm", "service_crasher", "linker",
+                 "upgrader")},
     "t:c.import_boom": "crash_import_boom:main",
     "t:c.missing": "crash_no_such_module:main",
 }
@@ -124,6 +125,26 @@ def test_terminate_and_deadline_are_one_line(debug: Daemon, how: str, level: str
         f"{pid} actord.crash: process t:c.idle ended: {error}"), head
     assert tb == []
     assert len(mentioning(debug, pid)) == 1
+
+
+def test_linked_and_failed_upgrade_are_one_line(debug: Daemon) -> None:
+    """An untrapped LINK_DOWN (INFO) and a failed upgrade (ERROR): one line each."""
+    target = debug.call("spawn", id="t:c.idle", host="t:a", args=[])
+    linked = debug.call("spawn", id="t:c.linker", host="t:a", args=[target])
+    wait_record(debug, f"{linked} probe.crash: linked {target}")
+    debug.call("kill", dest=target)
+    head, tb = wait_record(debug, linked, "actord.crash")
+    assert " INFO " in head and head.endswith(
+        f"{linked} actord.crash: process t:c.linker ended: linked process failed"), head
+    upgrader = debug.call("spawn", id="t:c.upgrader", host="t:a", args=["t:c.missing"])
+    up_head, up_tb = wait_record(debug, upgrader, "actord.crash")
+    fence(debug, "t:a")
+    assert " ERROR " in up_head and up_head.endswith(
+        f"{upgrader} actord.crash: process t:c.upgrader ended: upgrade: ModuleNotFoundError: "
+        "No module named 'crash_no_such_module'"), up_head
+    assert tb == up_tb == []
+    assert len(mentioning(debug, f"{linked} actord.crash")) == 1
+    assert len(mentioning(debug, upgrader)) == 1
 
 
 def test_service_crash_has_its_traceback_once(debug: Daemon) -> None:

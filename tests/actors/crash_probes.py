@@ -61,3 +61,15 @@ async def service_crasher() -> None:
     msg = await process.inbox().receive()
     raise RuntimeError(f"service asked to fail: {msg.payload}")
 
+
+
+async def linker(dest: str) -> None:
+    """Link to ``dest`` (not trapping), log ``linked <dest>``, then wait forever."""
+    await process.link(dest)
+    log.info("linked %s", dest)
+    await idle()
+
+
+async def upgrader(id: str) -> None:
+    """Upgrade to process ``id`` (whose module may fail to load)."""
+    process.upgrade(id)
