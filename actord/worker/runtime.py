@@ -354,9 +354,10 @@ class Runtime:
             self.conn.send([wire.EXITED, proc.pid, result])
         except (TypeError, ValueError, OverflowError):
             bad = type(result.get("value")).__name__
-            error = f"InvalidError: result of type {bad} is not a msgpack value"
-            self.conn.send([wire.EXITED, proc.pid, {"error": error}])
-            self._report(proc, logging.ERROR, error)
+            self.conn.send(
+                [wire.EXITED, proc.pid, {"error": f"InvalidError: result of type {bad} is not "
+                                                  "a msgpack value"}]
+            )
         self._cancel_tasks(proc)
 
     def kill(self, proc: Proc, error: str, report: bool = True) -> None:
