@@ -101,14 +101,13 @@ class FrameLogHandler(logging.Handler):
             text = record.getMessage()
         except (TypeError, ValueError) as e:
             text = f"(unformattable log record {record.msg!r}: {e})"
+        tb = [_traceback_text(record)] if record.exc_info or record.stack_info else []
         proc = current.get()
         frame = [wire.LOG, record.levelno, record.name, text, proc.pid if proc else ""]
-        if record.exc_info or record.stack_info:
-            frame.append(_traceback_text(record))
         if threading.get_ident() == self.loop_thread:
-            self.conn.send(frame)
+            self.conn.send(frame + tb)
         else:
-            self.loop.call_soon_threadsafe(self.conn.send, frame)
+            self.loop.call_soon_threadsafe(self.conn.send, frame + tb)
 
 
 def _traceback_text(record: logging.LogRecord) -> str:

@@ -249,9 +249,9 @@ class Runtime:
                     entry, args = entry_or_error, upgrade[1]
                     continue
                 result = {"error": entry_or_error}
-                if proc.alive:
-                    self._report(proc, logging.ERROR, entry_or_error)
             break
+        if upgrade is not None and proc.alive:  # an upgrade that failed: its error ends it
+            self._report(proc, logging.ERROR, result["error"])
         try:
             self.finish(proc, result)
         finally:
