@@ -138,11 +138,11 @@ class Router:
         init = {
             "host": link.host,
             "index": link.index,
+            "log_level": self.config.daemon.log_level,
             "python_path": list(self.config.daemon.python_path),
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
             "names": self.registry.snapshot(),
             "security": self.guard.to_builtins(),
-            "log_level": self.config.daemon.log_level,
         }
         link.conn.send([wire.INIT, init])
 

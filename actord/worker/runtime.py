@@ -122,6 +122,8 @@ class Runtime:
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
+        if "log_level" in init:  # the daemon's log_level reaches actor code's loggers
+            logging.getLogger().setLevel(str(init["log_level"]).upper())
         if "security" in init:
             self.guard = Guard.from_builtins(init["security"])
         for path in init.get("python_path", ()):
@@ -129,8 +131,6 @@ class Runtime:
                 sys.path.insert(0, path)
         self.processes = dict(init.get("processes", {}))
         self.names = dict(init.get("names", {}))
-        if "log_level" in init:  # the daemon's log_level reaches actor code's loggers
-            logging.getLogger().setLevel(str(init["log_level"]).upper())
 
     def _on_processes(self, frame: list[Any]) -> None:
         self.processes = dict(frame[1])
