@@ -188,12 +188,15 @@ class LogWriter(io.TextIOBase):
                 self._partial_len += len(rest)
                 if self._partial_len >= self.LINE_LIMIT:
                     lines.append(self._take())
+            if not self._partial:
+                self._owner = None  # keep no ended process alive
         self._emit(lines)
         return len(s)
 
     def flush(self) -> None:
         with self._lock:
             lines = [self._take()] if self._partial else []
+            self._owner = None
         self._emit(lines)
 
     def _take(self) -> tuple[Any, str]:
