@@ -176,7 +176,8 @@ def test_debug_level_reaches_actor_code(debug: Daemon, make_daemon: DaemonFactor
 
 
 def test_print_is_tagged_with_the_pid(debug: Daemon) -> None:
-    """print() to stdout and stderr reaches the log as records tagged with the PID."""
+    """print() to stdout and stderr (from the loop or a thread) reaches the log as records
+    tagged with the PID."""
     t = token("print")
     pid = debug.exec("t:c.prints", "t:a", t)
     out, _ = wait_record(debug, f"{t}-out")
@@ -185,6 +186,8 @@ def test_print_is_tagged_with_the_pid(debug: Daemon) -> None:
     assert " WARNING " in err and err.endswith(f"[t:a/0] {pid} stderr: {t}-err"), err
     partial, _ = wait_record(debug, f"{t}-partial")
     assert partial.endswith(f"[t:a/0] {pid} stdout: {t}-partial"), partial
+    thread, _ = wait_record(debug, f"{t}-thread")
+    assert thread.endswith(f"[t:a/0] {pid} stdout: {t}-thread"), thread
 
 
 def test_control_characters_never_split_a_line(debug: Daemon) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -34,11 +35,13 @@ async def logs(token: str) -> str:
 
 
 async def prints(token: str) -> str:
-    """print() a line in two writes, a line to stderr, and a flushed partial line."""
+    """print() a line in two writes, a line to stderr, a flushed partial line and a line
+    from a thread."""
     print(f"{token}-out", end="")
     print("-tail")
     print(f"{token}-err", file=sys.stderr)
     print(f"{token}-partial", end="", flush=True)
+    await asyncio.to_thread(print, f"{token}-thread")
     return process.pid()
 
 
