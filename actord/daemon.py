@@ -49,10 +49,53 @@ log = logging.getLogger("actord.daemon")
 PR_SET_CHILD_SUBREAPER = 36
 
 
+#: Control characters (C0, DEL, C1) and the Unicode line and paragraph separators, escaped
+#: in log text so that no message can start a line of its own.
+_ESCAPES: dict[int, str] = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029",
+}
+
+#: What starts each continuation line of a record (its traceback).
+CONTINUATION = "  | "
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a newline becomes ``\\n``)."""
+    return text.translate(_ESCAPES)
+
+
+class LogFormatter(logging.Formatter):
+    """The daemon's log format: one line per record, ``time LEVEL logger: message``, with
+    control characters in the message escaped; a record's traceback (its own ``exc_info``,
+    or a worker's forwarded as ``actord_traceback``) follows on lines starting with
+    ``CONTINUATION``. So every line of the log starts a record or is marked as continuing one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        parts = []
+        if record.exc_info:
+            parts.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        forwarded = getattr(record, "actord_traceback", None)
+        if forwarded:
+            parts.append(forwarded)
+        for part in parts:
+            text += "".join(f"\n{CONTINUATION}{one_line(ln)}" for ln in part.splitlines())
+        return text
+
+
 def configure_logging(level: str) -> None:
     """One stderr handler for the daemon and every worker's forwarded records."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

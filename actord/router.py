@@ -138,6 +138,7 @@ class Router:
         init = {
             "host": link.host,
             "index": link.index,
+            "log_level": self.config.daemon.log_level,
             "python_path": list(self.config.daemon.python_path),
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
             "names": self.registry.snapshot(),
@@ -194,8 +195,11 @@ class Router:
                 if frame[1] in link.pids:
                     self.process_exited(frame[1], frame[2])
             elif op == wire.LOG:
-                _, level, name, message, pid = frame
-                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message)
+                _, level, name, message, pid, *tb = frame
+                if len(tb) > 1 or (tb and type(tb[0]) is not str):
+                    raise ValueError("bad LOG traceback")
+                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message,
+                               extra={"actord_traceback": tb[0]} if tb else None)
             elif op == wire.UPGRADED:
                 entry = self.procs.get(frame[1])
                 if entry is not None and entry.worker is link:

@@ -24,7 +24,7 @@ import msgpack
 SEND = 1  # [SEND, dest_pid, from_pid, topic, payload_bin]
 CALL = 2  # [CALL, req_id, from_pid, op, args]  args: a map, or for "spawn" see below; -> REPLY
 EXITED = 3  # [EXITED, pid, result]                              result {"value": v} | {"error": s}
-LOG = 4  # [LOG, levelno, logger, message, pid]
+LOG = 4  # [LOG, levelno, logger, message, pid(, traceback)]
 UPGRADED = 5  # [UPGRADED, pid, new_id]
 STATS = 6  # [STATS, req_id, stats_dict]                       answers STATS_REQ
 HELLO = 7  # [HELLO, os_pid]                                    first frame of a worker
