@@ -305,9 +305,64 @@ def reload(ctx: click.Context, socket_path: str | None, config_path: str | None,
 
 
 @main.command()
+@click.option("--no-wait", is_flag=True,
+              help="Return once the daemon began to stop, without waiting for it to exit.")
 @_common
-def shutdown(ctx: click.Context, socket_path: str | None, config_path: str | None,
-             as_json: bool) -> None:
-    """Stop the daemon (cancel all, wait, terminate the rest)."""
+def shutdown(ctx: click.Context, no_wait: bool, socket_path: str | None,
+             config_path: str | None, as_json: bool) -> None:
+    """Stop the daemon (cancel all, wait, terminate the rest) and wait until it has exited.
+
+    Progress goes to stderr (not with --json). Exit 1 if the daemon is still running after
+    the longest its shutdown can take (the bound it answers with).
+    """
     _setup(ctx, socket_path, config_path, as_json)
-    _emit(ctx, {"ok": True}, _call(ctx, "shutdown"))
+    reply = _call(ctx, "shutdown")
+    pid, bound = int(reply["os_pid"]), float(reply["bound"])
+    if no_wait:
+        _emit(ctx, {"ok": True, "os_pid": pid, "exited": False}, "shutting down")
+        return
+    if not as_json:
+        click.echo(f"waiting for the daemon (pid {pid}) to exit...", err=True, nl=False)
+    gone = _wait_exit(pid, bound, None if as_json else lambda: click.echo(".", err=True, nl=False))
+    if not as_json:
+        click.echo(" exited" if gone else "", err=True)
+    if not gone:
+        _fail(f"the daemon (pid {pid}) is still running {bound:g}s after shutdown")
+    _emit(ctx, {"ok": True, "os_pid": pid, "exited": True}, "stopped")
+
+
+def _wait_exit(pid: int, bound: float, tick: Any = None) -> bool:
+    """Wait up to ``bound`` seconds for process ``pid`` to end (a zombie has ended); True if
+    it did. ``tick()`` is called once a second while waiting. A pidfd when the kernel has
+    them, else /proc polled."""
+    import select
+    import time
+
+    from actord.proctable import is_alive
+
+    deadline = time.monotonic() + bound
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):
+        fd = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if fd is not None:
+                if select.select([fd], [], [], max(0.0, min(1.0, left)))[0]:
+                    return True
+            else:
+                step = time.monotonic() + max(0.0, min(1.0, left))
+                while is_alive(pid) and time.monotonic() < step:
+                    time.sleep(0.02)
+                if not is_alive(pid):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            if tick is not None:
+                tick()
+    finally:
+        if fd is not None:
+            os.close(fd)

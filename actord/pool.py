@@ -43,6 +43,9 @@ KILL_GRACE = 1.0
 class WorkerPool:
     """Starts the workers of every host and keeps each slot filled until shutdown."""
 
+    #: seconds ``stop`` waits for the workers it SIGKILLed to be reaped
+    KILL_WAIT = 5.0
+
     def __init__(self, router: Router, max_frame: int) -> None:
         self.router = router
         self.max_frame = max_frame
@@ -231,7 +234,7 @@ class WorkerPool:
                     log.warning("worker %s/%d did not exit; killing it", *key)
                     proc.kill()
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(self.KILL_WAIT):
                     await asyncio.gather(*(ev.wait() for ev in self._exited.values()))
             except TimeoutError:  # unkillable (D state): the daemon's final reap waits for it
                 log.error("workers still not reaped 5s after SIGKILL")
