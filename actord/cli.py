@@ -268,7 +268,8 @@ def _service_row(row: dict[str, Any]) -> str:
 def _service_command(command: str, summary: str) -> None:
     """Register ``actord start|stop|restart SERVICE``: prints the service's row afterwards.
 
-    ``start``/``restart`` exit 1 if the service ends up ``failed`` (it could not be started).
+    ``start``/``restart`` wait until the service runs (its entry loaded) or could not start,
+    and exit 1 unless it is ``running``.
     """
 
     @main.command(command, help=summary)
@@ -282,6 +283,8 @@ def _service_command(command: str, summary: str) -> None:
         _emit(ctx, row, _service_row(row))
         if command != "stop" and row["state"] == "failed":
             _fail(f"service {service} failed: {row['last_error'] or row.get('reason')}")
+        if command != "stop" and row["state"] != "running":
+            _fail(f"service {service} is not running ({row['state']})")
 
 
 _service_command("start", "Start a service that is not running.")

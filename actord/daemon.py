@@ -191,8 +191,9 @@ class Daemon:
         log.info("reloaded %s: %s", new.path, summary)
         return summary
 
-    async def main(self) -> None:
-        """Run until asked to stop, then shut down cleanly."""
+    async def main(self) -> int:
+        """Run until asked to stop, then shut down cleanly; the exit code (1: an
+        ``auto_start`` service could not start, so the daemon never became ready)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
@@ -213,7 +214,15 @@ class Daemon:
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)
         self.notifier.status("starting services")
-        await self.services.start_all()
+        failed = await self.services.start_all()
+        if failed:
+            # Refuse to start (no READY=1: `systemctl start` fails): a node missing one of
+            # its services is not what was asked for, and the error is in front of the user.
+            why = "; ".join(f"service {n} could not start: {e}" for n, e in failed.items())
+            log.error("%s; stopping (exit 1)", why)
+            self.notifier.stopping(f"stopping: {why}")
+            await self.shutdown()
+            return 1
         self.ready = True
         log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
                  len(self.config.hosts))
@@ -222,6 +231,7 @@ class Daemon:
         await self._stop.wait()
         self.notifier.stopping("stopping: services")
         await self.shutdown()
+        return 0
 
     async def shutdown(self) -> None:
         """The shutdown sequence in the module docstring."""
@@ -332,5 +342,4 @@ def run(config: Config) -> int:
     # each walking the young objects. Start-up objects are frozen (never scanned again).
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    uvloop.run(daemon.main())
-    return 0
+    return uvloop.run(daemon.main())
