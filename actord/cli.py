@@ -296,15 +296,29 @@ _service_command("restart", "Stop a service (if running), then start it.")
 @_common
 def reload(ctx: click.Context, socket_path: str | None, config_path: str | None,
            as_json: bool) -> None:
-    """Re-read the config and apply what changed (a bad config changes nothing)."""
+    """Re-read the config and apply what changed (a bad config changes nothing).
+
+    Also says which workers a shrink retired and how many processes ended with them, and
+    (on stderr) the [daemon] keys that need a restart and services not running after it.
+    """
     _setup(ctx, socket_path, config_path, as_json)
     summary = _call(ctx, "reload", 120.0)
     hosts, services = summary["hosts"], summary["services"]
-    text = (f"reloaded: hosts +{len(hosts['added'])} -{len(hosts['removed'])} "
-            f"~{len(hosts['resized'])}, services +{len(services['added'])} "
-            f"-{len(services['removed'])} ~{len(services['changed'])}, "
-            f"processes changed {len(summary['processes'])}")
-    _emit(ctx, summary, text)
+    lines = [f"reloaded: hosts +{len(hosts['added'])} -{len(hosts['removed'])} "
+             f"~{len(hosts['resized'])}, services +{len(services['added'])} "
+             f"-{len(services['removed'])} ~{len(services['changed'])}, "
+             f"processes changed {len(summary['processes'])}"]
+    for r in summary.get("retired", []):
+        n = len(r["processes"])
+        lines.append(f"retired worker {r['worker']} (os pid {r['os_pid']}): "
+                     f"ended {n} process{'' if n == 1 else 'es'}")
+    _emit(ctx, summary, "\n".join(lines))
+    if not as_json and summary.get("not_applied"):
+        click.echo("actord: warning: not applied until the daemon restarts: [daemon] "
+                   + ", ".join(summary["not_applied"]), err=True)
+    if not as_json and summary.get("not_running"):
+        click.echo("actord: warning: services not running after the reload: "
+                   + ", ".join(summary["not_running"]), err=True)
 
 
 @main.command()

@@ -110,7 +110,10 @@ class Daemon:
         """Re-read the config file and apply only what changed (SPEC section 10).
 
         Validation comes first: a bad file raises INVALID and the running config is kept.
-        ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied.
+        ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied:
+        the summary lists them (``not_applied``), as it lists the workers a shrink retired
+        with the processes that ended with them (``retired``) and the services that do not
+        run after it (``not_running``).
         """
         async with self._reload_lock:
             self.notifier.reloading()
@@ -167,8 +170,11 @@ class Daemon:
             log.error("reload refused, running config kept: %s", e)
             raise InvalidError(f"reload refused: {e}") from None
         old = self.config
-        if new.daemon != old.daemon:
-            log.warning("reload: [daemon] changes take effect after a restart; not applied")
+        not_applied = [key for key in old.daemon.__struct_fields__
+                       if getattr(new.daemon, key) != getattr(old.daemon, key)]
+        if not_applied:
+            log.warning("reload: [daemon] %s changed: takes effect after a restart; not applied",
+                        ", ".join(not_applied))
             new = msgspec.structs.replace(new, daemon=old.daemon)
         self.config = new
         self.router.apply_config(new)
@@ -180,16 +186,21 @@ class Daemon:
                         if h in old.hosts and new.hosts[h].workers != old.hosts[h].workers],
         }
         services = await self.services.apply(new)  # stop removed services before their hosts go
+        retired: list[dict[str, Any]] = []
         for name in hosts["removed"]:
-            await self.pool.resize_host(name, 0)
+            retired += await self.pool.resize_host(name, 0)
         for name in hosts["added"] + hosts["resized"]:
-            await self.pool.resize_host(name, new.hosts[name].workers)
-        await self.services.start_pending()
-        summary = {"hosts": hosts, "services": services,
-                   "processes": sorted(n for n in set(new.processes) | set(old.processes)
-                                       if old.processes.get(n) != new.processes.get(n))}
-        log.info("reloaded %s: %s", new.path, summary)
-        return summary
+            retired += await self.pool.resize_host(name, new.hosts[name].workers)
+        not_running = await self.services.start_pending()
+        processes = sorted(n for n in set(new.processes) | set(old.processes)
+                           if old.processes.get(n) != new.processes.get(n))
+        log.info("reloaded %s: hosts %s, services %s, processes changed %s, workers retired "
+                 "%s (%d processes ended)", new.path, hosts, services, processes,
+                 [r["worker"] for r in retired], sum(len(r["processes"]) for r in retired))
+        if not_running:
+            log.warning("reload: services not running after it: %s", ", ".join(not_running))
+        return {"hosts": hosts, "services": services, "processes": processes,
+                "retired": retired, "not_applied": not_applied, "not_running": not_running}
 
     async def main(self) -> int:
         """Run until asked to stop, then shut down cleanly; the exit code (1: an
