@@ -210,9 +210,10 @@ class Router:
             elif op == wire.HELLO:
                 pass
             elif op == wire.STARTED:
-                callback = self._start_callbacks.pop(frame[1], None)
-                if callback is not None and frame[1] in link.pids:
-                    callback()
+                if frame[1] in link.pids:  # only the worker that runs it may say so
+                    callback = self._start_callbacks.pop(frame[1], None)
+                    if callback is not None:
+                        callback()
             else:
                 raise ValueError(f"unknown op {op}")
         except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:

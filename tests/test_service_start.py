@@ -7,6 +7,7 @@ load error; a start whose entry cannot load exits 1 with that error and is not r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ PROCESSES = {
     "s:broken": "start_broken:main",
     "s:slow": "start_slow:main",
     "s:crasher": "service_probes:crasher",
+    "s:sleepy": "start_sleepy:main",
 }
 SLOW = 0.6  # seconds the import of start_slow takes
 NODE_SERVICES = (
@@ -31,6 +33,7 @@ NODE_SERVICES = (
     + service("b:slow", "s:slow", registered="slow", auto_start="false")
     + service("b:good", registered="good", auto_start="false")
     + service("b:crasher", "s:crasher", restart="temporary", auto_start="false")
+    + service("b:sleepy", "s:sleepy", host="t:a", restart="permanent", auto_start="false")
 )
 
 
@@ -94,6 +97,28 @@ def test_start_of_a_good_service_and_one_that_fails_after_starting(node: Daemon)
     assert json.loads(out.stdout)["state"] == "running"
     wait_for(lambda: rows(node)["b:crasher"]["state"] == "failed", what="crasher failed")
     assert rows(node)["b:crasher"]["reason"] == "not restarted (restart = temporary)"
+
+
+def test_stop_while_the_entry_loads(node: Daemon) -> None:
+    """`stop` of a service whose entry is still loading (spawned, no STARTED yet): it stops,
+    its process ends, it is not restarted, and the waiting `start` exits 1 saying so."""
+    env = {**os.environ, "ACTORD_SOCKET": node.socket}
+    start = subprocess.Popen([sys.executable, "-m", "actord", "start", "b:sleepy"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        loading = wait_for(lambda: (r := rows(node)["b:sleepy"])["state"] == "starting"
+                           and r["pid"] is not None and r, what="b:sleepy spawned")
+        stopped = node.call("stop", None, service="b:sleepy")  # within the 2 s import
+        assert stopped["state"] == "stopped"
+        _, err = start.communicate(timeout=30)
+    finally:
+        start.kill()
+        start.wait()
+    assert start.returncode == 1
+    assert err.strip().splitlines() == ["actord: service b:sleepy is not running (stopped)"]
+    assert loading["pid"] not in {p["pid"] for p in node.call("ps")}
+    assert rows(node)["b:sleepy"]["state"] == "stopped"
+    assert rows(node)["b:sleepy"]["restarts"] == 0
 
 
 def test_daemon_with_a_broken_auto_start_service_refuses_to_start(tmp_path: Path) -> None:
