@@ -21,7 +21,7 @@ from actord.cli import _wait_exit
 from actord.testing import Daemon, alive, descendants, wait_for
 from tests.conftest import DaemonFactory
 
-PROCESSES = {"t:d.stubborn": "daemon_probes:stubborn", "t:d.graceful": "daemon_probes:graceful"}
+PROCESSES = {f"t:d.{name}": f"daemon_probes:{name}" for name in ("stubborn", "blocker")}
 HOSTS = {"t:a": 1}
 
 
@@ -89,14 +89,18 @@ def test_second_run_during_a_slow_shutdown_is_refused(make_daemon: DaemonFactory
 
 
 def test_shutdown_waits_until_the_daemon_is_gone(make_daemon: DaemonFactory) -> None:
-    """`actord shutdown` returns only after the daemon's PID exited, with progress on stderr."""
-    d = make_daemon(PROCESSES, hosts=HOSTS, shutdown_timeout="1s")
+    """`actord shutdown` returns only after the daemon's PID exited, with progress on stderr:
+    here a process ignoring CANCEL (1 s) and then a blocked worker to SIGKILL (5 s more)."""
+    d = make_daemon(PROCESSES, hosts={"t:a": 1, "t:b": 1}, shutdown_timeout="1s")
     d.call("spawn", id="t:d.stubborn", host="t:a", args=[])
+    d.call("spawn", id="t:d.blocker", host="t:b", args=[])
     started = time.monotonic()
     r = d.cli("shutdown")
     assert r.returncode == 0, r.stderr
     assert d.proc is not None and d.proc.poll() == 0  # already exited when the CLI returned
-    assert time.monotonic() - started >= 1.0  # it waited out the stubborn process
+    assert time.monotonic() - started >= 1.0 + 5.0  # the stubborn process, the blocked worker
+    assert "did not exit; killing it" in d.log()
+    assert r.stderr.count(".") >= 5 + 3  # "..." then a dot a second
     assert r.stderr.startswith(f"waiting for the daemon (pid {d.pid}) to exit...")
     assert r.stderr.rstrip().endswith("exited") and r.stdout == "stopped\n"
     assert not Path(d.socket).exists()
