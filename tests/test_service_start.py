@@ -70,7 +70,11 @@ def test_start_of_a_service_that_cannot_load_exits_1(node: Daemon) -> None:
     assert row["reason"] == "could not start" and row["restarts"] == 0
     assert not [p for p in node.call("ps") if p["id"] == "s:broken"]
     assert rows(node)["b:broken"]["state"] == "failed"
-    assert "service b:broken: could not start: RuntimeError: broken at import" in node.log()
+    log = node.log()
+    assert "service b:broken: could not start: RuntimeError: broken at import" in log
+    # the worker logged the import's traceback, naming the module's line
+    assert "cannot load entry 'start_broken:main' of s:broken" in log
+    assert 'start_broken.py", line 3, in <module>' in log
 
 
 def test_start_returns_once_the_entry_loaded(node: Daemon, marker: Path) -> None:

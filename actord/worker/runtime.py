@@ -171,7 +171,8 @@ class Runtime:
         try:
             self.load_entry(frame[3], reload=False)
         except BaseException as e:  # SystemExit at import...: ends this process, not the worker
-            _, pid, id, _entry, _args, context, actor, scope, _messages, _ack = frame
+            _, pid, id, entry, _args, context, actor, scope, _messages, _ack = frame
+            log.error("%s: cannot load entry %r of %s", pid, entry, id, exc_info=e)
             proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
             self.procs[pid] = proc
             self.finish(proc, {"error": error_string(e)})
