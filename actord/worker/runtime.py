@@ -168,6 +168,9 @@ class Runtime:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
     def _on_start(self, frame: list[Any]) -> None:
+        if len(frame) > 9:  # SPAWN_ACK
+            self._start_acked(frame)
+            return
         _, pid, id, entry, args, context, actor, scope, messages = frame
         proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
         self.procs[pid] = proc
@@ -178,6 +181,21 @@ class Runtime:
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
                           context=contextvars.Context())
+
+    def _start_acked(self, frame: list[Any]) -> None:
+        """START of a SPAWN_ACK spawn: load the entry first; STARTED once the task exists,
+        or the process ends at once (one EXITED, no STARTED) with the load error."""
+        try:
+            self.load_entry(frame[3], reload=False)
+        except BaseException as e:  # SystemExit at import...: ends this process, not the worker
+            _, pid, id, entry, _args, context, actor, scope, _messages, _ack = frame
+            log.error("%s: cannot load entry %r of %s", pid, entry, id, exc_info=e)
+            proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
+            self.procs[pid] = proc
+            self.finish(proc, {"error": error_string(e)})
+            return
+        self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
+        self.conn.send([wire.STARTED, frame[1]])
 
     def _on_event(self, frame: list[Any]) -> None:
         _, dest, kind, from_, result, deadline, reason = frame
