@@ -188,11 +188,10 @@ class Runtime:
         try:
             self.load_entry(frame[3], reload=False)
         except BaseException as e:  # SystemExit at import...: ends this process, not the worker
-            _, pid, id, entry, _args, context, actor, scope, _messages, _ack = frame
-            log.error("%s: cannot load entry %r of %s", pid, entry, id, exc_info=e)
+            _, pid, id, _entry, _args, context, actor, scope, _messages, _ack = frame
             proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
             self.procs[pid] = proc
-            self.finish(proc, {"error": error_string(e)})
+            self.finish(proc, self._crashed(proc, e))  # one crash report, with the traceback
             return
         self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
         self.conn.send([wire.STARTED, frame[1]])
