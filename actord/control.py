@@ -161,7 +161,7 @@ class ControlServer:
         proto = ControlConnection(
             lambda frame: self._on_frame(holder[0], frame),
             on_bad_frame=lambda why: log.warning("control client dropped: %s", why),
-            max_frame=self.daemon.config.daemon.max_frame,
+            max_frame=self.router.max_frame,
         )
         holder.append(proto)
         return proto
