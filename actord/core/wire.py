@@ -16,9 +16,10 @@ check it before a frame leaves (``ValueTooLarge``). What a frame carries besides
 records, cancel reasons) fits in ``FRAME_ENVELOPE``, so a decoder accepting ``max_frame +
 FRAME_ENVELOPE`` (plus one socket read) never refuses a frame a sender let through.
 
-Invariants: nothing but msgpack is ever decoded (never pickle); a frame over that bound or
-one that is not an array led by an int op raises ``FrameError``, and the decoder is unusable
-after that (the peer is dropped).
+Invariants: nothing but msgpack is ever decoded (never pickle); a frame that needs more than
+that bound buffered (msgpack parses as bytes arrive, so in practice a str or bin that large)
+or one that is not an array led by an int op raises ``FrameError``, and the decoder is
+unusable after that (the peer is dropped).
 """
 
 from __future__ import annotations

@@ -159,3 +159,8 @@ async def ping_probe(*targets: str) -> int:
         _, msg = await channel.select(process.inbox(), timeout=WAIT)
         answered += msg.topic == "pong"
     return answered
+
+
+async def topic_probe(dest: str, size: int) -> Any:
+    """Send one small value to ``dest`` with a topic of ``size`` characters: the error."""
+    return _sync_outcome(process.send, dest, "t" * size, 1)
