@@ -335,6 +335,8 @@ class Router:
         ``max_frame``. (Workers' SEND frames take the inlined path in ``on_frame``.)"""
         if len(payload) > self.max_frame:
             raise InvalidError(wire.too_large(len(payload), self.max_frame))
+        if len(topic) + len(dest) > wire.MAX_ADDRESS:
+            raise InvalidError(wire.address_too_large(topic, dest))
         entry = self.procs.get(dest)
         if entry is None:
             self.dead_letters += 1

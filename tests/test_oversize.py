@@ -191,6 +191,13 @@ def test_cli_exec_result_too_large_exits_1(n: Node) -> None:
     assert "result too large: 10000005 bytes" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_client_send_with_a_huge_topic_is_invalid(n: Node) -> None:
+    """A control-socket send whose topic is over the bound: INVALID, never framed to a worker."""
+    with pytest.raises(CommandError) as err:
+        n.d.call("send", dest=n.bystanders[1], topic="t" * (MAX + 1000), values=[1])
+    assert err.value.kind == "INVALID" and str(err.value).startswith("message too large: topic")
+
+
 def test_request_over_the_control_limit_is_answered(n: Node) -> None:
     """A request frame beyond what the control socket decodes: an INVALID reply (the CLI's
     exit 1), not a dropped connection that reads as "no daemon"."""

@@ -96,6 +96,9 @@ READ_SLACK = 512 * 1024
 #: characters kept of a text that travels in a frame's envelope (error strings, log records,
 #: cancel reasons); 64 Ki characters are at most 256 KiB of UTF-8
 MAX_TEXT = 64 * 1024
+#: characters of topic plus destination a message may carry (at most 4 bytes each in UTF-8:
+#: well inside ``FRAME_ENVELOPE``)
+MAX_ADDRESS = 64 * 1024
 #: A decoder's initial buffer. msgpack's Unpacker defaults to ``min(max_buffer_size, 1 MiB)``
 #: and appends every read at the tail of that buffer, moving the unread rest to the front only
 #: once the tail reaches the end, so every connection's RSS crept up to the whole 1 MiB at the
@@ -128,6 +131,12 @@ def check_size(data: bytes, max_frame: int) -> bytes:
     if len(data) > max_frame:
         raise ValueTooLarge(len(data), max_frame)
     return data
+
+
+def address_too_large(topic: str, dest: str) -> str:
+    """The "message too large" error of a topic plus destination over ``MAX_ADDRESS``."""
+    n = len(topic) + len(dest)
+    return f"message too large: topic and destination of {n} characters > {MAX_ADDRESS}"
 
 
 def clip_text(text: str, limit: int = MAX_TEXT) -> str:

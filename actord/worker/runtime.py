@@ -37,9 +37,7 @@ _copy_value = wire.copy_value
 _encode_value = wire.encode_value
 _encode = wire.encode
 _ValueTooLarge = wire.ValueTooLarge
-#: characters of topic plus destination a message may carry (at most 4 bytes each in UTF-8:
-#: well inside ``wire.FRAME_ENVELOPE``)
-_MAX_ADDRESS = wire.FRAME_ENVELOPE // 8
+_MAX_ADDRESS = wire.MAX_ADDRESS
 _Task = asyncio.Task
 # The context of a process spawned without one; never mutated (ctx only reads or copies it),
 # so all such processes share it.
@@ -382,8 +380,7 @@ class Runtime:
         ):
             self.permit(proc, "process.send", dest)
         if len(topic) + len(dest) > _MAX_ADDRESS:
-            raise InvalidError(f"message too large: topic and destination of "
-                               f"{len(topic) + len(dest)} characters > {_MAX_ADDRESS}")
+            raise InvalidError(wire.address_too_large(topic, dest))
         target = self.procs.get(dest)
         max_frame = self.max_frame
         try:
