@@ -40,6 +40,7 @@ class Client:
         # the largest max_frame a daemon may have: a reply (an exec result) is never refused
         self.decoder = wire.FrameDecoder(MAX_FRAME_LIMIT)
         self.next_req = 0
+        self.dropped = False  # the daemon refused a request and closed this connection
 
     def call(self, command: str, wait: float | None = 30.0, /, **args: Any) -> Any:
         """Run one command; raises ``CommandError`` with the daemon's error kind."""
@@ -58,6 +59,7 @@ class Client:
                 raise DaemonUnreachableError(f"daemon at {self.path} closed the connection")
             for frame in self.decoder.feed(data):
                 if frame[0] == wire.CTL_REPLY and frame[1] in (self.next_req, None):
+                    self.dropped = frame[1] is None
                     if frame[2] is None:
                         return frame[3]
                     err = from_kind(frame[2], frame[3])

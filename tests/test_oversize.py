@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from actord.client import Client, CommandError
+from actord.client import CommandError
 from actord.core import wire
 from actord.testing import Daemon, wait_for
 from tests.conftest import config_text
@@ -201,7 +201,7 @@ def test_client_send_with_a_huge_topic_is_invalid(n: Node) -> None:
 def test_request_over_the_control_limit_is_answered(n: Node) -> None:
     """A request frame beyond what the control socket decodes: an INVALID reply (the CLI's
     exit 1), not a dropped connection that reads as "no daemon"."""
-    with Client(n.d.socket) as client, pytest.raises(CommandError) as err:
-        client.call("send", dest=n.bystanders[0], topic="hi", values=["x" * (3 * MAX)])
+    with pytest.raises(CommandError) as err:
+        n.d.call("send", dest=n.bystanders[0], topic="hi", values=["x" * (3 * MAX)])
     assert err.value.kind == "INVALID" and "too large" in str(err.value)
     assert n.d.call("status")["ready"]
