@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from actord import ids
 from actord.core import wire
 from actord.errors import InvalidError
-from actord.worker.runtime import require_process
+from actord.worker.runtime import Runtime, require_process
 
 if TYPE_CHECKING:
     from actord.worker.proc import Proc
@@ -132,7 +132,13 @@ def _permit(action: str, resource: str) -> None:
 
 
 def _check_values(value: Any) -> None:
+    """INVALID unless ``value`` is a msgpack value within ``max_frame`` (wire's size rule;
+    the spawn's frame as a whole is checked again when it is sent)."""
+    rt = Runtime.instance
     try:
-        wire.encode_value(value)
+        wire.check_size(wire.encode_value(value),
+                        rt.max_frame if rt is not None else wire.DEFAULT_MAX_FRAME)
+    except wire.ValueTooLarge as e:
+        raise InvalidError(str(e)) from None
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidError(f"not a msgpack value: {e}") from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
 from actord.core import wire
 from actord.errors import ProcessError, from_kind
+
+#: the largest ``[daemon] max_frame`` a config may set
+MAX_FRAME_LIMIT = 1 << 30
 
 
 class DaemonUnreachableError(Exception):
@@ -33,14 +37,19 @@ class Client:
         except OSError as e:
             self.sock.close()
             raise DaemonUnreachableError(f"no actord daemon at {path}: {e.strerror}") from None
-        self.decoder = wire.FrameDecoder()
+        # the largest max_frame a daemon may have: a reply (an exec result) is never refused
+        self.decoder = wire.FrameDecoder(MAX_FRAME_LIMIT)
         self.next_req = 0
+        self.dropped = False  # the daemon refused a request and closed this connection
 
     def call(self, command: str, wait: float | None = 30.0, /, **args: Any) -> Any:
         """Run one command; raises ``CommandError`` with the daemon's error kind."""
         self.next_req += 1
         self.sock.settimeout(wait)
-        self.sock.sendall(wire.encode([wire.CTL_REQUEST, self.next_req, command, args]))
+        # BrokenPipe: the daemon refused the request while it was still being sent (too
+        # large); its reply (request id None) is waiting to be read below
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(wire.encode([wire.CTL_REQUEST, self.next_req, command, args]))
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -49,7 +58,8 @@ class Client:
             if not data:
                 raise DaemonUnreachableError(f"daemon at {self.path} closed the connection")
             for frame in self.decoder.feed(data):
-                if frame[0] == wire.CTL_REPLY and frame[1] == self.next_req:
+                if frame[0] == wire.CTL_REPLY and frame[1] in (self.next_req, None):
+                    self.dropped = frame[1] is None
                     if frame[2] is None:
                         return frame[3]
                     err = from_kind(frame[2], frame[3])

@@ -3,8 +3,10 @@
 Every request is ``[CTL_REQUEST, req_id, command, args]`` and gets exactly one
 ``[CTL_REPLY, req_id, error_kind_or_None, value_or_message]``. The socket file is created
 mode 0660 and a peer's uid/gid (SO_PEERCRED) is recorded for the security layer. Invariant:
-nothing a client sends can crash the daemon: bad frames drop that client, bad arguments
-get an INVALID reply.
+nothing a client sends can crash the daemon: bad frames drop that client after an INVALID
+reply with request id None (so a too large request reads as refused, not as "no daemon"),
+bad arguments get an INVALID reply, and a value over ``max_frame`` is INVALID "message too
+large".
 """
 
 from __future__ import annotations
@@ -88,6 +90,19 @@ class ControlConnection(FrameProtocol):
         for task in self.waiting:
             task.cancel()
 
+    def _bad(self, reason: str) -> None:
+        """Drop the client, answering first: it may still be sending (a request over the
+        decoder's limit), so the reply is written and the connection closed, not aborted;
+        the client reads the reply before it sees the connection end."""
+        if self._on_bad_frame is not None:
+            self._on_bad_frame(reason)
+        self.closed = True
+        self._out.clear()
+        if self._transport is not None:
+            self._transport.write(wire.encode(
+                [wire.CTL_REPLY, None, InvalidError.kind, f"bad request: {reason}"]))
+            self._transport.close()
+
 
 class ControlServer:
     """Accepts CLI connections and runs their commands against the daemon."""
@@ -147,7 +162,7 @@ class ControlServer:
         proto = ControlConnection(
             lambda frame: self._on_frame(holder[0], frame),
             on_bad_frame=lambda why: log.warning("control client dropped: %s", why),
-            max_frame=self.daemon.config.daemon.max_frame,
+            max_frame=self.router.max_frame,
         )
         holder.append(proto)
         return proto
@@ -181,8 +196,8 @@ class ControlServer:
                 command_permissions(command, args, dest),
             )
             value = await handler(args)
-        except ProcessError as e:
-            conn.send([wire.CTL_REPLY, req, e.kind, str(e)])
+        except ProcessError as e:  # clipped: a message may quote a (huge) argument
+            conn.send([wire.CTL_REPLY, req, e.kind, wire.clip_text(str(e))])
             return
         except (KeyError, TypeError, ValueError) as e:
             conn.send([wire.CTL_REPLY, req, InvalidError.kind, f"malformed request: {e}"])
@@ -244,6 +259,12 @@ class ControlServer:
         if not isinstance(spawn_args, list):
             raise InvalidError("args must be a list")
         name = args.get("name")
+        try:
+            wire.check_size(wire.encode_value(spawn_args), self.router.max_frame)
+        except wire.ValueTooLarge as e:
+            raise InvalidError(str(e)) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidError(f"args are not msgpack values: {e}") from None
         actor, scope = _client.get()  # processes a client starts run as that client
         return wire.spawn_request(str(args["id"]), str(args["host"]), spawn_args, flags,
                                   name=None if name is None else ids.check_name(name),

@@ -171,12 +171,15 @@ async def exec(
 
 def upgrade(id: str | None = None, *args: Any) -> NoReturn:
     """Replace the running code under the same PID (never returns)."""
-    _, proc = require_process()
+    rt, proc = require_process()
     new_id = proc.id if id is None else id
     if not ids.is_id(new_id):
         raise InvalidError(f"bad process id {new_id!r}")
     try:
-        wire.encode_value(list(args))
+        # held in the worker, never framed, but held to the same size rule as spawn args
+        wire.check_size(wire.encode_value(list(args)), rt.max_frame)
+    except wire.ValueTooLarge as e:
+        raise InvalidError(str(e)) from None
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidError(f"upgrade args are not msgpack values: {e}") from None
     task = asyncio.current_task()

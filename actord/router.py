@@ -18,7 +18,8 @@ Spawn handshake (the child's edges exist before its first instruction runs)::
 
 Invariant: order per sender/receiver pair is kept because each worker pipe is FIFO and the
 router forwards frames in the order it reads them; a name update is broadcast before the
-reply that lets anyone learn of it.
+reply that lets anyone learn of it; no frame the router makes breaks ``wire``'s size rule (a
+START too large is refused before any state changes, error texts are clipped).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class Router:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # fixed for the daemon's life: the workers were started with it (reload cannot change it)
+        self.max_frame = config.daemon.max_frame
         self.procs: dict[str, ProcEntry] = {}
         self.guard = Guard(config.security)
         self.registry = Registry()
@@ -260,8 +263,8 @@ class Router:
                     raise InvalidError(f"unknown call {op!r}")
                 self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
                 value = handler(caller, args)
-        except ProcessError as e:
-            link.conn.send([wire.REPLY, req, e.kind, str(e)])
+        except ProcessError as e:  # clipped: a message may quote a (huge) argument
+            link.conn.send([wire.REPLY, req, e.kind, wire.clip_text(str(e))])
             return
         link.conn.send([wire.REPLY, req, None, value])
 
@@ -349,7 +352,12 @@ class Router:
 
     # -- operations (worker calls and control commands) ------------------------------------------
     def send(self, from_: str, dest: str, topic: str, payload: bytes) -> None:
-        """Route one message; a dead PID is a dead letter."""
+        """Route one message; a dead PID is a dead letter; INVALID for a payload over
+        ``max_frame``. (Workers' SEND frames take the inlined path in ``on_frame``.)"""
+        if len(payload) > self.max_frame:
+            raise InvalidError(wire.too_large(len(payload), self.max_frame))
+        if len(topic) + len(dest) > wire.MAX_ADDRESS:
+            raise InvalidError(wire.address_too_large(topic, dest))
         entry = self.procs.get(dest)
         if entry is None:
             self.dead_letters += 1
@@ -390,8 +398,17 @@ class Router:
                 actor = parent.actor
             if scope is None:
                 scope = parent.scope
+        pid = ids.format_pid(host, self.serial + 1)
+        # positional (see wire.START): no option map to build here and decode there; encoded
+        # now so a START the worker would refuse (args plus an inherited actor, say) is
+        # refused before anything changes
+        frame = [wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope, messages]
+        if flags & wire.SPAWN_ACK:
+            frame.append(True)
+        start = wire.encode(frame)
+        if len(start) > self.max_frame + wire.FRAME_ENVELOPE:
+            raise InvalidError(wire.too_large(len(start), self.max_frame))
         self.serial += 1
-        pid = ids.format_pid(host, self.serial)
         if not procs:
             self.empty.clear()
         procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None)
@@ -403,11 +420,7 @@ class Router:
         if name:  # claimed before the child runs: its worker learns the name before START
             self.registry.register(name, pid)
             self._broadcast([wire.NAME, name, pid])
-        # positional (see wire.START): no option map to build here and decode there
-        start = [wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope, messages]
-        if flags & wire.SPAWN_ACK:
-            start.append(True)
-        worker.conn.send(start)
+        worker.conn.send_encoded(start)
         return pid
 
     def _install_edges(self, caller: str, pid: str, flags: int) -> None:
@@ -457,8 +470,10 @@ class Router:
             isinstance(deadline, bool) or not isinstance(deadline, int | float)
         ):
             raise InvalidError(f"bad cancel deadline {deadline!r}")
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidError(f"bad cancel reason {reason!r}")
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise InvalidError(f"bad cancel reason {reason!r}")
+            reason = wire.clip_text(reason)  # it travels in the EVENT frame's envelope
         self._alive(dest)
         self.event(dest, wire.EV_CANCEL, caller, None, deadline, reason)
 

@@ -134,6 +134,11 @@ class Daemon:
             self._client.close()
             self._client = None
             raise
+        except CommandError:
+            if self._client.dropped:  # a request refused as a whole: the next call reconnects
+                self._client.close()
+                self._client = None
+            raise
 
     def exec(self, id: str, host: str, *args: Any, timeout: float = 30.0) -> Any:
         """Run a process to completion; its value, or ``AssertionError`` with its error."""

@@ -169,7 +169,10 @@ class FrameProtocol(asyncio.Protocol):
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, frame: list[Any]) -> None:
-        """Queue one frame; raises ``TypeError`` if it holds a non-msgpack value."""
+        """Queue one frame; raises ``TypeError`` if it holds a non-msgpack value.
+
+        The body is ``send_encoded``'s, inlined: this is the per-message path.
+        """
         data = self._pack(frame)
         if self.closed:
             return
@@ -183,6 +186,25 @@ class FrameProtocol(asyncio.Protocol):
         if self._eager and not self._out and self._transport is not None:
             # the first frame since a read: write now (the latency path); what follows it
             # is batched
+            self._eager = False
+            self._transport.write(data)
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._end_batch)
+
+    def send_encoded(self, data: bytes) -> None:
+        """Queue one frame already encoded by ``wire.encode`` (its size was checked)."""
+        if self.closed:
+            return
+        if self._scope.active:
+            self._out.append(data)
+            if not self._dirty:
+                self._dirty = True
+                self._scope.dirty.append(self)
+            return
+        if self._eager and not self._out and self._transport is not None:
             self._eager = False
             self._transport.write(data)
             return

@@ -219,7 +219,8 @@ BAD_CONTROL_FRAMES = {
     "short-request": msgpack.packb([wire.CTL_REQUEST, 1]),
     "unhashable-key": b"\x94\x1e\x01\xa6status\x81\x91\x01\x02",
     "deep-nesting": b"\x91" * 100_000,
-    "oversized": msgpack.packb([wire.CTL_REQUEST, 1, "status", {"x": b"\0" * (9 << 20)}]),
+    # over max_frame (8 MiB) + the decoders' 1 MiB of slack (wire.FRAME_ENVELOPE + READ_SLACK)
+    "oversized": msgpack.packb([wire.CTL_REQUEST, 1, "status", {"x": b"\0" * (10 << 20)}]),
 }
 
 

@@ -63,10 +63,46 @@ def test_non_frames_are_rejected(data: bytes) -> None:
 
 
 def test_oversized_frame_is_rejected() -> None:
-    """A frame larger than max_frame raises FrameError instead of buffering without bound."""
+    """A frame beyond max_frame and its slack raises FrameError instead of buffering without
+    bound."""
     decoder = wire.FrameDecoder(max_frame=1024)
-    with pytest.raises(wire.FrameError):
-        decoder.feed(wire.encode([1, b"x" * 4096]))
+    too_big = 1024 + wire.FRAME_ENVELOPE + wire.READ_SLACK
+    with pytest.raises(wire.FrameError, match="frame too large"):
+        decoder.feed(wire.encode([1, b"x" * too_big]))
+
+
+def test_largest_legal_frame_is_accepted_in_any_reads() -> None:
+    """A value of max_frame with a full envelope decodes when fed in socket-sized reads that
+    also start the next frame (the decoder's slack covers one read)."""
+    decoder = wire.FrameDecoder(max_frame=4096)
+    frame = [wire.SEND, "p" * (wire.FRAME_ENVELOPE - 100), "", "t", b"v" * 4091]
+    data = wire.encode(frame) * 2
+    out: list[list[object]] = []
+    for i in range(0, len(data), 256 * 1024):
+        out.extend(decoder.feed(data[i : i + 256 * 1024]))
+    assert out == [frame, frame]
+
+
+@pytest.mark.parametrize(
+    "value", ["s" * 95, b"b" * 95, "é" * 40, [1] * 97, "s" * 100_000, b"b" * 70_000],
+    ids=["str", "bytes", "non-ascii", "list", "str32", "bin32"],
+)
+def test_copy_value_size_limit(value: object) -> None:
+    """copy_value passes a value whose encoding fits ``max_size`` (and any with room to
+    spare, on the fast path) and raises ValueTooLarge with the encoded size one byte under."""
+    size = len(wire.encode_value(value))
+    assert wire.copy_value(value, size) == value
+    assert wire.copy_value(value, size + 5) == value
+    with pytest.raises(wire.ValueTooLarge) as err:
+        wire.copy_value(value, size - 1)
+    assert err.value.size == size
+    assert str(err.value) == f"message too large: {size} bytes > max_frame ({size - 1})"
+
+
+def test_clip_text() -> None:
+    """Texts within the bound are kept; longer ones are cut with a marker of what was cut."""
+    assert wire.clip_text("abc", 3) == "abc"
+    assert wire.clip_text("abcdef", 3) == "abc... [3 more characters cut]"
 
 
 def test_payload_values_roundtrip() -> None:

@@ -9,9 +9,17 @@ decoding them::
     worker -> router   [SEND, dest_pid, from_pid, topic, payload_bin]
     router -> worker   [DELIVER, dest_pid, from_pid, topic, payload_bin]
 
-Invariants: nothing but msgpack is ever decoded (never pickle); a frame larger than
-``max_frame`` or one that is not an array led by an int op raises ``FrameError``, and the
-decoder is unusable after that (the peer is dropped).
+Size rule (``[daemon] max_frame``): a user value, or the values of one call together (a
+spawn's args, context and queued messages), encodes to at most ``max_frame`` bytes; senders
+check it before a frame leaves (``ValueTooLarge``). What a frame carries besides those values
+(op, PIDs, topic, ids, and texts clipped to ``MAX_TEXT`` characters: error strings, log
+records, cancel reasons) fits in ``FRAME_ENVELOPE``, so a decoder accepting ``max_frame +
+FRAME_ENVELOPE`` (plus one socket read) never refuses a frame a sender let through.
+
+Invariants: nothing but msgpack is ever decoded (never pickle); a frame that needs more than
+that bound buffered (msgpack parses as bytes arrive, so in practice a str or bin that large)
+or one that is not an array led by an int op raises ``FrameError``, and the decoder is
+unusable after that (the peer is dropped).
 """
 
 from __future__ import annotations
@@ -83,6 +91,18 @@ EV_CANCEL = "pid.cancel"
 EV_EXEC = "exec.exit"  # runtime-internal: the result of an exec child, never shown to actors
 
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+#: bytes a frame may carry beyond ``max_frame`` of user values: its envelope (see the module
+#: docstring); a frame whose envelope is larger is refused by its sender
+FRAME_ENVELOPE = 512 * 1024
+#: what a decoder buffers beyond its largest frame: the rest of the socket read that completed
+#: it (asyncio and uvloop read at most 256 KiB at a time)
+READ_SLACK = 512 * 1024
+#: characters kept of a text that travels in a frame's envelope (error strings, log records,
+#: cancel reasons); 64 Ki characters are at most 256 KiB of UTF-8
+MAX_TEXT = 64 * 1024
+#: characters of topic plus destination a message may carry (at most 4 bytes each in UTF-8:
+#: well inside ``FRAME_ENVELOPE``)
+MAX_ADDRESS = 64 * 1024
 #: A decoder's initial buffer. msgpack's Unpacker defaults to ``min(max_buffer_size, 1 MiB)``
 #: and appends every read at the tail of that buffer, moving the unread rest to the front only
 #: once the tail reaches the end, so every connection's RSS crept up to the whole 1 MiB at the
@@ -95,6 +115,39 @@ DECODER_BUFFER = 64 * 1024
 
 class FrameError(ValueError):
     """Bytes from a peer that are not a valid frame."""
+
+
+class ValueTooLarge(ValueError):
+    """A value whose encoding is larger than ``max_frame``; ``str()`` is the user's message."""
+
+    def __init__(self, size: int, max_frame: int) -> None:
+        super().__init__(too_large(size, max_frame))
+        self.size = size
+
+
+def too_large(size: int, max_frame: int) -> str:
+    """The one wording of SPEC 2's "message too large"."""
+    return f"message too large: {size} bytes > max_frame ({max_frame})"
+
+
+def check_size(data: bytes, max_frame: int) -> bytes:
+    """``data`` (an encoded value) if it fits in ``max_frame``, else ``ValueTooLarge``."""
+    if len(data) > max_frame:
+        raise ValueTooLarge(len(data), max_frame)
+    return data
+
+
+def address_too_large(topic: str, dest: str) -> str:
+    """The "message too large" error of a topic plus destination over ``MAX_ADDRESS``."""
+    n = len(topic) + len(dest)
+    return f"message too large: topic and destination of {n} characters > {MAX_ADDRESS}"
+
+
+def clip_text(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
 
 
 def new_packer() -> msgpack.Packer:
@@ -125,10 +178,12 @@ def decode_value(data: bytes) -> Any:
     return _unpackb(data, raw=False, strict_map_key=False)
 
 
-def copy_value(value: Any) -> Any:
+def copy_value(value: Any, max_size: int = _MAX_LEN) -> Any:
     """What a receiver gets for ``value``: equal to ``decode_value(encode_value(value))``.
 
-    Raises as ``encode_value`` does for a non-msgpack value. An immutable scalar (None,
+    Raises as ``encode_value`` does for a non-msgpack value, and ``ValueTooLarge`` when that
+    encoding is over ``max_size`` bytes (a str or bytes within ``max_size`` - 5, the largest
+    msgpack header, is known to fit without encoding it). An immutable scalar (None,
     bool, int, float, str, bytes: exact types only, within msgpack's limits) is returned
     as is: a copy of it would be indistinguishable, and skipping the encode/decode round
     trip is most of the cost of a same-worker send. Containers are still deep-copied
@@ -137,14 +192,17 @@ def copy_value(value: Any) -> Any:
     t = type(value)
     if t is str:
         # non-ASCII text may hold lone surrogates, which msgpack refuses: let it decide
-        if len(value) <= _MAX_LEN and value.isascii():
+        if len(value) <= max_size - 5 and value.isascii():
             return value
     elif t is int:
         if _MIN_INT <= value <= _MAX_INT:
             return value
-    elif value is None or t is float or t is bool or (t is bytes and len(value) <= _MAX_LEN):
+    elif value is None or t is float or t is bool or (t is bytes and len(value) <= max_size - 5):
         return value
-    return _unpackb(_pack_value(value), raw=False, strict_map_key=False)
+    data = _pack_value(value)
+    if len(data) > max_size:
+        raise ValueTooLarge(len(data), max_size)
+    return _unpackb(data, raw=False, strict_map_key=False)
 
 
 def encode(frame: list[Any]) -> bytes:
@@ -153,15 +211,20 @@ def encode(frame: list[Any]) -> bytes:
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed(bytes)`` returns the complete frames seen so far."""
+    """Incremental decoder: ``feed(bytes)`` returns the complete frames seen so far.
 
-    __slots__ = ("_unpacker",)
+    It accepts a frame of ``max_frame + FRAME_ENVELOPE`` bytes fed in reads of up to
+    ``READ_SLACK`` bytes (the buffer holds one unfinished frame plus one read).
+    """
+
+    __slots__ = ("_limit", "_unpacker")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._limit = max_frame + FRAME_ENVELOPE + READ_SLACK
         self._unpacker = msgpack.Unpacker(
             raw=False,
             strict_map_key=False,
-            max_buffer_size=max_frame,
+            max_buffer_size=self._limit,
             read_size=min(max_frame, DECODER_BUFFER),
         )
 
@@ -170,6 +233,8 @@ class FrameDecoder:
         try:
             self._unpacker.feed(data)
             frames = list(self._unpacker)
+        except msgpack.BufferFull:
+            raise FrameError(f"frame too large: over {self._limit} bytes") from None
         except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map key
             # that is a list or map (unhashable), e.g. b"\x91\x81\x91\x01\x02"
             raise FrameError(f"{type(e).__name__}: {e}") from None

@@ -103,7 +103,9 @@ class FrameLogHandler(logging.Handler):
             text = f"(unformattable log record {record.msg!r}: {e})"
         tb = [_traceback_text(record)] if record.exc_info or record.stack_info else []
         proc = current.get()
-        frame = [wire.LOG, record.levelno, record.name, text, proc.pid if proc else ""]
+        # clipped: a record travels in a frame's envelope (see wire's size rule)
+        frame = [wire.LOG, record.levelno, wire.clip_text(record.name, 1024),
+                 wire.clip_text(text), proc.pid if proc else ""]
         if threading.get_ident() == self.loop_thread:
             self.conn.send(frame + tb)
         else:
@@ -232,7 +234,7 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
             _die_with_group()
 
     conn = FrameProtocol(lambda frame: None, on_close=on_close, max_frame=max_frame)
-    rt = Runtime(conn, host, index)
+    rt = Runtime(conn, host, index, max_frame)
     runtime.append(rt)
     conn._on_frame = rt.on_frame
     root = logging.getLogger()

@@ -7,7 +7,9 @@ exactly one ``EXITED`` frame, and every abnormal end into one crash report in th
 (its traceback when an exception ended it; at most ``CRASH_REPORTS_PER_SECOND`` a second,
 the rest counted). Invariants: a process is in ``procs`` iff it is alive; once
 dead it never reports again; same-worker messages skip the router but keep per-pair order
-because delivery to a local process is immediate.
+because delivery to a local process is immediate; no frame it sends breaks ``wire``'s size
+rule (a value over ``max_frame`` fails its call, a result over it ends its process with
+``"result too large"``), so no value a process makes can cost the worker its router link.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ REPORT_ERROR_LIMIT = 4096
 
 _copy_value = wire.copy_value
 _encode_value = wire.encode_value
+_encode = wire.encode
+_ValueTooLarge = wire.ValueTooLarge
+_MAX_ADDRESS = wire.MAX_ADDRESS
 _Task = asyncio.Task
 # The context of a process spawned without one; never mutated (ctx only reads or copies it),
 # so all such processes share it.
@@ -66,8 +71,9 @@ DEADLINE_EXCEEDED = "cancel deadline exceeded"
 
 
 def error_string(exc: BaseException) -> str:
-    """The SPEC's ``"ExcType: message"`` for an exception that ended a process."""
-    return f"{type(exc).__name__}: {exc}"
+    """The SPEC's ``"ExcType: message"`` for an exception that ended a process (clipped to
+    ``wire.MAX_TEXT`` characters: it travels in EXITED and EXIT frames and log lines)."""
+    return wire.clip_text(f"{type(exc).__name__}: {exc}")
 
 
 class Runtime:
@@ -75,10 +81,12 @@ class Runtime:
 
     instance: Runtime | None = None
 
-    def __init__(self, conn: FrameProtocol, host: str, index: int) -> None:
+    def __init__(self, conn: FrameProtocol, host: str, index: int,
+                 max_frame: int = wire.DEFAULT_MAX_FRAME) -> None:
         self.conn = conn
         self.host = host
         self.index = index
+        self.max_frame = max_frame  # the largest value a process may send (wire's size rule)
         self.loop = asyncio.get_running_loop()
         self.procs: dict[str, Proc] = {}
         self.names: dict[str, str] = {}
@@ -268,7 +276,7 @@ class Runtime:
                 if ok:
                     entry, args = entry_or_error, upgrade[1]
                     continue
-                result = {"error": entry_or_error}
+                result = {"error": wire.clip_text(entry_or_error)}
             break
         if upgrade is not None and proc.alive:  # an upgrade that failed: its error ends it
             self._report(proc, logging.ERROR, result["error"])
@@ -370,14 +378,21 @@ class Runtime:
         if not proc.alive:
             return
         self._mark_dead(proc)
+        error = None  # set when the result cannot be carried: the end becomes abnormal
         try:
-            self.conn.send([wire.EXITED, proc.pid, result])
+            data = _encode([wire.EXITED, proc.pid, result])
         except (TypeError, ValueError, OverflowError):
             bad = type(result.get("value")).__name__
-            self.conn.send(
-                [wire.EXITED, proc.pid, {"error": f"InvalidError: result of type {bad} is not "
-                                                  "a msgpack value"}]
-            )
+            error = f"InvalidError: result of type {bad} is not a msgpack value"
+        else:
+            if len(data) > self.max_frame and "value" in result:  # rare: measure the value
+                size = len(_encode_value(result["value"]))
+                if size > self.max_frame:
+                    error = f"result too large: {size} bytes > max_frame ({self.max_frame})"
+        if error is not None:
+            self._report(proc, logging.ERROR, error)
+            data = _encode([wire.EXITED, proc.pid, {"error": error}])
+        self.conn.send_encoded(data)
         self._cancel_tasks(proc)
 
     def kill(self, proc: Proc, error: str, report: bool = True) -> None:
@@ -447,16 +462,25 @@ class Runtime:
             not cached[2] and not cached[1].check("process.send", dest, proc.meta)
         ):
             self.permit(proc, "process.send", dest)
+        if len(topic) + len(dest) > _MAX_ADDRESS:
+            raise InvalidError(wire.address_too_large(topic, dest))
+        max_frame = self.max_frame
         try:
             # Same worker: a copy (copy_value skips the msgpack round trip for immutable
-            # scalars); else the encoded payload the router forwards without decoding it.
-            value = _copy_value(payload) if target is not None else _encode_value(payload)
+            # scalars, and checks the size rule); else the encoded payload the router
+            # forwards without decoding it.
+            value = (_copy_value(payload, max_frame) if target is not None
+                     else _encode_value(payload))
+        except _ValueTooLarge as e:
+            raise InvalidError(str(e)) from None
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidError(f"payload is not a msgpack value: {e}") from None
         if target is not None:
             # delivered now, before this call returns: that keeps per-pair order locally
             target.deliver(Message(topic, proc.pid, value))
         else:
+            if len(value) > max_frame:
+                raise InvalidError(wire.too_large(len(value), max_frame))
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
 
     def _check_pid(self, dest: str) -> str:
@@ -489,13 +513,18 @@ class Runtime:
         The router answers every call it reads (a caller that ended meanwhile gets an
         error), so ``pending`` holds a future only until its reply, even when the awaiting
         task was cancelled. ``exec_caller``: the reply is an exec child's PID (``_on_reply``).
+        The whole frame (a spawn's args, context and messages with their small envelope)
+        must fit in ``max_frame``, else INVALID "message too large" and nothing is sent.
         """
         self.next_req += 1
         req = self.next_req
         try:
-            self.conn.send([wire.CALL, req, proc.pid, op, args])
+            data = _encode([wire.CALL, req, proc.pid, op, args])
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidError(f"argument is not a msgpack value: {e}") from None
+        if len(data) > self.max_frame:
+            raise InvalidError(wire.too_large(len(data), self.max_frame))
+        self.conn.send_encoded(data)
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending[req] = fut
         if exec_caller:
