@@ -22,12 +22,20 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from actord.core import wire
-from actord.durations import parse_duration
-from actord.errors import ConfigError, InvalidError, NotFoundError, ProcessError
+from actord.durations import check_seconds, parse_duration
+from actord.errors import (
+    ConfigError,
+    InvalidError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProcessError,
+)
+from actord.ids import is_name
 from actord.security import client_identity, command_permissions
 from actord.transport import FrameProtocol
 
 if TYPE_CHECKING:
+    from actord.core.policy import Evaluator
     from actord.daemon import Daemon
 
 log = logging.getLogger("actord.control")
@@ -111,6 +119,7 @@ class ControlServer:
             "restart": self.restart_service,
             "reload": self.reload,
             "shutdown": self.shutdown,
+            "ping": self.ping,
         }
 
     async def start(self, path: str, group: str | None = None) -> None:
@@ -174,11 +183,9 @@ class ControlServer:
             # SPEC 7: a CLI client is an actor too; check before the command acts
             actor, scope = client_identity(self.daemon.config.security, conn.uid, conn.gid)
             _client.set((actor, scope))
-            dest = self._resolve(args.get("dest")) if command in _TARGETED else ""
-            self.router.guard.require(
-                self.router.guard.evaluator(actor, scope),
-                command_permissions(command, args, dest),
-            )
+            evaluator = self.router.guard.evaluator(actor, scope)
+            dest = self._resolve_for(evaluator, command, args) if command in _TARGETED else ""
+            self.router.guard.require(evaluator, command_permissions(command, args, dest))
             value = await handler(args)
         except ProcessError as e:
             conn.send([wire.CTL_REPLY, req, e.kind, str(e)])
@@ -192,6 +199,22 @@ class ControlServer:
             conn.send([wire.CTL_REPLY, req, "ERROR", "result is not encodable"])
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _resolve_for(self, evaluator: Evaluator, command: str, args: dict[str, Any]) -> str:
+        """The PID a targeted command acts on, resolved only for a client that may act at all.
+
+        A client without the command's permission on any process gets PERMISSION_DENIED
+        before a name is looked up, and a denial for a name does not show its PID: neither
+        answer tells whether the name exists.
+        """
+        dest = args.get("dest")
+        action = command_permissions(command, args, "")[0][0]
+        if is_name(dest) and not evaluator.may_allow(action):
+            raise PermissionDeniedError(f"{action} on {dest!r}: denied")
+        pid = self._resolve(dest)
+        if pid != dest and not evaluator.check(action, pid):
+            raise PermissionDeniedError(f"{action} on {dest!r}: denied")
+        return pid
+
     def _resolve(self, dest: Any) -> str:
         if not isinstance(dest, str) or not dest:
             raise InvalidError(f"bad destination {dest!r}")
@@ -271,8 +294,11 @@ class ControlServer:
 
     async def exec(self, args: dict[str, Any]) -> dict[str, Any]:
         timeout = args.get("timeout")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
-            raise InvalidError(f"bad timeout {timeout!r}")
+        if timeout is not None:  # before anything acts: a bad timeout spawns nothing
+            try:
+                timeout = check_seconds(timeout)
+            except ValueError as e:
+                raise InvalidError(f"bad timeout: {e}") from None
         pid = self.router.spawn("", self._spawn_request(args))
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         with contextlib.suppress(NotFoundError):
@@ -311,6 +337,10 @@ class ControlServer:
     async def shutdown(self, args: dict[str, Any]) -> str:
         self.daemon.request_stop("shutdown command")
         return "shutting down"
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A liveness probe (the CLI's client timeout) and the limits a client must respect."""
+        return {"max_frame": self.daemon.config.daemon.max_frame}
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
