@@ -58,9 +58,7 @@ class SpawnBuilder:
 
     def with_name(self, name: str) -> SpawnBuilder:
         """Register ``name`` for the child before it runs (spawn-or-signal)."""
-        if not ids.is_name(name):
-            raise InvalidError(f"bad name {name!r}")
-        return replace(self, name=name)
+        return replace(self, name=ids.check_name(name))
 
     def with_message(self, topic: str, *values: Any) -> SpawnBuilder:
         """Queue a message in the child's mailbox before it runs (``from_`` is ``""``)."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from actord import ids
 from actord.core import wire
 from actord.durations import check_seconds, parse_duration
 from actord.errors import (
@@ -219,7 +220,7 @@ class ControlServer:
         if not isinstance(dest, str) or not dest:
             raise InvalidError(f"bad destination {dest!r}")
         if dest.startswith("{"):
-            return dest
+            return ids.canonical_pid(dest)
         pid = self.router.registry.lookup(dest)
         if pid is None:
             raise NotFoundError(f"no process registered as {dest!r}")
@@ -265,9 +266,11 @@ class ControlServer:
         spawn_args = args.get("args") or []
         if not isinstance(spawn_args, list):
             raise InvalidError("args must be a list")
+        name = args.get("name")
         actor, scope = _client.get()  # processes a client starts run as that client
         return wire.spawn_request(str(args["id"]), str(args["host"]), spawn_args, flags,
-                                  name=args.get("name") or None, actor=actor, scope=scope)
+                                  name=None if name is None else ids.check_name(name),
+                                  actor=actor, scope=scope)
 
     async def send(self, args: dict[str, Any]) -> None:
         from actord.process import check_topic

@@ -1,15 +1,27 @@
-"""PID and id formats.
+"""PID, name and id formats: parsed once, at the boundary.
 
 A PID is ``{host|0xNNNNN}``: lowercase hex, at least five digits, allocated from one counter
-per node so it is never reused while the node runs. Ids (process ids, hosts, services) are
-``namespace:name``.
+per node so it is never reused while the node runs. Input is read leniently and written
+canonically: ``{h|0x3}``, ``{h|0x00003}`` and ``{h|0X00003}`` are one PID, always handled in
+its canonical spelling ``{h|0x00003}``; anything else that starts with ``{`` is malformed
+(INVALID wherever a PID is taken). Registry names are printable strings (no control
+characters) of 1 to 255 characters that do not start with ``{``. Ids (process ids, hosts,
+services) are ``namespace:name``.
 """
 
 from __future__ import annotations
 
 import re
 
-_PID_RE = re.compile(r"^\{(?P<host>[^|{}]+)\|0x(?P<serial>[0-9a-f]{5,})\}$")
+from actord.errors import InvalidError
+
+#: the longest registry name (SPEC section 2)
+MAX_NAME = 255
+# serials have at most 16 hex digits (64 bits): longer ones would only make huge ints
+_PID_RE = re.compile(r"^\{(?P<host>[^|{}\x00-\x1f\x7f]+)\|0x(?P<serial>[0-9a-f]{5,16})\}$")
+_LENIENT_PID_RE = re.compile(
+    r"^\{(?P<host>[^|{}\x00-\x1f\x7f]+)\|0[xX](?P<serial>[0-9a-fA-F]{1,16})\}$"
+)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9_.\-]+$")
 
 
@@ -19,23 +31,61 @@ def format_pid(host: str, serial: int) -> str:
 
 
 def parse_pid(pid: str) -> tuple[str, int] | None:
-    """``(host, serial)`` of a PID string, or None when it is not one."""
-    m = _PID_RE.match(pid)
+    """``(host, serial)`` of a PID string in any accepted spelling, or None when it is not one."""
+    m = _LENIENT_PID_RE.match(pid)
     if m is None:
         return None
     return m["host"], int(m["serial"], 16)
 
 
+def canonical_pid(pid: object) -> str:
+    """The canonical spelling of a PID (INVALID when ``pid`` is not one)."""
+    if type(pid) is str and _PID_RE.match(pid) is not None and (
+        len(pid) - pid.index("|") <= 9 or pid[pid.index("|") + 3] != "0"
+    ):
+        return pid  # already canonical: at least 5 digits, no extra leading zero
+    parsed = parse_pid(pid) if isinstance(pid, str) else None
+    if parsed is None:
+        raise InvalidError(f"malformed PID {_show(pid)}: expected {{host|0xNNNNN}}")
+    return format_pid(*parsed)
+
+
 def is_pid(value: object) -> bool:
-    """True when ``value`` is a well-formed PID string."""
-    return isinstance(value, str) and value.startswith("{") and _PID_RE.match(value) is not None
+    """True when ``value`` is a well-formed PID string (in any accepted spelling)."""
+    return isinstance(value, str) and value.startswith("{") and parse_pid(value) is not None
 
 
 def is_name(value: object) -> bool:
-    """True for a registry name: a non-empty str that does not look like a PID."""
-    return isinstance(value, str) and bool(value) and value[0] != "{"
+    """True for a registry name: 1-255 printable characters, not starting with ``{``."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_NAME
+        and value[0] != "{"
+        and value.isprintable()
+    )
+
+
+def check_name(value: object) -> str:
+    """``value`` if it is a registry name, else INVALID saying why."""
+    if is_name(value):
+        return value  # type: ignore[return-value]
+    if not isinstance(value, str) or not value:
+        why = "must be a non-empty string"
+    elif len(value) > MAX_NAME:
+        why = f"longer than {MAX_NAME} characters"
+    elif value[0] == "{":
+        why = "must not start with {"
+    else:
+        why = "must not contain control characters"
+    raise InvalidError(f"bad name {_show(value)}: {why}")
 
 
 def is_id(value: object) -> bool:
     """True when ``value`` looks like ``namespace:name``."""
     return isinstance(value, str) and _ID_RE.match(value) is not None
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """``repr`` of a bad value for an error line: escaped, cut at ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"

@@ -201,19 +201,14 @@ def with_context(values: dict[str, Any]) -> SpawnBuilder:
     return SpawnBuilder().with_context(values)
 
 
-def _check_name(name: object) -> str:
-    """A name is a non-empty str that does not look like a PID (else INVALID)."""
-    if not ids.is_name(name):
-        raise InvalidError(f"bad name {name!r}: must be a non-empty string not starting with {{")
-    return name
+_check_name = ids.check_name
 
 
 async def _register(name: str, pid: str | None = None) -> None:
     rt, proc = require_process()
     _check_name(name)
-    if pid is not None and not ids.is_pid(pid):
-        raise InvalidError(f"bad pid {pid!r}")
-    await rt.request(proc, "register", {"name": name, "pid": pid or proc.pid})
+    pid = proc.pid if pid is None else ids.canonical_pid(pid)
+    await rt.request(proc, "register", {"name": name, "pid": pid})
 
 
 def _lookup(name: str) -> str:

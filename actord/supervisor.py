@@ -225,7 +225,7 @@ async def which_children(dest: str, timeout: float = 5.0) -> list[list[Any]]:
     The answer is taken on a ``listen("which_children")`` channel held for the call, so the
     caller must not listen on that topic itself. ``TimeoutError`` if no answer comes.
     """
-    target = dest if ids.is_pid(dest) else process.registry.lookup(dest)
+    target = ids.canonical_pid(dest) if ids.is_pid(dest) else process.registry.lookup(dest)
     ch = process.listen(WHICH_CHILDREN, message=True)
     try:
         process.send(target, WHICH_CHILDREN)

@@ -66,7 +66,8 @@ def test_payload_shapes(daemon: Daemon, probe_host: str, host: str) -> None:
 
 @PLACEMENTS
 def test_send_errors_and_dead_letters(daemon: Daemon, probe_host: str, host: str) -> None:
-    """Bad topics and non-msgpack values are INVALID, unknown names NOT_FOUND, dead PIDs silent."""
+    """Bad topics, values, PIDs and names are INVALID, unknown names NOT_FOUND, dead PIDs
+    silent, and every spelling of a live PID reaches it."""
     before = daemon.call("status")["dead_letters"]
     out = daemon.exec("api:send_errors", probe_host, host)
     for label in ("empty", "at", "int", "none"):
@@ -76,6 +77,12 @@ def test_send_errors_and_dead_letters(daemon: Daemon, probe_host: str, host: str
     assert out["spawn_arg_set"] == "INVALID"
     assert out["unknown_name"] == "NOT_FOUND"
     assert out["bad_dest"] == "INVALID"
+    for label in ("garbage", "empty", "nohex", "long"):  # malformed PIDs: INVALID, not dropped
+        assert out[f"pid_{label}_send"] == out[f"pid_{label}_monitor"] == "INVALID", label
+    assert out["name_newline"] == out["name_long"] == "INVALID"
+    assert out["name_max"] is None
+    assert out["pong_short"] and out["pong_upper"] and out["pong_zeros"]  # one PID, any spelling
+    assert out["lookup_noncanonical"] == "ALREADY_EXISTS"  # the same monitored child
     assert out["ok"] is None and out["pong"]
     assert out["dead_pid"] is None
     assert daemon.call("status")["dead_letters"] >= before + 1

@@ -54,7 +54,7 @@ from actord.core.config_model import (
 )
 from actord.durations import parse_duration
 from actord.errors import ConfigError
-from actord.ids import is_id, is_pid
+from actord.ids import is_id, is_name
 
 __all__ = ["build", "dependency_levels"]
 
@@ -305,9 +305,10 @@ def _service(
     _require(raw.host in hosts, (*path, "host"), f"unknown host {_q(raw.host)}")
     _check_plain(raw.args, (*path, "args"))
     _require(
-        raw.name is None or (bool(raw.name) and not is_pid(raw.name)),
+        raw.name is None or is_name(raw.name),
         (*path, "name"),
-        f"{_q(raw.name)} is not a usable name (empty or a PID)",
+        f"{_q(raw.name)} is not a usable name (1-255 printable characters, not starting "
+        "with {)",
     )
     b, i, bpath, ipath = raw.backoff, raw.intensity, (*path, "backoff"), (*path, "intensity")
     backoff = Backoff(

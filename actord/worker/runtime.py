@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from actord import ids
 from actord.core import wire
 from actord.core.config import SecurityConfig
 from actord.errors import InvalidError, NotFoundError, ProcessError, from_kind
@@ -77,6 +78,8 @@ class Runtime:
         self.exec_spawns: dict[int, Proc] = {}
         self.next_req = 0
         self.dead_letters = 0
+        # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
+        self._checked_pids: set[str] = set()
         self.stopping = asyncio.Event()
         self._module_stamp: dict[str, tuple[int, int]] = {}
         # entry -> (module name, attribute, module, function): see ``load_entry``
@@ -361,13 +364,20 @@ class Runtime:
             self.guard.require(cached[1], [(action, resource)], proc.meta)
 
     def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
-        """Send one message; local destinations skip the router."""
+        """Send one message; local destinations skip the router.
+
+        ``dest`` is a PID string; one that is not a live local PID is parsed once (INVALID
+        when malformed, a non-canonical spelling rewritten) and then remembered as checked.
+        """
+        target = self.procs.get(dest)
+        if target is None and dest not in self._checked_pids:
+            dest = self._check_pid(dest)
+            target = self.procs.get(dest)
         cached = proc.evaluator  # permit's fast path inlined: this runs for every message
         if cached is None or cached[0] is not self.guard or (
             not cached[2] and not cached[1].check("process.send", dest, proc.meta)
         ):
             self.permit(proc, "process.send", dest)
-        target = self.procs.get(dest)
         try:
             # Same worker: a copy (copy_value skips the msgpack round trip for immutable
             # scalars); else the encoded payload the router forwards without decoding it.
@@ -380,12 +390,23 @@ class Runtime:
         else:
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
 
+    def _check_pid(self, dest: str) -> str:
+        """The canonical spelling of ``dest`` (INVALID if malformed), remembered when it
+        was already canonical; the memory is bounded by forgetting everything at 64k."""
+        pid = ids.canonical_pid(dest)
+        if pid == dest:
+            if len(self._checked_pids) >= 65536:
+                self._checked_pids.clear()
+            self._checked_pids.add(pid)
+        return pid
+
     def resolve(self, dest: object) -> str:
-        """A PID from a PID or a registered name (NOT_FOUND for an unknown name)."""
+        """A canonical PID from a PID (INVALID if malformed) or a registered name
+        (NOT_FOUND for an unknown name)."""
         if not isinstance(dest, str) or not dest:
             raise InvalidError(f"bad destination {dest!r}: expected a PID or a name")
         if dest[0] == "{":
-            return dest
+            return dest if dest in self.procs else ids.canonical_pid(dest)
         pid = self.names.get(dest)
         if pid is None:
             raise NotFoundError(f"no process registered as {dest!r}")

@@ -217,6 +217,22 @@ async def send_errors(host: str) -> dict[str, Any]:
     out["spawn_arg_set"] = await kind(lambda: process.spawn("api:waiter", host, {1}))
     out["unknown_name"] = await kind(lambda: process.send("no-such-name", "t"))
     out["bad_dest"] = await kind(lambda: process.send(5, "t"))  # type: ignore[arg-type]
+    for label, bad in [("garbage", "{garbage"), ("empty", "{}"), ("nohex", "{t:a|0x}"),
+                       ("long", "{t:a|0x" + "1" * 17 + "}")]:
+        out[f"pid_{label}_send"] = await kind(lambda d=bad: process.send(d, "t", 1))
+        out[f"pid_{label}_monitor"] = await kind(lambda d=bad: process.monitor(d))
+    out["name_newline"] = await kind(lambda: process.registry.register("a\nb"))
+    out["name_long"] = await kind(lambda: process.registry.register("n" * 256))
+    out["name_max"] = await kind(lambda: process.registry.register("n" * 255))
+    # a non-canonical spelling of a live PID is that PID: short, upper-case, extra zeros
+    host_part, serial = child[1:-1].split("|0x")
+    short = f"{{{host_part}|0x{int(serial, 16):x}}}"
+    for label, spelling in [("short", short),
+                            ("upper", f"{{{host_part}|0X{serial.upper()}}}"),
+                            ("zeros", f"{{{host_part}|0x000{serial}}}")]:
+        process.send(spelling, "ping")
+        out[f"pong_{label}"] = (await recv("pong")).from_ == child
+    out["lookup_noncanonical"] = await kind(lambda: process.monitor(short))
     out["ok"] = await kind(lambda: process.send(child, "fine", 1))
     process.send(child, "ping")
     out["pong"] = (await recv("pong")).from_ == child
