@@ -230,6 +230,7 @@ class _Cli(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
         kwargs["standalone_mode"] = False
+        kwargs.setdefault("prog_name", "actord")  # not "-m actord" under ``python -m``
         try:
             code = super().main(*args, **kwargs)
         except click.ClickException as e:
@@ -257,7 +258,8 @@ def _client_timeout(ctx: click.Context, param: click.Parameter, value: float | N
     return value
 
 
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True, no_args_is_help=False)
 @click.version_option(metadata.version("actord"), "--version", prog_name="actord",
                       message="%(prog)s %(version)s")
 @click.option("--client-timeout", type=float, default=None, envvar="ACTORD_CLIENT_TIMEOUT",
@@ -267,6 +269,9 @@ def _client_timeout(ctx: click.Context, param: click.Parameter, value: float | N
 @click.pass_context
 def main(ctx: click.Context, client_timeout: float) -> None:
     """actord: Erlang-style actors for Python, supervised across OS worker processes."""
+    if ctx.invoked_subcommand is None:  # bare ``actord``: the help, then the one line
+        click.echo(ctx.get_help())
+        _fail("missing command (see the help above)", EXIT_USAGE)
     ctx.ensure_object(dict)
     ctx.obj["client_timeout"] = client_timeout
 

@@ -31,7 +31,6 @@ from actord.errors import (
     PermissionDeniedError,
     ProcessError,
 )
-from actord.ids import is_name
 from actord.security import client_identity, command_permissions
 from actord.transport import FrameProtocol
 
@@ -208,11 +207,13 @@ class ControlServer:
         answer tells whether the name exists.
         """
         dest = args.get("dest")
+        if not ids.is_name(dest):
+            return self._resolve(dest)  # a PID, or INVALID
         action = command_permissions(command, args, "")[0][0]
-        if is_name(dest) and not evaluator.may_allow(action):
+        if not evaluator.may_allow(action):
             raise PermissionDeniedError(f"{action} on {dest!r}: denied")
         pid = self._resolve(dest)
-        if pid != dest and not evaluator.check(action, pid):
+        if not evaluator.check(action, pid):
             raise PermissionDeniedError(f"{action} on {dest!r}: denied")
         return pid
 
@@ -221,7 +222,7 @@ class ControlServer:
             raise InvalidError(f"bad destination {dest!r}")
         if dest.startswith("{"):
             return ids.canonical_pid(dest)
-        pid = self.router.registry.lookup(dest)
+        pid = self.router.registry.lookup(ids.check_name(dest))
         if pid is None:
             raise NotFoundError(f"no process registered as {dest!r}")
         return pid

@@ -130,14 +130,14 @@ class Daemon:
             raise AssertionError(f"{id} failed: {result['error']}\n--- daemon log:\n{self.log()}")
         return result["value"]
 
-    def cli(self, *args: str | bytes, timeout: float = 60.0,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str | bytes, timeout: float = 60.0, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``actord ARGS`` against this daemon; stdout/stderr captured as text.
 
         An argument given as bytes reaches the CLI as those exact bytes (e.g. invalid UTF-8);
-        ``input`` is written to its stdin.
+        ``input`` is written to its stdin; ``env`` adds environment variables.
         """
-        env = {**os.environ, "ACTORD_SOCKET": self.socket}
+        env = {**os.environ, "ACTORD_SOCKET": self.socket, **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "actord", *args], env=env, capture_output=True, text=True,
             timeout=timeout, check=False, input=input, errors="replace",
