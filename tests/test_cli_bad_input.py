@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from actord.durations import MAX_DURATION, parse_duration
 from actord.testing import Daemon, wait_for
 from tests.conftest import ACTORS, config_text
 
@@ -51,9 +52,11 @@ CONFIGS = {
                       '[processes."t:x"]\nentry = "no_such_module_here:main"\n',
     "missing_submodule": f'[daemon]\npython_path = ["{ACTORS}"]\n'
                          '[processes."t:x"]\nentry = "cli_probes.nothing:main"\n',
-    "missing_python_path": '[daemon]\npython_path = ["/nonexistent/actord/dir"]\n',
+    "missing_python_path": '[daemon]\nsocket = "/tmp/actord-cli-test.sock"\n'
+                           'python_path = ["/nonexistent/actord/dir"]\n',
     "relative_socket": '[daemon]\nsocket = "run/actord.sock"\n',
-    "unknown_group": '[daemon]\nsocket_group = "nosuchgroup"\n',
+    "unknown_group": '[daemon]\nsocket = "/tmp/actord-cli-test.sock"\n'
+                     'socket_group = "nosuchgroup"\n',
 }
 
 
@@ -261,6 +264,11 @@ row("check-config-relative-socket", ["check-config", "@PATH:cfg_relative_socket@
     err="daemon.socket: relative path")
 row("check-config-unknown-group", ["check-config", "@PATH:cfg_unknown_group@"], FAILED,
     err="daemon.socket_group: unknown group 'nosuchgroup'")
+# run refuses these two before starting anything, naming the file and the key
+row("run-missing-python-path", ["run", "--config", "@PATH:cfg_missing_python_path@"], FAILED,
+    err="missing_python_path.toml: daemon.python_path[0]: no such directory")
+row("run-unknown-group", ["run", "--config", "@PATH:cfg_unknown_group@"], FAILED,
+    err="unknown_group.toml: daemon.socket_group: unknown group 'nosuchgroup'")
 row("check-config-json", ["check-config", "--json", "@PATH:cfg_missing_module@"], FAILED,
     out=lambda t: json.loads(t)["ok"] is False)
 
@@ -392,3 +400,12 @@ def test_socket_not_openable_is_exit_1(daemon: Daemon) -> None:
         code, err = _cli_as_nobody(argv, daemon.socket)
         assert code == FAILED and err.count("\n") == 1, (argv, code, err)
         assert err.startswith("actord: may not open the control socket"), err
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", 10**400, "nan", float("nan"),
+                                   float("inf"), -1, "169h", "5d", True])
+def test_absurd_durations_refused(value: object) -> None:
+    """Durations are finite and at most 7 days wherever they are parsed."""
+    with pytest.raises(ValueError, match="bad duration"):
+        parse_duration(value)
+    assert parse_duration("168h") == MAX_DURATION
