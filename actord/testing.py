@@ -115,7 +115,7 @@ class Daemon:
     def call(self, command: str, wait: float | None = 30.0, **args: Any) -> Any:
         """One control command; raises ``CommandError`` with the daemon's error kind."""
         if self._client is None:
-            self._client = Client(self.socket, timeout=5.0)
+            self._client = Client(self.socket, timeout=30.0)
         try:
             return self._client.call(command, wait, **args)
         except (DaemonUnreachableError, ClientError, OSError):
