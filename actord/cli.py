@@ -452,11 +452,10 @@ def exec_(ctx: click.Context, id: str, host: str, args: tuple[str, ...],
     out = {k: v for k, v in result.items() if k in ("value", "error")}
     if as_json:
         click.echo(_json(out))
-    elif "error" in out:
-        click.echo(f"actord: exec failed: {_t(out['error'])}", err=True)
-    else:
+    elif "error" not in out:
         click.echo(_json(out["value"]))
-    sys.exit(EXIT_FAILED if "error" in out else 0)
+    if "error" in out:
+        _fail(f"exec failed: {out['error']}")
 
 
 @main.command()

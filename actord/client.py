@@ -24,6 +24,8 @@ from actord.errors import ProcessError, from_kind
 #: connect errors that mean "nobody listens there"
 _NO_DAEMON = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR, errno.ECONNRESET,
                         errno.EPIPE})
+#: the largest reply frame accepted: a daemon's ``max_frame`` is at most this
+_MAX_REPLY = 1 << 30
 #: below this size a request fits every daemon (``[daemon] max_frame`` is at least 1024)
 _SMALL_REQUEST = 1024
 
@@ -69,7 +71,7 @@ class Client:
             if e.errno in (errno.EACCES, errno.EPERM):
                 raise ClientError(f"may not open the control socket {path}: {why}") from None
             raise ClientError(f"cannot connect to {path}: {why}") from None
-        self.decoder = wire.FrameDecoder()
+        self.decoder = wire.FrameDecoder(_MAX_REPLY)
         self.next_req = 0
         self.max_frame: int | None = None  # the daemon's, learnt from ``ping`` when needed
 

@@ -212,7 +212,9 @@ row("exec-timeout-expires", ["exec", "t:idle", "t:a", "--timeout", "0.2"], FAILE
 row("exec-huge-int", ["exec", "t:returner", "t:a", f"[{HUGE}]"], USAGE)
 row("exec-unknown-id", ["exec", "t:nosuch", "t:a"], FAILED)
 row("exec-over-max-frame", ["exec", "t:returner", "t:a", "@FILE:big@"], FAILED, err="too large")
-row("exec-fails-multiline", ["exec", "t:failer", "t:a"], FAILED, err="line one")
+row("exec-fails-multiline", ["exec", "t:failer", "t:a"], FAILED, err="line one\\nline two")
+row("exec-fails-json", ["exec", "--json", "t:failer", "t:a"], FAILED,
+    out=lambda t: "line two" in json.loads(t)["error"])
 row("exec-bytes-result", ["exec", "t:odd", "t:a", "bytes"], 0, out=_json_is({"$bytes": "AP8="}))
 row("exec-nan-result-json", ["exec", "--json", "t:odd", "t:a", "nan"], 0,
     out=_json_is({"value": {"$float": "nan"}}))
