@@ -343,7 +343,7 @@ def test_stopped_daemon_is_no_daemon_within_client_timeout(daemon: Daemon) -> No
     """A SIGSTOPped daemon: exit 3 within the client timeout, for quick and waiting commands."""
     os.kill(daemon.pid, signal.SIGSTOP)
     try:
-        for argv in (["status"], ["exec", "t:idle", "t:a"], ["start", "t:svc"]):
+        for argv in (["status"], ["exec", "t:returner", "t:a", "1"], ["start", "t:svc"]):
             began = time.monotonic()
             r = daemon.cli("--client-timeout", "1", *argv, timeout=30)
             took = time.monotonic() - began
