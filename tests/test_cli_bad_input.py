@@ -33,6 +33,7 @@ SERVICES = """
 process = "t:idle"
 host = "t:a"
 name = "svc"
+stop_timeout = "200ms"
 [services."t:svcfail"]
 process = "t:failer"
 host = "t:a"
@@ -64,7 +65,7 @@ CONFIGS = {
 def daemon(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One daemon with a small max_frame and two services, shared by the module."""
-    text = config_text(PROCESSES, extra=SERVICES).replace(
+    text = config_text(PROCESSES, extra=SERVICES, shutdown_timeout="1s").replace(
         "[daemon]\n", f"[daemon]\nmax_frame = {MAX_FRAME}\n", 1)
     d = Daemon(tmp_path_factory.mktemp("cli"), text)
     d.start()
