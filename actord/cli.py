@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sys
+import traceback
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -246,7 +247,9 @@ class _Cli(click.Group):
             sys.stderr.close()  # stdout's reader went away (``actord ps | head``)
             os._exit(EXIT_FAILED)
         except Exception as e:  # the last line of defence: one line, no traceback
-            _fail(f"internal error: {type(e).__name__}: {e}")
+            where = traceback.extract_tb(e.__traceback__)[-1:]
+            at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+            _fail(f"internal error: {type(e).__name__}: {e}{at}")
         sys.exit(code if isinstance(code, int) else 0)
 
 

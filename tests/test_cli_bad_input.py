@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -412,3 +413,17 @@ def test_absurd_durations_refused(value: object) -> None:
     with pytest.raises(ValueError, match="bad duration"):
         parse_duration(value)
     assert parse_duration("168h") == MAX_DURATION
+
+
+def test_unexpected_exception_is_one_line() -> None:
+    """The last line of defence: a command that raises still ends as one line, exit 1."""
+    code = ("from actord import cli\n"
+            "@cli.main.command('boom')\n"
+            "def boom():\n"
+            "    raise KeyError('x')\n"
+            "cli.main(['boom'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=30, check=False)
+    assert r.returncode == FAILED and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("actord: internal error: KeyError: 'x' (at "), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
