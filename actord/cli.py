@@ -492,7 +492,8 @@ def _service_row(row: dict[str, Any]) -> str:
 def _service_command(command: str, summary: str) -> None:
     """Register ``actord start|stop|restart SERVICE``: prints the service's row afterwards.
 
-    ``start``/``restart`` exit 1 if the service ends up ``failed`` (it could not be started).
+    ``start``/``restart`` wait until the service runs (its entry loaded) or could not start,
+    and exit 1 unless it is ``running``.
     """
 
     @main.command(command, help=summary)
@@ -506,6 +507,8 @@ def _service_command(command: str, summary: str) -> None:
         _emit(ctx, row, _service_row(row))
         if command != "stop" and row["state"] == "failed":
             _fail(f"service {service} failed: {row['last_error'] or row.get('reason')}")
+        if command != "stop" and row["state"] != "running":
+            _fail(f"service {service} is not running ({row['state']})")
 
 
 _service_command("start", "Start a service that is not running.")
@@ -517,21 +520,90 @@ _service_command("restart", "Stop a service (if running), then start it.")
 @_common
 def reload(ctx: click.Context, socket_path: str | None, config_path: str | None,
            as_json: bool) -> None:
-    """Re-read the config and apply what changed (a bad config changes nothing)."""
+    """Re-read the config and apply what changed (a bad config changes nothing).
+
+    Also says which workers a shrink retired and how many processes ended with them, and
+    (on stderr) the [daemon] keys that need a restart and services not running after it.
+    """
     _setup(ctx, socket_path, config_path, as_json)
     summary = _call(ctx, "reload", 120.0)
     hosts, services = summary["hosts"], summary["services"]
-    text = (f"reloaded: hosts +{len(hosts['added'])} -{len(hosts['removed'])} "
-            f"~{len(hosts['resized'])}, services +{len(services['added'])} "
-            f"-{len(services['removed'])} ~{len(services['changed'])}, "
-            f"processes changed {len(summary['processes'])}")
-    _emit(ctx, summary, text)
+    lines = [f"reloaded: hosts +{len(hosts['added'])} -{len(hosts['removed'])} "
+             f"~{len(hosts['resized'])}, services +{len(services['added'])} "
+             f"-{len(services['removed'])} ~{len(services['changed'])}, "
+             f"processes changed {len(summary['processes'])}"]
+    for r in summary.get("retired", []):
+        n = len(r["processes"])
+        lines.append(f"retired worker {r['worker']} (os pid {r['os_pid']}): "
+                     f"ended {n} process{'' if n == 1 else 'es'}")
+    _emit(ctx, summary, "\n".join(lines))
+    if not as_json and summary.get("not_applied"):
+        click.echo("actord: warning: not applied until the daemon restarts: [daemon] "
+                   + ", ".join(summary["not_applied"]), err=True)
+    if not as_json and summary.get("not_running"):
+        click.echo("actord: warning: services not running after the reload: "
+                   + ", ".join(summary["not_running"]), err=True)
 
 
 @main.command()
+@click.option("--no-wait", is_flag=True,
+              help="Return once the daemon began to stop, without waiting for it to exit.")
 @_common
-def shutdown(ctx: click.Context, socket_path: str | None, config_path: str | None,
-             as_json: bool) -> None:
-    """Stop the daemon (cancel all, wait, terminate the rest)."""
+def shutdown(ctx: click.Context, no_wait: bool, socket_path: str | None,
+             config_path: str | None, as_json: bool) -> None:
+    """Stop the daemon (cancel all, wait, terminate the rest) and wait until it has exited.
+
+    Progress goes to stderr (not with --json). Exit 1 if the daemon is still running after
+    the longest its shutdown can take (the bound it answers with).
+    """
     _setup(ctx, socket_path, config_path, as_json)
-    _emit(ctx, {"ok": True}, _call(ctx, "shutdown"))
+    reply = _call(ctx, "shutdown")
+    pid, bound = int(reply["os_pid"]), float(reply["bound"])
+    if no_wait:
+        _emit(ctx, {"ok": True, "os_pid": pid, "exited": False}, "shutting down")
+        return
+    if not as_json:
+        click.echo(f"waiting for the daemon (pid {pid}) to exit...", err=True, nl=False)
+    gone = _wait_exit(pid, bound, None if as_json else lambda: click.echo(".", err=True, nl=False))
+    if not as_json:
+        click.echo(" exited" if gone else "", err=True)
+    if not gone:
+        _fail(f"the daemon (pid {pid}) is still running {bound:g}s after shutdown")
+    _emit(ctx, {"ok": True, "os_pid": pid, "exited": True}, "stopped")
+
+
+def _wait_exit(pid: int, bound: float, tick: Any = None) -> bool:
+    """Wait up to ``bound`` seconds for process ``pid`` to end (a zombie has ended); True if
+    it did. ``tick()`` is called once a second while waiting. A pidfd when the kernel has
+    them, else /proc polled."""
+    import select
+    import time
+
+    from actord.proctable import is_alive
+
+    deadline = time.monotonic() + bound
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):
+        fd = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if fd is not None:
+                if select.select([fd], [], [], max(0.0, min(1.0, left)))[0]:
+                    return True
+            else:
+                step = time.monotonic() + max(0.0, min(1.0, left))
+                while is_alive(pid) and time.monotonic() < step:
+                    time.sleep(0.02)
+                if not is_alive(pid):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            if tick is not None:
+                tick()
+    finally:
+        if fd is not None:
+            os.close(fd)

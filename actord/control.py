@@ -338,9 +338,11 @@ class ControlServer:
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.daemon.reload()
 
-    async def shutdown(self, args: dict[str, Any]) -> str:
+    async def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Begin the shutdown; the daemon's PID and how long its shutdown may take, so the
+        CLI can wait for the process to be gone."""
         self.daemon.request_stop("shutdown command")
-        return "shutting down"
+        return {"os_pid": os.getpid(), "bound": self.daemon.stop_bound()}
 
     async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
         """A liveness probe (the CLI's client timeout) and the limits a client must respect."""

@@ -1,7 +1,9 @@
 """The daemon (``actord run``): composes router, worker pool and control socket.
 
-Start-up: load config -> become child subreaper -> router -> control socket -> fork+exec
-each host's workers -> start ``auto_start`` services in dependency order -> ``READY=1``, then
+Start-up: load config -> take the lock ``<socket>.lock`` (one daemon per socket for the whole
+life of this process) -> become child subreaper -> router -> control socket -> fork+exec each
+host's workers -> start ``auto_start`` services in dependency order, each ``running`` once its
+entry loaded -> ``READY=1`` (or, if one of them cannot start, the shutdown below and exit 1), then
 ``WATCHDOG=1`` pings and ``STATUS=`` lines (:mod:`actord.notify`); the optional metrics endpoint
 (:mod:`actord.metrics`) listens from just after the control socket until the workers are reaped.
 Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
@@ -12,9 +14,11 @@ Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
     wait until every process ended, or shutdown_timeout
     SHUTDOWN every worker (terminates what is left, reports EXITs, exits)
     reap workers (SIGKILL after a grace period), SIGKILL + reap any leftover descendant
-    remove the socket, exit 0
+    remove the socket (only if it is still the one this daemon bound), exit 0
 
-Invariant: when ``run`` returns, no OS process started by this daemon is alive.
+Invariants: when ``run`` returns, no OS process started by this daemon is alive; while it
+runs, no other ``actord run`` on the same socket gets past the lock (the kernel drops the
+``flock`` when this process ends, however it ends).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import gc
 import logging
 import os
@@ -35,8 +40,8 @@ import msgspec
 import uvloop
 
 from actord import proctable
-from actord.control import ControlServer
-from actord.core.config import Config
+from actord.control import ControlServer, SocketInUseError
+from actord.core.config import Config, service_start_order
 from actord.errors import ConfigError, InvalidError
 from actord.metrics import MetricsServer
 from actord.notify import Notifier
@@ -47,12 +52,59 @@ from actord.services import ServiceManager
 log = logging.getLogger("actord.daemon")
 
 PR_SET_CHILD_SUBREAPER = 36
+#: seconds the workers get to exit at shutdown before they are SIGKILLed
+WORKER_STOP = 5.0
+#: seconds added to the computed worst case of a shutdown (``stop_bound``): reaping, exit
+STOP_MARGIN = 5.0
+
+
+#: Control characters (C0, DEL, C1) and the Unicode line and paragraph separators, escaped
+#: in log text so that no message can start a line of its own.
+_ESCAPES: dict[int, str] = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029",
+}
+
+#: What starts each continuation line of a record (its traceback).
+CONTINUATION = "  | "
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a newline becomes ``\\n``)."""
+    return text.translate(_ESCAPES)
+
+
+class LogFormatter(logging.Formatter):
+    """The daemon's log format: one line per record, ``time LEVEL logger: message``, with
+    control characters in the message escaped; a record's traceback (its own ``exc_info``,
+    or a worker's forwarded as ``actord_traceback``) follows on lines starting with
+    ``CONTINUATION``. So every line of the log starts a record or is marked as continuing one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        parts = []
+        if record.exc_info:
+            parts.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        forwarded = getattr(record, "actord_traceback", None)
+        if forwarded:
+            parts.append(forwarded)
+        for part in parts:
+            text += "".join(f"\n{CONTINUATION}{one_line(ln)}" for ln in part.splitlines())
+        return text
 
 
 def configure_logging(level: str) -> None:
     """One stderr handler for the daemon and every worker's forwarded records."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -76,6 +128,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.pool: WorkerPool | None = None
         self.control: ControlServer | None = None
+        self._socket_id: tuple[int, int] | None = None  # (dev, ino) of the socket we bound
 
     def request_stop(self, why: str) -> None:
         """Begin the shutdown sequence (idempotent)."""
@@ -100,7 +153,10 @@ class Daemon:
         """Re-read the config file and apply only what changed (SPEC section 10).
 
         Validation comes first: a bad file raises INVALID and the running config is kept.
-        ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied.
+        ``[daemon]`` changes (socket, frame size, ...) need a restart and are not applied:
+        the summary lists them (``not_applied``), as it lists the workers a shrink retired
+        with the processes that ended with them (``retired``) and the services that do not
+        run after it (``not_running``).
         """
         async with self._reload_lock:
             self.notifier.reloading()
@@ -116,6 +172,22 @@ class Daemon:
                 raise
             finally:
                 self.notifier.ready(self.status_line())  # also when refused: the old config runs
+
+    def stop_bound(self) -> float:
+        """Seconds the shutdown sequence can take at most (``actord shutdown`` waits that long).
+
+        Each service level: its longest stop_timeout + grace + terminate wait; then
+        shutdown_timeout; then the workers' exit and SIGKILL waits; plus a margin.
+        """
+        from actord.services import STOP_GRACE, TERMINATE_WAIT
+
+        svcs = self.config.services
+        services = sum(
+            max(svcs[n].stop_timeout for n in level) + STOP_GRACE + TERMINATE_WAIT
+            for level in service_start_order(self.config) if level
+        )
+        return (services + self.config.daemon.shutdown_timeout + WORKER_STOP
+                + WorkerPool.KILL_WAIT + STOP_MARGIN)
 
     def status_line(self) -> str:
         """systemd's ``STATUS=``: e.g. ``running: 2 hosts, 3 workers, 7 processes; services
@@ -143,8 +215,11 @@ class Daemon:
             log.error("reload refused, running config kept: %s", e)
             raise InvalidError(f"reload refused: {e}") from None
         old = self.config
-        if new.daemon != old.daemon:
-            log.warning("reload: [daemon] changes take effect after a restart; not applied")
+        not_applied = [key for key in old.daemon.__struct_fields__
+                       if getattr(new.daemon, key) != getattr(old.daemon, key)]
+        if not_applied:
+            log.warning("reload: [daemon] %s changed: takes effect after a restart; not applied",
+                        ", ".join(not_applied))
             new = msgspec.structs.replace(new, daemon=old.daemon)
         self.config = new
         self.router.apply_config(new)
@@ -156,40 +231,54 @@ class Daemon:
                         if h in old.hosts and new.hosts[h].workers != old.hosts[h].workers],
         }
         services = await self.services.apply(new)  # stop removed services before their hosts go
+        retired: list[dict[str, Any]] = []
         for name in hosts["removed"]:
-            await self.pool.resize_host(name, 0)
+            retired += await self.pool.resize_host(name, 0)
         for name in hosts["added"] + hosts["resized"]:
-            await self.pool.resize_host(name, new.hosts[name].workers)
-        await self.services.start_pending()
-        summary = {"hosts": hosts, "services": services,
-                   "processes": sorted(n for n in set(new.processes) | set(old.processes)
-                                       if old.processes.get(n) != new.processes.get(n))}
-        log.info("reloaded %s: %s", new.path, summary)
-        return summary
+            retired += await self.pool.resize_host(name, new.hosts[name].workers)
+        not_running = await self.services.start_pending()
+        processes = sorted(n for n in set(new.processes) | set(old.processes)
+                           if old.processes.get(n) != new.processes.get(n))
+        log.info("reloaded %s: hosts %s, services %s, processes changed %s, workers retired "
+                 "%s (%d processes ended)", new.path, hosts, services, processes,
+                 [r["worker"] for r in retired], sum(len(r["processes"]) for r in retired))
+        if not_running:
+            log.warning("reload: services not running after it: %s", ", ".join(not_running))
+        return {"hosts": hosts, "services": services, "processes": processes,
+                "retired": retired, "not_applied": not_applied, "not_running": not_running}
 
-    async def main(self) -> None:
-        """Run until asked to stop, then shut down cleanly."""
+    async def main(self) -> int:
+        """Run until asked to stop, then shut down cleanly; the exit code (1: an
+        ``auto_start`` service could not start, so the daemon never became ready)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         self.control = ControlServer(self)
         await self.control.start(self.config.daemon.socket, self.config.daemon.socket_group)
+        self._socket_id = socket_identity(self.config.daemon.socket)
         if self.config.daemon.metrics is not None:
             self.metrics = MetricsServer(self)
             try:
                 await self.metrics.start(*self.config.daemon.metrics)
             except OSError:  # e.g. the port is taken: refuse to start, leave nothing behind
                 self.control.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.config.daemon.socket)
+                remove_own_socket(self.config.daemon.socket, self._socket_id)
                 raise
         self.notifier.status("starting workers")
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)
         self.notifier.status("starting services")
-        await self.services.start_all()
+        failed = await self.services.start_all()
+        if failed:
+            # Refuse to start (no READY=1: `systemctl start` fails): a node missing one of
+            # its services is not what was asked for, and the error is in front of the user.
+            why = "; ".join(f"service {n} could not start: {e}" for n, e in failed.items())
+            log.error("%s; stopping (exit 1)", why)
+            self.notifier.stopping(f"stopping: {why}")
+            await self.shutdown()
+            return 1
         self.ready = True
         log.info("actord ready on %s (%d hosts)", self.config.daemon.socket,
                  len(self.config.hosts))
@@ -198,6 +287,7 @@ class Daemon:
         await self._stop.wait()
         self.notifier.stopping("stopping: services")
         await self.shutdown()
+        return 0
 
     async def shutdown(self) -> None:
         """The shutdown sequence in the module docstring."""
@@ -214,14 +304,66 @@ class Daemon:
             log.warning("%d processes still alive after %.1fs; terminating them",
                         len(self.router.procs), timeout)
         self.notifier.status("stopping: workers")
-        await self.pool.stop(timeout=5.0)
+        await self.pool.stop(timeout=WORKER_STOP)
         if self.metrics is not None:
             self.metrics.close()
         reap_descendants()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.config.daemon.socket)
+        remove_own_socket(self.config.daemon.socket, self._socket_id)
         log.info("stopped")
         self.notifier.close()
+
+
+class DaemonLockedError(SocketInUseError):
+    """Another live daemon holds the lock of this socket path."""
+
+
+def lock_path(socket_path: str) -> str:
+    """The lock file of a control socket: ``<socket>.lock``, beside it."""
+    return socket_path + ".lock"
+
+
+def acquire_lock(socket_path: str) -> int:
+    """Take the daemon lock of ``socket_path`` (creating its directory); its open fd.
+
+    ``flock`` on ``<socket>.lock``, never waiting: ``DaemonLockedError`` names the holder's
+    PID (written in the file by the holder). The fd is close-on-exec (workers do not inherit
+    it) and stays open until the process exits, so the lock is held past the last clean-up
+    step; the file itself is never removed (removing a lock file races with a daemon opening
+    it), and a PID left in it is read only while someone holds the lock.
+    """
+    path = lock_path(socket_path)
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DaemonLockedError(f"another actord daemon (pid {holder}) holds {path}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def socket_identity(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file at ``path``, None if there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove_own_socket(path: str, bound: tuple[int, int] | None) -> None:
+    """Unlink ``path`` only if it is still the socket this daemon bound (``bound``)."""
+    if bound is not None and socket_identity(path) == bound:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    elif socket_identity(path) is not None:
+        log.warning("%s is no longer the socket this daemon created; left in place", path)
 
 
 def reap_descendants() -> None:
@@ -240,7 +382,12 @@ def reap_descendants() -> None:
 
 
 def run(config: Config) -> int:
-    """``actord run``: the daemon in the foreground; returns the exit code."""
+    """``actord run``: the daemon in the foreground; returns the exit code.
+
+    The lock comes first: a second daemon on the same socket stops here
+    (``DaemonLockedError``) before it touches the socket or starts anything.
+    """
+    acquire_lock(config.daemon.socket)  # held (fd open) until this process exits
     configure_logging(config.daemon.log_level)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -251,5 +398,4 @@ def run(config: Config) -> int:
     # each walking the young objects. Start-up objects are frozen (never scanned again).
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    uvloop.run(daemon.main())
-    return 0
+    return uvloop.run(daemon.main())

@@ -23,7 +23,9 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
+from actord import ids
 from actord.core import wire
 from actord.router import Router, WorkerLink
 from actord.transport import FrameProtocol
@@ -38,10 +40,17 @@ REAP_INTERVAL = 1.0
 DRAIN_TIMEOUT = 1.0
 #: seconds a worker whose socket closed has to end itself before it is SIGKILLed
 KILL_GRACE = 1.0
+#: seconds a reload waits for the workers it retired to exit
+RETIRE_WAIT = 5.0
+#: processes named in the log line of a retired worker (all of them are in the reload reply)
+RETIRE_LOG_PIDS = 10
 
 
 class WorkerPool:
     """Starts the workers of every host and keeps each slot filled until shutdown."""
+
+    #: seconds ``stop`` waits for the workers it SIGKILLed to be reaped
+    KILL_WAIT = 5.0
 
     def __init__(self, router: Router, max_frame: int) -> None:
         self.router = router
@@ -61,21 +70,37 @@ class WorkerPool:
             link = self.launch(host, index, restarts=0)
             await link.conn.connected.wait()
 
-    async def resize_host(self, host: str, workers: int) -> None:
+    async def resize_host(self, host: str, workers: int) -> list[dict[str, Any]]:
         """Reload: grow ``host`` to ``workers`` slots (waiting for the new ones) or retire the
-        highest slots (their processes are terminated; no replacement)."""
+        highest slots (their processes are terminated; no replacement), waiting up to
+        ``RETIRE_WAIT`` for them to exit. What :meth:`retire` says of each retired worker."""
         slots = list(self.router.hosts.get(host, []))
-        for link in slots[workers:]:
-            self.retire(link)
+        exited = [self._exited[(link.host, link.index)] for link in slots[workers:]]
+        retired = [self.retire(link) for link in slots[workers:]]
         for index in range(len(slots), workers):
             link = self.launch(host, index, restarts=0)
             await link.conn.connected.wait()
+        try:
+            async with asyncio.timeout(RETIRE_WAIT):
+                await asyncio.gather(*(ev.wait() for ev in exited))
+        except TimeoutError:
+            log.warning("retired workers of %s still running %.0fs later", host, RETIRE_WAIT)
+        return retired
 
-    def retire(self, link: WorkerLink) -> None:
-        """Ask a worker to end its processes and exit, and do not replace it."""
+    def retire(self, link: WorkerLink) -> dict[str, Any]:
+        """Ask a worker to end its processes and exit, and do not replace it; logged, and
+        returned as ``{"worker", "os_pid", "processes": [{"pid", "id"}]}`` (what it ends)."""
         self._retired.add((link.host, link.index))
         link.retiring = True
         link.conn.send([wire.SHUTDOWN])
+        pids = sorted(link.pids, key=lambda p: ids.parse_pid(p) or ("", 0))
+        shown = ", ".join(pids[:RETIRE_LOG_PIDS]) + (" ..." if len(pids) > RETIRE_LOG_PIDS else "")
+        log.warning("worker %s (os pid %d) retired by reload: ending its %d processes%s",
+                    link.tag, link.os_pid, len(pids), f": {shown}" if pids else "")
+        procs = self.router.procs
+        return {"worker": link.tag, "os_pid": link.os_pid,
+                "processes": [{"pid": p, "id": procs[p].id if p in procs else None}
+                              for p in pids]}
 
     def launch(self, host: str, index: int, restarts: int) -> WorkerLink:
         """Fork+exec one worker and attach it to the router now.
@@ -231,7 +256,7 @@ class WorkerPool:
                     log.warning("worker %s/%d did not exit; killing it", *key)
                     proc.kill()
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(self.KILL_WAIT):
                     await asyncio.gather(*(ev.wait() for ev in self._exited.values()))
             except TimeoutError:  # unkillable (D state): the daemon's final reap waits for it
                 log.error("workers still not reaped 5s after SIGKILL")

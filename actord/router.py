@@ -14,6 +14,7 @@ Spawn handshake (the child's edges exist before its first instruction runs)::
                              NAME (broadcast to all workers)
                              START  ------------------------>  create task
       <-------- REPLY pid
+                             (SPAWN_ACK: the entry is loaded first, then)  <--  STARTED
 
 Invariant: order per sender/receiver pair is kept because each worker pipe is FIFO and the
 router forwards frames in the order it reads them; a name update is broadcast before the
@@ -110,6 +111,8 @@ class Router:
         self.dead_letters = 0
         self.exits = {"normal": 0, "abnormal": 0}
         self._exit_callbacks: dict[str, list[ExitCallback]] = {}
+        # SPAWN_ACK processes whose STARTED is awaited (dropped when they end first)
+        self._start_callbacks: dict[str, Callable[[], None]] = {}
         # exec caller -> its exec children still running (CANCELled if the caller ends first)
         self._exec_children: dict[str, set[str]] = {}
         self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
@@ -138,6 +141,7 @@ class Router:
         init = {
             "host": link.host,
             "index": link.index,
+            "log_level": self.config.daemon.log_level,
             "python_path": list(self.config.daemon.python_path),
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
             "names": self.registry.snapshot(),
@@ -194,8 +198,11 @@ class Router:
                 if frame[1] in link.pids:
                     self.process_exited(frame[1], frame[2])
             elif op == wire.LOG:
-                _, level, name, message, pid = frame
-                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message)
+                _, level, name, message, pid, *tb = frame
+                if len(tb) > 1 or (tb and type(tb[0]) is not str):
+                    raise ValueError("bad LOG traceback")
+                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message,
+                               extra={"actord_traceback": tb[0]} if tb else None)
             elif op == wire.UPGRADED:
                 entry = self.procs.get(frame[1])
                 if entry is not None and entry.worker is link:
@@ -206,6 +213,11 @@ class Router:
                     wait[1].set_result(frame[2])
             elif op == wire.HELLO:
                 pass
+            elif op == wire.STARTED:
+                if frame[1] in link.pids:  # only the worker that runs it may say so
+                    callback = self._start_callbacks.pop(frame[1], None)
+                    if callback is not None:
+                        callback()
             else:
                 raise ValueError(f"unknown op {op}")
         except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:
@@ -294,6 +306,8 @@ class Router:
             # an exec caller that ended waits no more: its children are asked to stop
             for child in self._exec_children.pop(pid, ()):
                 self.event(child, wire.EV_CANCEL, pid, None, None, "exec cancelled")
+        if self._start_callbacks:
+            self._start_callbacks.pop(pid, None)
         if self._exit_callbacks:
             for callback in self._exit_callbacks.pop(pid, ()):
                 callback(result)
@@ -305,6 +319,13 @@ class Router:
         if pid not in self.procs:
             raise NotFoundError(f"process {pid} is not alive")
         self._exit_callbacks.setdefault(pid, []).append(callback)
+
+    def on_started(self, pid: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the SPAWN_ACK process ``pid`` reports STARTED (never if it
+        ends first: its exit callbacks say so)."""
+        if pid not in self.procs:
+            raise NotFoundError(f"process {pid} is not alive")
+        self._start_callbacks[pid] = callback
 
     def event(
         self,
@@ -383,8 +404,10 @@ class Router:
             self.registry.register(name, pid)
             self._broadcast([wire.NAME, name, pid])
         # positional (see wire.START): no option map to build here and decode there
-        worker.conn.send([wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope,
-                          messages])
+        start = [wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope, messages]
+        if flags & wire.SPAWN_ACK:
+            start.append(True)
+        worker.conn.send(start)
         return pid
 
     def _install_edges(self, caller: str, pid: str, flags: int) -> None:

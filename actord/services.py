@@ -3,11 +3,12 @@
 The ``ServiceManager`` runs in the daemon beside the router. It keeps one record per service
 and moves its state only through :func:`transition`::
 
-    STOPPED --start--> STARTING --spawned--> RUNNING --end, restart--> STARTING (backoff)
+    STOPPED --start--> STARTING --STARTED--> RUNNING --end, restart--> STARTING (backoff)
                           |  ^                   |---end, not restarted--> EXITED | FAILED
-                          |  '--spawn failed     |---intensity exceeded--> FAILED
-                          |---stop--> STOPPED    '---stop--> STOPPING --EXIT--> STOPPED
-                          '---spawn failed, given up--> FAILED
+                          |  '--spawn or load    |---intensity exceeded--> FAILED
+                          |     failed, restart  '---stop--> STOPPING --EXIT--> STOPPED
+                          |---stop--> STOPPED (no process yet) | STOPPING (spawned)
+                          '---first launch failed, or given up--> FAILED
     FAILED | EXITED --start--> STARTING
 
 An end is abnormal when its result is an error (an exception, ``terminate``, a cancel
@@ -18,9 +19,16 @@ registered name is held by another process) counts as an abnormal end of a zero-
 While the service's host has no live worker (one is being replaced), the start waits for one
 without counting a failure.
 
-"Started" means spawned and registered (the router's spawn handshake), so a service started
-after its ``depends_on`` can resolve their names at once. ``depends_on`` orders start and stop
-(dependency levels, each level in parallel); it does not start or stop dependencies.
+"Started" means spawned, registered, its entry loaded and its task created: services spawn
+with ``SPAWN_ACK``, so the target worker imports the entry before the process exists and says
+``STARTED`` (or the process ends at once with the import error); only then is the service
+RUNNING. So a service started after its ``depends_on`` can resolve their names at once, and
+``start`` (a command, ``auto_start``, a reload) waits, up to ``START_TIMEOUT``, for that
+outcome. The first launch of a start that fails (spawn refused, entry cannot load, ended
+before STARTED) is not retried: the service is FAILED and ``start`` reports it (OTP: a child
+whose start fails is not restarted). A relaunch by the restart policy that fails counts as
+an abnormal end of a zero-length run. ``depends_on`` orders start and stop (dependency
+levels, each level in parallel); it does not start or stop dependencies.
 
 Stop (signal, wait, then kill; the router's exit callback confirms)::
 
@@ -28,9 +36,10 @@ Stop (signal, wait, then kill; the router's exit callback confirms)::
     wait for the end, up to stop_timeout + STOP_GRACE
     terminate, wait up to TERMINATE_WAIT  (only if the worker did not act: it is hung)
 
-Invariants: a service has a live process iff its state is RUNNING or STOPPING, and ``pid`` is
-that process; a requested stop is never followed by a restart, nor is any end once the
-manager is closing (daemon shutdown); at most one restart timer per service.
+Invariants: a service has a live process iff its state is RUNNING or STOPPING, or STARTING
+with ``pid`` set (spawned, STARTED not yet seen), and ``pid`` is that process; a requested
+stop is never followed by a restart, nor is any end once the manager is closing (daemon
+shutdown); at most one restart timer per service.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ STOP_GRACE = 1.0
 TERMINATE_WAIT = 5.0
 #: seconds between checks for a live worker while the service's host has none
 WORKER_POLL = 0.05
+#: seconds ``start`` waits for a launch's outcome (STARTED, or its failure)
+START_TIMEOUT = 30.0
 
 
 class ServiceState(enum.Enum):
@@ -75,7 +86,7 @@ _S = ServiceState
 _MOVES: dict[ServiceState, frozenset[ServiceState]] = {
     _S.STOPPED: frozenset({_S.STARTING}),
     # STARTING -> STARTING: a spawn that failed waits (backoff) for another attempt
-    _S.STARTING: frozenset({_S.STARTING, _S.RUNNING, _S.STOPPED, _S.FAILED}),
+    _S.STARTING: frozenset({_S.STARTING, _S.RUNNING, _S.STOPPING, _S.STOPPED, _S.FAILED}),
     _S.RUNNING: frozenset({_S.STARTING, _S.STOPPING, _S.FAILED, _S.EXITED}),
     _S.STOPPING: frozenset({_S.STOPPED}),
     _S.FAILED: frozenset({_S.STARTING}),
@@ -110,6 +121,9 @@ class _Service:
         self.timer: asyncio.TimerHandle | None = None
         self.idle = asyncio.Event()  # set while no process of this service is alive
         self.idle.set()
+        # the outcome of a start's first launch (its row then), for ``start`` to wait on;
+        # while set, a failed launch is not retried
+        self.waiter: asyncio.Future[dict[str, Any]] | None = None
 
 
 class ServiceManager:
@@ -135,12 +149,19 @@ class ServiceManager:
         """Every service in config order, as ``services --json`` shows it."""
         return [self._row(svc) for svc in self._services.values()]
 
-    async def start_all(self) -> None:
-        """Start the ``auto_start`` services, dependency level by level."""
+    async def start_all(self) -> dict[str, str]:
+        """Start the ``auto_start`` services, dependency level by level, each level once the
+        one before runs; ``{name: error}`` of those that could not start (empty: all run),
+        and then no further level is started."""
         for level in service_start_order(self.config):
-            await asyncio.gather(
+            rows = await asyncio.gather(
                 *(self.start(n) for n in level if self._services[n].config.auto_start)
             )
+            failed = {r["name"]: r["last_error"] or r["reason"] or r["state"]
+                      for r in rows if r["state"] == ServiceState.FAILED.value}
+            if failed:
+                return failed
+        return {}
 
     async def stop_all(self) -> None:
         """Daemon shutdown: no more restarts; stop every service in reverse dependency order."""
@@ -176,14 +197,19 @@ class ServiceManager:
         self._pending = active | {n for n in added if config.services[n].auto_start}
         return {"added": added, "removed": removed, "changed": changed}
 
-    async def start_pending(self) -> None:
-        """Reload, second half: start what :meth:`apply` left to start, level by level."""
+    async def start_pending(self) -> list[str]:
+        """Reload, second half: start what :meth:`apply` left to start, level by level;
+        the names of those that are not running afterwards."""
         pending, self._pending = self._pending, set()
+        not_running: list[str] = []
         for level in service_start_order(self.config):
-            await asyncio.gather(*(self.start(n) for n in level if n in pending))
+            rows = await asyncio.gather(*(self.start(n) for n in level if n in pending))
+            not_running += [r["name"] for r in rows if r["state"] != ServiceState.RUNNING.value]
+        return not_running
 
     async def start(self, name: str) -> dict[str, Any]:
-        """Start a service that is not running (a fresh intensity and backoff); its row."""
+        """Start a service that is not running (a fresh intensity and backoff) and wait (up
+        to ``START_TIMEOUT``) until it runs or its start failed; its row then."""
         svc = self._get(name)
         if self.closing:
             raise InvalidError("the daemon is shutting down")
@@ -191,9 +217,17 @@ class ServiceManager:
             await self._stop(svc)  # let the stop in progress finish first
         if svc.state in (ServiceState.STOPPED, ServiceState.FAILED, ServiceState.EXITED):
             svc.history, svc.streak, svc.reason = (), 0, None
+            svc.waiter = asyncio.get_running_loop().create_future()
             self._move(svc, ServiceState.STARTING)
             self._launch(svc)
-        return self._row(svc)
+        if svc.waiter is None:
+            return self._row(svc)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                return await asyncio.shield(svc.waiter)
+        except TimeoutError:
+            log.warning("service %s: not running %.0fs after its start", name, START_TIMEOUT)
+            return self._row(svc)
 
     async def stop(self, name: str) -> dict[str, Any]:
         """Stop a service (see the module docstring); its row."""
@@ -230,12 +264,38 @@ class ServiceManager:
             pid = self._spawn(cfg)
         except ProcessError as e:
             log.error("service %s: spawn failed: %s", cfg.name, e)
-            self._after_end(svc, {"error": f"spawn failed: {e.kind}: {e}"}, ran_for=0.0)
+            self._start_failed(svc, f"spawn failed: {e.kind}: {e}")
             return
-        svc.pid, svc.started_at = pid, self.clock()
+        svc.pid = pid
         svc.idle.clear()
         self.router.on_exit(pid, lambda result: self._ended(svc, pid, result))
+        self.router.on_started(pid, lambda: self._started(svc, pid))
+
+    def _started(self, svc: _Service, pid: str) -> None:
+        """The router's STARTED callback: the entry loaded, the process runs."""
+        if svc.pid != pid or svc.state is not ServiceState.STARTING:
+            return  # being stopped meanwhile
+        svc.started_at = self.clock()
         self._move(svc, ServiceState.RUNNING)
+        self._settle(svc)
+
+    def _start_failed(self, svc: _Service, error: str) -> None:
+        """A launch that did not reach STARTED: FAILED if it is a start's first launch, else
+        an abnormal end of a zero-length run."""
+        if svc.waiter is not None:
+            svc.last_error = error
+            svc.reason = "could not start"
+            log.error("service %s: could not start: %s", svc.config.name, error)
+            self._move(svc, ServiceState.FAILED)
+            self._settle(svc)
+            return
+        self._after_end(svc, {"error": error}, ran_for=0.0)
+
+    def _settle(self, svc: _Service) -> None:
+        """The outcome of a start is known: wake whoever waits with the row now."""
+        waiter, svc.waiter = svc.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self._row(svc))
 
     def _spawn(self, cfg: ServiceConfig) -> str:
         name = cfg.registered_name
@@ -243,8 +303,9 @@ class ServiceManager:
         if holder is not None:  # spawn would hand us the holder (with_name semantics)
             raise AlreadyExistsError(f"name {name!r} is held by {holder}")
         actor = None if cfg.actor is None else {"id": cfg.actor.id, "meta": dict(cfg.actor.meta)}
-        request = wire.spawn_request(cfg.process, cfg.host, list(cfg.args), name=name,
-                                     actor=actor, scope=list(cfg.scope) if cfg.scope else None)
+        request = wire.spawn_request(cfg.process, cfg.host, list(cfg.args), wire.SPAWN_ACK,
+                                     name=name, actor=actor,
+                                     scope=list(cfg.scope) if cfg.scope else None)
         return self.router.spawn("", request)
 
     def _relaunch(self, svc: _Service) -> None:
@@ -266,6 +327,10 @@ class ServiceManager:
                 f"abnormally: {result['error']}" if "error" in result else "normally")
         if svc.state is ServiceState.STOPPING:
             self._move(svc, ServiceState.STOPPED)
+            self._settle(svc)
+            return
+        if svc.state is ServiceState.STARTING:  # ended before STARTED: the entry did not load
+            self._start_failed(svc, str(result.get("error", "ended before it started")))
             return
         self._after_end(svc, result, ran_for=self.clock() - svc.started_at)
 
@@ -302,9 +367,11 @@ class ServiceManager:
             if svc.timer is not None:
                 svc.timer.cancel()
                 svc.timer = None
-            self._move(svc, ServiceState.STOPPED)
-            return
-        if svc.state is ServiceState.RUNNING:
+            if svc.pid is None:  # no process yet (a backoff, or waiting for a worker)
+                self._move(svc, ServiceState.STOPPED)
+                self._settle(svc)
+                return
+        if svc.state in (ServiceState.STARTING, ServiceState.RUNNING):
             assert svc.pid is not None
             self._move(svc, ServiceState.STOPPING)
             with contextlib.suppress(NotFoundError):  # its end is already on its way
@@ -334,7 +401,7 @@ class ServiceManager:
     # -- internals: views --------------------------------------------------------------------
     def _row(self, svc: _Service) -> dict[str, Any]:
         cfg = svc.config
-        running = svc.pid is not None
+        running = svc.state in (ServiceState.RUNNING, ServiceState.STOPPING)
         return {
             "name": cfg.name,
             "state": svc.state.value,

@@ -111,6 +111,18 @@ class Daemon:
         """Everything the daemon wrote so far."""
         return self.log_path.read_text(errors="replace")
 
+    def records(self) -> list[tuple[str, list[str]]]:
+        """The log as records: each record's first line and its continuation lines (its
+        traceback), these without their ``"  | "`` mark."""
+        mark = "  | "  # actord.daemon.CONTINUATION
+        out: list[tuple[str, list[str]]] = []
+        for line in self.log().splitlines():
+            if line.startswith(mark) and out:
+                out[-1][1].append(line[len(mark):])
+            else:
+                out.append((line, []))
+        return out
+
     # -- commands --------------------------------------------------------------------------------
     def call(self, command: str, wait: float | None = 30.0, **args: Any) -> Any:
         """One control command; raises ``CommandError`` with the daemon's error kind."""

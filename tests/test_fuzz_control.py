@@ -50,7 +50,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     yield d
     assert d.proc is not None and d.proc.poll() is None, "the daemon died during the fuzz"
     assert d.stop() == 0, d.log()
-    assert "Traceback" not in d.log(), d.log()
+    # the only tracebacks are crash reports of processes spawned with random arguments
+    assert all(not tb or "actord.crash: process" in head for head, tb in d.records()), d.log()
 
 
 #: the keys each command reads, so that most requests get past the first check

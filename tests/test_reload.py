@@ -52,6 +52,14 @@ def test_reload_applies_only_differences(make_daemon) -> None:
     assert summary["services"] == {"added": ["s:added"], "removed": ["s:removed"],
                                    "changed": ["s:changed"]}
     assert summary["processes"] == ["t:new"]
+    # what the shrink of t:b ended: worker 1 and the process on it, on the CLI and in the log
+    [retired] = summary["retired"]
+    [on_b1] = [p for p in on_b if worker_of[p] == 1]
+    assert retired["worker"] == "t:b/1" and retired["processes"] == [{"pid": on_b1,
+                                                                      "id": "t:idle"}]
+    assert summary["not_applied"] == [] and summary["not_running"] == []
+    assert (f"worker t:b/1 (os pid {retired['os_pid']}) retired by reload: ending its 1 "
+            f"processes: {on_b1}") in d.log()
     wait_for(lambda: running(d, "s:changed") and running(d, "s:added"))
     after = by_name(d)
     assert after["s:same"]["pid"] == before["s:same"]["pid"]
@@ -87,3 +95,24 @@ def test_sighup_reloads(make_daemon) -> None:
     d.config_path.write_text(text)
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: running(d, "s:late"), what="service started by SIGHUP reload")
+
+
+def test_reload_text_says_what_it_retired_and_what_it_did_not_apply(make_daemon) -> None:
+    """`actord reload` text: one line per retired worker with the processes it ended, and a
+    warning on stderr naming the [daemon] keys that wait for a restart."""
+    d = make_daemon(PROCESSES, hosts={"t:a": 1, "t:b": 2})
+    for _ in range(4):  # least-loaded placement: two on each worker of t:b
+        d.call("spawn", id="t:idle", host="t:b", args=[], name=None)
+    os_pid = {w["index"]: w["os_pid"] for w in d.workers() if w["host"] == "t:b"}[1]
+    text = config_text(PROCESSES, hosts={"t:a": 1, "t:b": 1}, shutdown_timeout="7s")
+    d.config_path.write_text(text.replace("@SOCKET@", d.socket)
+                             .replace("[daemon]\n", '[daemon]\nlog_level = "debug"\n'))
+    r = d.cli("reload")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == [
+        f"retired worker t:b/1 (os pid {os_pid}): ended 2 processes"]
+    assert r.stderr.strip().splitlines() == [
+        "actord: warning: not applied until the daemon restarts: [daemon] shutdown_timeout, "
+        "log_level"]
+    assert len(d.call("ps", host="t:b")) == 2
+    assert "reload: [daemon] shutdown_timeout, log_level changed" in d.log()

@@ -19,7 +19,8 @@ CONFIG = config.parse(
     '[processes."f:p"]\nentry = "m:f"\n',
     "fuzz.toml",
 )
-OPS = [wire.SEND, wire.CALL, wire.EXITED, wire.LOG, wire.UPGRADED, wire.STATS, wire.HELLO, 99]
+OPS = [wire.SEND, wire.CALL, wire.EXITED, wire.LOG, wire.UPGRADED, wire.STATS, wire.HELLO,
+       wire.STARTED, 99]
 CALLS = ["spawn", "terminate", "cancel", "monitor", "unmonitor", "link", "unlink", "register",
          "unregister", "nope"]
 

@@ -29,7 +29,7 @@ import pytest
 
 from actord.notify import notify_address, watchdog_interval
 from actord.testing import Daemon, wait_for
-from tests.conftest import DaemonFactory
+from tests.conftest import DaemonFactory, config_text
 
 UNIT = Path(__file__).parent.parent / "systemd" / "actord.service"
 WATCHDOG_USEC = 200_000  # pings every 0.1 s
@@ -165,6 +165,40 @@ def test_ready_after_auto_start_services(
     assert ready.fields["STATUS"] == "running: 1 hosts, 1 workers, 2 processes; services 2 running"
     # before READY only progress lines: no second READY, no watchdog ping yet
     assert [set(m.fields) for m in before[:-1]] == [{"STATUS"}] * (len(before) - 1)
+
+
+def test_ready_waits_for_service_entries_to_load(
+    notify: NotifyListener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """READY=1 comes only after an auto_start service's entry finished importing (here a
+    0.6 s import): the service's module wrote its marker before READY was sent."""
+    marker = tmp_path / "imported"
+    monkeypatch.setenv("ACTORD_TEST_SLOW_IMPORT", "0.6")
+    monkeypatch.setenv("ACTORD_TEST_IMPORT_MARKER", str(marker))
+    text = config_text({"t:slow": "start_slow:main"}, hosts=HOSTS,
+                       extra='[services."t:slow"]\nprocess = "t:slow"\nhost = "t:a"\n')
+    with Daemon(tmp_path / "slow", text) as d:
+        ready = notify.until(is_ready)[-1]
+        assert marker.exists(), "READY=1 was sent before the service's entry was loaded"
+        assert float(marker.read_text()) < ready.at
+        assert ready.pid == d.pid
+        assert ready.fields["STATUS"].endswith("; services 1 running")
+
+
+def test_no_ready_when_a_service_cannot_start(notify: NotifyListener, tmp_path: Path) -> None:
+    """An auto_start service whose module raises at import: no READY=1, STOPPING=1 naming it,
+    exit 1 (so `systemctl start` fails)."""
+    text = config_text({"t:broken": "start_broken:main"}, hosts=HOSTS,
+                       extra='[services."t:broken"]\nprocess = "t:broken"\nhost = "t:a"\n')
+    d = Daemon(tmp_path / "broken", text)
+    r = subprocess.run([sys.executable, "-m", "actord", "run", "--config", str(d.config_path)],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 1, r.stderr
+    seen = notify.drain()
+    assert not [m for m in seen if is_ready(m)], seen
+    [stopping] = [m for m in seen if m.fields.get("STOPPING") == "1"]
+    assert stopping.fields["STATUS"] == (
+        "stopping: service t:broken could not start: RuntimeError: broken at import")
 
 
 def test_watchdog_pings_while_running(notify: NotifyListener, make_daemon: DaemonFactory) -> None:

@@ -24,14 +24,16 @@ import msgpack
 SEND = 1  # [SEND, dest_pid, from_pid, topic, payload_bin]
 CALL = 2  # [CALL, req_id, from_pid, op, args]  args: a map, or for "spawn" see below; -> REPLY
 EXITED = 3  # [EXITED, pid, result]                              result {"value": v} | {"error": s}
-LOG = 4  # [LOG, levelno, logger, message, pid]
+LOG = 4  # [LOG, levelno, logger, message, pid(, traceback)]
 UPGRADED = 5  # [UPGRADED, pid, new_id]
 STATS = 6  # [STATS, req_id, stats_dict]                       answers STATS_REQ
 HELLO = 7  # [HELLO, os_pid]                                    first frame of a worker
+STARTED = 23  # [STARTED, pid]        a SPAWN_ACK process's entry loaded and its task created
 
 # router -> worker
 DELIVER = 11  # [DELIVER, dest_pid, from_pid, topic, payload_bin]
 START = 12  # [START, pid, id, entry, args, ctx|None, actor|None, scope|None, messages|None]
+#             a SPAWN_ACK spawn appends one field (True): load the entry now, then STARTED
 EVENT = 13  # [EVENT, dest_pid, kind, from_pid, result, deadline, reason]
 REPLY = 14  # [REPLY, req_id, error_kind_or_None, value_or_message]
 NAME = 15  # [NAME, name, pid_or_None]                         registry replica update
@@ -54,6 +56,8 @@ SPAWN_LINK = 2  # link to the child before it runs
 SPAWN_EXEC = 4  # an exec child: its result goes back to the caller as EV_EXEC
 SPAWN_CONTEXT = 8  # ctx was set with with_context (needs process.context)
 SPAWN_SECURITY = 16  # actor/scope set with with_actor/with_scope (needs process.security)
+SPAWN_ACK = 32  # the target worker loads the entry before the task starts and says STARTED
+#                 (or the process ends at once with the load error): services use it
 
 
 def spawn_request(

@@ -3,7 +3,9 @@
 One ``Runtime`` per worker OS process. It starts processes as asyncio tasks, delivers
 messages and events to them, sends their calls to the router and turns every ending
 (return, exception, terminate, cancel deadline, untrapped LINK_DOWN, failed upgrade) into
-exactly one ``EXITED`` frame. Invariants: a process is in ``procs`` iff it is alive; once
+exactly one ``EXITED`` frame, and every abnormal end into one crash report in the log
+(its traceback when an exception ended it; at most ``CRASH_REPORTS_PER_SECOND`` a second,
+the rest counted). Invariants: a process is in ``procs`` iff it is alive; once
 dead it never reports again; same-worker messages skip the router but keep per-pair order
 because delivery to a local process is immediate.
 """
@@ -31,6 +33,12 @@ from actord.transport import FrameProtocol
 from actord.worker.proc import Proc, TaskList
 
 log = logging.getLogger("actord.worker")
+#: Crash reports: one record per abnormal end (see ``Runtime._report``).
+crash_log = logging.getLogger("actord.crash")
+#: At most this many crash reports a second per worker; the rest are counted and summarised.
+CRASH_REPORTS_PER_SECOND = 20
+#: Longest error string a crash report quotes (the EXITED result keeps it whole).
+REPORT_ERROR_LIMIT = 4096
 
 _copy_value = wire.copy_value
 _encode_value = wire.encode_value
@@ -52,6 +60,9 @@ class Upgrade(BaseException):
         super().__init__(id)
         self.id = id
         self.args_ = args
+
+
+DEADLINE_EXCEEDED = "cancel deadline exceeded"
 
 
 def error_string(exc: BaseException) -> str:
@@ -84,6 +95,7 @@ class Runtime:
         self._module_stamp: dict[str, tuple[int, int]] = {}
         # entry -> (module name, attribute, module, function): see ``load_entry``
         self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}
+        self.crash_limit = CrashLimit(self.loop, CRASH_REPORTS_PER_SECOND)
         self._handlers: dict[int, Callable[[list[Any]], None]] = {
             wire.DELIVER: self._on_deliver,
             wire.START: self._on_start,
@@ -113,6 +125,8 @@ class Runtime:
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
+        if "log_level" in init:  # the daemon's log_level reaches actor code's loggers
+            logging.getLogger().setLevel(str(init["log_level"]).upper())
         if "security" in init:
             self.guard = Guard.from_builtins(init["security"])
         for path in init.get("python_path", ()):
@@ -154,6 +168,9 @@ class Runtime:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
     def _on_start(self, frame: list[Any]) -> None:
+        if len(frame) > 9:  # SPAWN_ACK
+            self._start_acked(frame)
+            return
         _, pid, id, entry, args, context, actor, scope, messages = frame
         proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
         self.procs[pid] = proc
@@ -164,6 +181,20 @@ class Runtime:
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
                           context=contextvars.Context())
+
+    def _start_acked(self, frame: list[Any]) -> None:
+        """START of a SPAWN_ACK spawn: load the entry first; STARTED once the task exists,
+        or the process ends at once (one EXITED, no STARTED) with the load error."""
+        try:
+            self.load_entry(frame[3], reload=False)
+        except BaseException as e:  # SystemExit at import...: ends this process, not the worker
+            _, pid, id, _entry, _args, context, actor, scope, _messages, _ack = frame
+            proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
+            self.procs[pid] = proc
+            self.finish(proc, self._crashed(proc, e))  # one crash report, with the traceback
+            return
+        self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
+        self.conn.send([wire.STARTED, frame[1]])
 
     def _on_event(self, frame: list[Any]) -> None:
         _, dest, kind, from_, result, deadline, reason = frame
@@ -197,8 +228,9 @@ class Runtime:
         )
 
     def _on_shutdown(self, frame: list[Any]) -> None:
+        # no report per process: the daemon logs how many it had to terminate
         for proc in list(self.procs.values()):
-            self.kill(proc, "process terminated")
+            self.kill(proc, "process terminated", report=False)
         self.stopping.set()
 
     # -- process lifecycle -----------------------------------------------------------------------
@@ -213,24 +245,24 @@ class Runtime:
                 result = {"value": await fn(*args)}
             except Upgrade as up:
                 upgrade = (up.id, up.args_)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as e:
                 if proc.alive and proc.upgrade_request is not None:  # upgrade from a helper task
                     upgrade, proc.upgrade_request = proc.upgrade_request, None
-                else:
-                    result = {"error": "process terminated"}
+                else:  # killed (reported by kill), or its task cancelled by its own code
+                    result = self._crashed(proc, e, "process terminated")
             except Exception as e:  # the one place actor failures are caught: an abnormal end
-                result = {"error": error_string(e)}
+                result = self._crashed(proc, e)
             except BaseExceptionGroup as eg:
                 # an upgrade from inside a TaskGroup arrives wrapped in a group
                 up = _upgrade_in(eg)
                 if up is not None:
                     upgrade = (up.id, up.args_)
                 else:
-                    result = {"error": error_string(eg)}
+                    result = self._crashed(proc, eg)
             except BaseException as e:
                 # SystemExit, KeyboardInterrupt...: they end this process, never the worker
                 # (asyncio would re-raise them out of the event loop and kill every process)
-                result = {"error": error_string(e)}
+                result = self._crashed(proc, e)
             if upgrade is not None:
                 ok, entry_or_error = self._prepare_upgrade(proc, *upgrade)
                 if ok:
@@ -238,12 +270,45 @@ class Runtime:
                     continue
                 result = {"error": entry_or_error}
             break
+        if upgrade is not None and proc.alive:  # an upgrade that failed: its error ends it
+            self._report(proc, logging.ERROR, result["error"])
         try:
             self.finish(proc, result)
         finally:
             # break the cycle proc -> task -> task context -> proc, so an ended process is
             # freed by reference counting at once (the worker runs with a lazy cyclic GC)
             current.set(None)
+
+    def _crashed(self, proc: Proc, exc: BaseException, error: str | None = None
+                 ) -> dict[str, Any]:
+        """The result of a process ended by ``exc``, reported with its traceback (unless the
+        process is already dead: then whoever ended it reported the end)."""
+        if error is None:
+            error = error_string(exc)
+        if proc.alive:
+            self._report(proc, logging.ERROR, error, exc)
+        return {"error": error}
+
+    def _report(self, proc: Proc, level: int, error: str, exc: BaseException | None = None
+                ) -> None:
+        """Log one abnormal end: the process's id and error (tagged with its PID), and the
+        traceback of the exception that ended it, if any; rate-limited per worker."""
+        if not self.crash_limit.allow():
+            return
+        exc_info = None
+        if exc is not None:
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next  # skip _run's own frame: the traceback starts in actor code
+            exc_info = (type(exc), exc, tb)
+        if len(error) > REPORT_ERROR_LIMIT:
+            error = f"{error[:REPORT_ERROR_LIMIT]}... ({len(error)} characters)"
+        token = current.set(proc)  # tags the record with the process's PID
+        try:
+            crash_log.log(level, "process %s %s: %s", proc.id,
+                          "crashed" if exc is not None else "ended", error, exc_info=exc_info)
+        finally:
+            current.reset(token)
 
     def _prepare_upgrade(self, proc: Proc, id: str, args: list[Any]) -> tuple[bool, str]:
         """Unwind old tasks and channels; (True, entry) to go on, or (False, error)."""
@@ -315,10 +380,14 @@ class Runtime:
             )
         self._cancel_tasks(proc)
 
-    def kill(self, proc: Proc, error: str) -> None:
-        """Hard stop: the process is dead now and its tasks are cancelled."""
+    def kill(self, proc: Proc, error: str, report: bool = True) -> None:
+        """Hard stop: the process is dead now and its tasks are cancelled; the end is
+        reported (one line) unless ``report`` is False."""
         if not proc.alive:
             return
+        if report:
+            level = logging.WARNING if error == DEADLINE_EXCEEDED else logging.INFO
+            self._report(proc, level, error)
         self._mark_dead(proc)
         self.conn.send([wire.EXITED, proc.pid, {"error": error}])
         if proc.task is not None:
@@ -351,7 +420,7 @@ class Runtime:
         if proc.cancel_timer is not None:
             proc.cancel_timer.cancel()
         proc.cancel_at = when
-        proc.cancel_timer = self.loop.call_at(when, self.kill, proc, "cancel deadline exceeded")
+        proc.cancel_timer = self.loop.call_at(when, self.kill, proc, DEADLINE_EXCEEDED)
 
     # -- calls made by processes -----------------------------------------------------------------
     def permit(self, proc: Proc, action: str, resource: str) -> None:
@@ -465,6 +534,40 @@ class Runtime:
         """CANCEL an exec child nobody waits for any more (no-op once ``proc`` is dead)."""
         if proc.alive:
             self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])
+
+
+class CrashLimit:
+    """At most ``limit`` crash reports per one-second window; past that, reports are only
+    counted, and one line says how many were suppressed when the window ends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.window_end = 0.0
+        self.count = 0
+        self.suppressed = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def allow(self) -> bool:
+        """True if one more report may be logged now."""
+        now = self.loop.time()
+        if now >= self.window_end:
+            self.window_end = now + 1.0
+            self.count = 0
+        if self.count < self.limit:
+            self.count += 1
+            return True
+        self.suppressed += 1
+        if self.timer is None:  # an empty context: the summary belongs to no process
+            self.timer = self.loop.call_at(self.window_end, self._summarise,
+                                           context=contextvars.Context())
+        return False
+
+    def _summarise(self) -> None:
+        self.timer = None
+        n, self.suppressed = self.suppressed, 0
+        crash_log.warning("%d crash reports suppressed (more than %d a second on this worker)",
+                          n, self.limit)
 
 
 def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
