@@ -81,6 +81,8 @@ def world(daemon: Daemon) -> dict[str, Any]:
     pid = daemon.call("spawn", id="t:idle", host="t:a", name="bystander")
     files = {"big": daemon.workdir / "big.txt"}
     files["big"].write_text(json.dumps(BIG))
+    files["binary"] = daemon.workdir / "binary.bin"
+    files["binary"].write_bytes(b"\xff\x00")
     for name, text in CONFIGS.items():
         files[f"cfg_{name}"] = daemon.workdir / f"{name}.toml"
         files[f"cfg_{name}"].write_text(text)
@@ -117,7 +119,8 @@ def _json_is(expected: Any) -> Check:
 
 # placeholders: @BY_SHORT@ the bystander's PID in a non-canonical spelling, @T@ / @T_SHORT@ a
 # fresh idle process for this row, @FILE:NAME@ the CLI's @file form and @PATH:NAME@ the path of
-# a file of the world fixture (big: a value over max_frame; cfg_NAME: the CONFIGS)
+# a file of the world fixture (big: a value over max_frame; binary: not UTF-8; cfg_NAME: the
+# CONFIGS)
 USAGE, FAILED, NO_DAEMON = 2, 1, 3
 HUGE = str(2**64)
 # -- global options
@@ -229,6 +232,11 @@ row("exec-nan-roundtrip", ["exec", "t:returner", "t:a", "NaN"], 0,
     out=_json_is({"$float": "nan"}))
 row("exec-float-in", ["exec", "t:returner", "t:a", '{"$float": "-inf"}'], 0,
     out=_json_is({"$float": "-inf"}))
+row("exec-binary-file-is-bytes", ["exec", "t:returner", "t:a", "@FILE:binary@"], 0,
+    out=_json_is({"$bytes": "/wA="}))
+row("exec-stdin-bytes-object", ["exec", "t:returner", "t:a", "-"], 0,
+    stdin='[{"$bytes": "AAE="}, {"$float": "nan"}]',
+    out=_json_is([{"$bytes": "AAE="}, {"$float": "nan"}]))
 row("exec-file-value", ["exec", "t:returner", "t:a", "@FILE:cfg_dup_host@"], 0,
     out=_json_is(CONFIGS["dup_host"]))
 # -- registry, services
