@@ -25,12 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 from actord import ids
 from actord.core import wire
-from actord.durations import parse_duration
-from actord.errors import ConfigError, InvalidError, NotFoundError, ProcessError
+from actord.durations import check_seconds, parse_duration
+from actord.errors import (
+    ConfigError,
+    InvalidError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProcessError,
+)
 from actord.security import client_identity, command_permissions
 from actord.transport import FrameProtocol
 
 if TYPE_CHECKING:
+    from actord.core.policy import Evaluator
     from actord.daemon import Daemon
 
 log = logging.getLogger("actord.control")
@@ -127,6 +134,7 @@ class ControlServer:
             "restart": self.restart_service,
             "reload": self.reload,
             "shutdown": self.shutdown,
+            "ping": self.ping,
         }
 
     async def start(self, path: str, group: str | None = None) -> None:
@@ -190,11 +198,9 @@ class ControlServer:
             # SPEC 7: a CLI client is an actor too; check before the command acts
             actor, scope = client_identity(self.daemon.config.security, conn.uid, conn.gid)
             _client.set((actor, scope))
-            dest = self._resolve(args.get("dest")) if command in _TARGETED else ""
-            self.router.guard.require(
-                self.router.guard.evaluator(actor, scope),
-                command_permissions(command, args, dest),
-            )
+            evaluator = self.router.guard.evaluator(actor, scope)
+            dest = self._resolve_for(evaluator, command, args) if command in _TARGETED else ""
+            self.router.guard.require(evaluator, command_permissions(command, args, dest))
             value = await handler(args)
         except ProcessError as e:  # clipped: a message may quote a (huge) argument
             conn.send([wire.CTL_REPLY, req, e.kind, wire.clip_text(str(e))])
@@ -208,12 +214,30 @@ class ControlServer:
             conn.send([wire.CTL_REPLY, req, "ERROR", "result is not encodable"])
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _resolve_for(self, evaluator: Evaluator, command: str, args: dict[str, Any]) -> str:
+        """The PID a targeted command acts on, resolved only for a client that may act at all.
+
+        A client without the command's permission on any process gets PERMISSION_DENIED
+        before a name is looked up, and a denial for a name does not show its PID: neither
+        answer tells whether the name exists.
+        """
+        dest = args.get("dest")
+        if not ids.is_name(dest):
+            return self._resolve(dest)  # a PID, or INVALID
+        action = command_permissions(command, args, "")[0][0]
+        if not evaluator.may_allow(action):
+            raise PermissionDeniedError(f"{action} on {dest!r}: denied")
+        pid = self._resolve(dest)
+        if not evaluator.check(action, pid):
+            raise PermissionDeniedError(f"{action} on {dest!r}: denied")
+        return pid
+
     def _resolve(self, dest: Any) -> str:
         if not isinstance(dest, str) or not dest:
             raise InvalidError(f"bad destination {dest!r}")
         if dest.startswith("{"):
             return ids.canonical_pid(dest)
-        pid = self.router.registry.lookup(dest)
+        pid = self.router.registry.lookup(ids.check_name(dest))
         if pid is None:
             raise NotFoundError(f"no process registered as {dest!r}")
         return pid
@@ -295,8 +319,11 @@ class ControlServer:
 
     async def exec(self, args: dict[str, Any]) -> dict[str, Any]:
         timeout = args.get("timeout")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
-            raise InvalidError(f"bad timeout {timeout!r}")
+        if timeout is not None:  # before anything acts: a bad timeout spawns nothing
+            try:
+                timeout = check_seconds(timeout)
+            except ValueError as e:
+                raise InvalidError(f"bad timeout: {e}") from None
         pid = self.router.spawn("", self._spawn_request(args))
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         with contextlib.suppress(NotFoundError):
@@ -337,6 +364,10 @@ class ControlServer:
         CLI can wait for the process to be gone."""
         self.daemon.request_stop("shutdown command")
         return {"os_pid": os.getpid(), "bound": self.daemon.stop_bound()}
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A liveness probe (the CLI's client timeout) and the limits a client must respect."""
+        return {"max_frame": self.daemon.config.daemon.max_frame}
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:

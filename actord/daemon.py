@@ -206,9 +206,11 @@ class Daemon:
 
     async def _apply_reload(self) -> dict[str, Any]:
         from actord.core import config as cfg
+        from actord.core import config_env
 
         try:
             new = cfg.load(self.config.path)
+            config_env.check(new)
         except ConfigError as e:
             log.error("reload refused, running config kept: %s", e)
             raise InvalidError(f"reload refused: {e}") from None

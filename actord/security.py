@@ -12,7 +12,8 @@ first; the policies it uses are swapped as a whole on reload (no half-applied po
 Actions beyond SPEC section 7's table, for CLI commands that are not actor calls:
 ``daemon.status`` (status, ps, registry, services; resource ``"daemon"``),
 ``daemon.reload`` and ``daemon.shutdown`` (resource ``"daemon"``), and ``service.start``,
-``service.stop``, ``service.restart`` (resource: the service name).
+``service.stop``, ``service.restart`` (resource: the service name). ``ping`` (the CLI's
+liveness probe, answering the daemon's ``max_frame``) needs no permission.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actord import proctable
-from actord.client import Client, CommandError, DaemonUnreachableError
+from actord.client import Client, ClientError, CommandError, DaemonUnreachableError
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -127,10 +127,10 @@ class Daemon:
     def call(self, command: str, wait: float | None = 30.0, **args: Any) -> Any:
         """One control command; raises ``CommandError`` with the daemon's error kind."""
         if self._client is None:
-            self._client = Client(self.socket, timeout=5.0)
+            self._client = Client(self.socket, timeout=30.0)
         try:
             return self._client.call(command, wait, **args)
-        except (DaemonUnreachableError, OSError):
+        except (DaemonUnreachableError, ClientError, OSError):
             self._client.close()
             self._client = None
             raise
@@ -147,12 +147,17 @@ class Daemon:
             raise AssertionError(f"{id} failed: {result['error']}\n--- daemon log:\n{self.log()}")
         return result["value"]
 
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run ``actord ARGS`` against this daemon; stdout/stderr captured as text."""
-        env = {**os.environ, "ACTORD_SOCKET": self.socket}
+    def cli(self, *args: str | bytes, timeout: float = 60.0, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``actord ARGS`` against this daemon; stdout/stderr captured as text.
+
+        An argument given as bytes reaches the CLI as those exact bytes (e.g. invalid UTF-8);
+        ``input`` is written to its stdin; ``env`` adds environment variables.
+        """
+        env = {**os.environ, "ACTORD_SOCKET": self.socket, **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "actord", *args], env=env, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            timeout=timeout, check=False, input=input, errors="replace",
         )
 
     def workers(self) -> list[dict[str, Any]]:

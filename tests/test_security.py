@@ -127,9 +127,11 @@ def test_no_escalation_to_admin(daemon: Daemon) -> None:
     assert out["result"] == "PERMISSION_DENIED"
 
 
-def _as_uid(socket_path: str, uid: int, command: str, **args: object) -> tuple[str, object]:
+def _as_uid(socket_path: str, uid: int, command: str, with_message: bool = False,
+            **args: object) -> tuple[str, object]:
     """Run one control command from a child process that dropped to ``uid`` before connecting
-    (SO_PEERCRED records the credentials at connect time)."""
+    (SO_PEERCRED records the credentials at connect time); an error is its kind (and message
+    with ``with_message``)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: no event loop or threads here, only a blocking socket
@@ -142,7 +144,7 @@ def _as_uid(socket_path: str, uid: int, command: str, **args: object) -> tuple[s
                 with Client(socket_path) as client:
                     out = ("ok", client.call(command, 10.0, **args))
             except CommandError as e:
-                out = ("error", e.kind)
+                out = ("error", f"{e.kind}: {e}" if with_message else e.kind)
             os.write(write, json.dumps(out).encode())
         finally:
             os._exit(0)
@@ -166,6 +168,23 @@ def test_cli_clients_by_uid(daemon: Daemon) -> None:
     assert _as_uid(daemon.socket, NOBODY - 1, "status") == ("error", "PERMISSION_DENIED")
     # root is system:admin
     assert daemon.call("spawn", id="t:quick", host="t:a").startswith("{t:a|")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+def test_unmapped_client_cannot_probe_names(daemon: Daemon) -> None:
+    """Strict mode: a client without a permission gets PERMISSION_DENIED for a name whether
+    it exists or not, and the answer never shows the name's PID."""
+    pid = daemon.call("spawn", id="t:idle", host="t:a", name="sec-probed")
+    for command, extra in (("send", {"topic": "hi"}), ("kill", {}), ("cancel", {})):
+        for dest in ("sec-probed", "sec-no-such-name"):
+            kind, message = _as_uid(daemon.socket, NOBODY - 1, command, True, dest=dest, **extra)
+            assert kind == "error" and str(message).startswith("PERMISSION_DENIED"), (
+                command, dest, message)
+            assert pid not in str(message) and "{" not in str(message), message
+    # a client allowed process.send on any PID still learns NOT_FOUND for a missing name
+    assert _as_uid(daemon.socket, NOBODY, "send", dest="sec-no-such-name", topic="hi") == (
+        "error", "NOT_FOUND")
+    assert daemon.call("registry")["sec-probed"] == pid
 
 
 def test_socket_modes(daemon: Daemon, make_daemon) -> None:

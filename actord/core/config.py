@@ -101,10 +101,18 @@ def parse(text: str, path: str) -> Config:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:  # "Invalid value (at line 3, column 9)"
-        m = re.match(r"^(.*?)\s*\((?:at )?(.*)\)$", str(e))
+        m = re.match(r"^(.*?)\s*\((?:at )?(line \d+, column \d+|end of document)\)$", str(e),
+                     re.DOTALL)
         what, where = (m[1], m[2]) if m else (str(e), "?")
+        # "Cannot declare ('hosts', 't:a') twice": the key path as TOML spells it
+        what = re.sub(r"\(('[^']*'(?:, '[^']*')*)\)", _toml_key, what)
         raise ConfigError(" ".join(f"{path}: {where}: invalid TOML: {what}".splitlines())) from None
     return build(doc, path)
+
+
+def _toml_key(m: re.Match[str]) -> str:
+    parts = re.findall(r"'([^']*)'", m[1])
+    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in parts)
 
 
 def service_start_order(config: Config) -> list[list[str]]:

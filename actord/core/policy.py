@@ -141,6 +141,13 @@ class Evaluator:
             return decision
         return decision(_EMPTY if meta is None else meta)
 
+    def may_allow(self, action: str) -> bool:
+        """False when no resource at all could be allowed ``action`` (no allow policy for it)."""
+        if self.fixed is not None:
+            return self.fixed
+        plan = self._plans.get(action) or self._plan(action)
+        return any(not p.deny for p in plan.rules)
+
     def explain(self, action: str, resource: str, meta: Mapping[str, Any] | None = None) -> str:
         """Why ``check`` answers as it does, for messages: the deciding policy, or its absence.
 
