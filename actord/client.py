@@ -3,9 +3,9 @@
 Failures are classified for the CLI's exit codes: ``DaemonUnreachableError`` only when no
 daemon answers (nothing listens, connection refused, or no frame at all within the client
 ``timeout`` -- a stopped daemon); ``ClientError`` when a daemon is there but the request
-could not be made (the socket may not be opened, the request is larger than the daemon's
-``max_frame``, the daemon closed the connection before answering); ``CommandError`` when the
-daemon answered with an error. While a long command runs (``exec``, ``start``...), the client
+could not be made (the socket may not be opened, the daemon closed the connection before
+answering); ``CommandError`` when the daemon answered with an error, also for a request
+frame too large for it to decode (it answers that one with request id None, then closes). While a long command runs (``exec``, ``start``...), the client
 sends ``ping`` requests on the same connection whenever it has heard nothing for half the
 timeout, so a live daemon is never mistaken for a dead one and a stopped one is noticed
 within the timeout.
@@ -26,8 +26,6 @@ _NO_DAEMON = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR, errno.E
                         errno.EPIPE})
 #: the largest reply frame accepted: a daemon's ``max_frame`` is at most this
 _MAX_REPLY = 1 << 30
-#: below this size a request fits every daemon (``[daemon] max_frame`` is at least 1024)
-_SMALL_REQUEST = 1024
 
 
 class DaemonUnreachableError(Exception):
@@ -73,7 +71,6 @@ class Client:
             raise ClientError(f"cannot connect to {path}: {why}") from None
         self.decoder = wire.FrameDecoder(_MAX_REPLY)
         self.next_req = 0
-        self.max_frame: int | None = None  # the daemon's, learnt from ``ping`` when needed
         self.dropped = False  # the daemon refused a request as a whole and closed this connection
 
     def call(self, command: str, wait: float | None = 30.0, /, **args: Any) -> Any:
@@ -82,22 +79,8 @@ class Client:
         ``wait`` bounds the whole command (``TimeoutError`` past it; None: no bound).
         """
         frame = wire.encode([wire.CTL_REQUEST, self.next_req + 1, command, args])
-        if len(frame) > _SMALL_REQUEST and command != "ping":
-            limit = self._max_frame()
-            if limit is not None and len(frame) > limit:
-                raise ClientError(f"request too large: {len(frame)} bytes > the daemon's "
-                                  f"max_frame {limit}")
         self.next_req += 1
         return self._roundtrip(frame, self.next_req, wait)
-
-    def _max_frame(self) -> int | None:
-        if self.max_frame is None:
-            try:
-                info = self.call("ping", None)
-            except CommandError:  # a daemon without ``ping``: it will judge the frame itself
-                return None
-            self.max_frame = info.get("max_frame") if isinstance(info, dict) else None
-        return self.max_frame
 
     def _send(self, data: bytes) -> None:
         try:
