@@ -75,11 +75,6 @@ class StallWatch:
         for fut in self._waiters.pop(link, ()):
             fut.cancel()
 
-    def close(self) -> None:
-        """Stop checking (the daemon is stopping)."""
-        if self._timer is not None:
-            self._timer.cancel()
-
     # -- queries ---------------------------------------------------------------------------------
     def is_stalled(self, link: WorkerLink) -> bool:
         """True while ``link`` is marked stalled."""

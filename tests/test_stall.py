@@ -9,6 +9,8 @@ running again and its own processes gone.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from actord.core import config as cfg
 from actord.errors import ConfigError
 from actord.security import command_permissions
-from actord.testing import Daemon, alive, wait_for
+from actord.testing import CommandError, Daemon, alive, wait_for
 from tests.conftest import config_text
 from tests.test_metrics import free_port, get, parse, with_metrics
 
@@ -109,8 +111,9 @@ def test_stall_shown_everywhere_then_recovered(node: Node) -> None:
     bystander = d.call("spawn", id="t:deaf", host="t:s", name="bystander")
     for i in range(3):
         d.call("send", dest="bystander", topic="unread", values=[i])
-    depth = node.metric("actord_mailbox_depth", host="t:s")  # t:s/0 answers: recorded
-    assert depth >= 3
+    # a scrape t:s/0 answers records its depth (one may miss the 1 s on a loaded machine)
+    depth = wait_for(lambda: node.metric("actord_mailbox_depth", host="t:s") >= 3 and
+                     node.metric("actord_mailbox_depth", host="t:s"), what="depth recorded")
     assert node.metric("actord_worker_stalled", host="t:s", worker="0") == 0
     stalled_before, recovered_before = len(stall_lines(node, "stalled")), len(
         stall_lines(node, "recovered"))
@@ -119,7 +122,7 @@ def test_stall_shown_everywhere_then_recovered(node: Node) -> None:
     try:
         wait_for(lambda: node.state() == "stalled", timeout=BOUND, interval=0.05,
                  what="status: t:s/0 stalled")
-        wait_for(lambda: len(stall_lines(node, "stalled")) == stalled_before + 1,
+        wait_for(lambda: len(stall_lines(node, "stalled")) > stalled_before,
                  timeout=BOUND, what="the stall logged")
         line = stall_lines(node, "stalled")[-1]
         assert "no heartbeat for" in line and "(its event loop is blocked); 2 processes" in line
@@ -146,7 +149,7 @@ def test_stall_shown_everywhere_then_recovered(node: Node) -> None:
     finally:
         node.release(release)
 
-    wait_for(lambda: len(stall_lines(node, "recovered")) == recovered_before + 1,
+    wait_for(lambda: len(stall_lines(node, "recovered")) > recovered_before,
              timeout=5, what="the recovery logged")
     assert "heartbeat again after" in stall_lines(node, "recovered")[-1]
     assert node.worker()["stalled_for"] is None
@@ -154,6 +157,24 @@ def test_stall_shown_everywhere_then_recovered(node: Node) -> None:
     assert (row["state"], row["mailbox"]) == ("running", 3)
     assert node.metric("actord_worker_stalled", host="t:s", worker="0") == 0
     d.call("kill", dest=bystander)
+
+
+def test_ps_while_a_stall_begins(node: Node) -> None:
+    """A worker SIGSTOPped just before ps: ps stops waiting for it once it is marked stalled
+    (not after its full 3 s) and lists its processes as stalled; SIGCONT: running again."""
+    d = node.d
+    pid = d.call("spawn", id="t:deaf", host="t:s")
+    os_pid = node.worker()["os_pid"]
+    os.kill(os_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        rows = {r["pid"]: r for r in d.call("ps")}
+        assert time.monotonic() - started < BOUND
+        assert (rows[pid]["state"], rows[pid]["mailbox"]) == ("stalled", None)
+    finally:
+        os.kill(os_pid, signal.SIGCONT)
+    wait_for(lambda: node.state() == "running", timeout=5, what="running after SIGCONT")
+    assert d.cli("kill", pid).returncode == 0
 
 
 def test_kill_on_stalled_worker(node: Node) -> None:
@@ -165,20 +186,22 @@ def test_kill_on_stalled_worker(node: Node) -> None:
     release = node.block()
     try:
         started = time.monotonic()
-        out = d.cli("kill", "victim")  # the stall is not detected yet: kill waits for it
-        assert time.monotonic() - started < BOUND + 1.0
+        with pytest.raises(CommandError) as err:
+            d.call("kill", dest="victim")  # the stall is not detected yet: kill waits for it
+        assert time.monotonic() - started < BOUND + 0.5
+        assert str(err.value).startswith(f"process {victim} is on worker t:s/0, stalled for ")
+        assert d.call("registry")["victim"] == victim  # still alive: its KILL waits too
+        started = time.monotonic()
+        with pytest.raises(CommandError):
+            d.call("kill", dest="victim")  # known stalled: at once
+        assert time.monotonic() - started < 0.5
+        out = d.cli("kill", "victim")
         assert out.returncode == 1, out
         [line] = out.stderr.splitlines()
         assert line.startswith(f"actord: ERROR: process {victim} is on worker t:s/0, stalled "
                                f"for "), line
         assert line.endswith("it ends when that loop runs again; to end it now: "
                              "actord restart-worker t:s 0"), line
-        assert "Traceback" not in out.stderr
-        assert d.call("registry")["victim"] == victim  # still alive: its KILL waits too
-        started = time.monotonic()
-        out = d.cli("kill", "victim")  # known stalled: at once
-        assert out.returncode == 1 and "stalled for" in out.stderr, out
-        assert time.monotonic() - started < 1.5
     finally:
         node.release(release)
     wait_for(lambda: "victim" not in d.call("registry"), timeout=5, what="victim ended")
