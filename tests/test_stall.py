@@ -8,9 +8,11 @@ running again and its own processes gone.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +22,11 @@ import pytest
 
 from actord.core import config as cfg
 from actord.errors import ConfigError
+from actord.router import WorkerLink
 from actord.security import command_permissions
+from actord.stall import StallWatch
 from actord.testing import CommandError, Daemon, alive, wait_for
+from actord.transport import FrameProtocol
 from tests.conftest import config_text
 from tests.test_metrics import free_port, get, parse, with_metrics
 
@@ -284,3 +289,39 @@ def test_config_stall_timeout() -> None:
         with pytest.raises(ConfigError) as err:
             cfg.parse(f"[daemon]\nstall_timeout = {value}\n", "/a.toml")
         assert str(err.value).startswith(f"/a.toml: daemon.stall_timeout: {problem}"), err.value
+
+
+def test_silence_the_router_caused_is_no_stall() -> None:
+    """StallWatch: the router's own loop blocked past stall_timeout, or a worker parked by flow
+    control, is no stall; a worker that really goes silent is marked, and recovers."""
+    async def run() -> tuple[bool, bool, bool, bool, bool]:
+        loop = asyncio.get_running_loop()
+        links, peers = [], []
+        for index in range(3):
+            ours, theirs = socket.socketpair()
+            peers.append(theirs)
+            _, conn = await loop.connect_accepted_socket(
+                lambda: FrameProtocol(lambda f: None), ours)
+            links.append(WorkerLink("t:x", index, conn, 0))
+        talking, parked, silent = links
+        parked.conn.block_reading_on(talking.conn)  # flow control: the router stops reading it
+        watch = StallWatch(0.5)  # checks every 0.125 s
+        for link in links:
+            watch.heard(link)
+        time.sleep(1.0)  # the router's loop itself blocked (the thing under test)
+        await asyncio.sleep(0.01)  # the overdue check runs before this timer, and before any
+        # frame the workers sent meanwhile could have been read (uvloop runs timers first)
+        after_block = any(watch.is_stalled(link) for link in links)
+        deadline = time.monotonic() + 5.0
+        while not watch.is_stalled(silent) and time.monotonic() < deadline:
+            watch.heard(talking)  # its heartbeats keep coming
+            await asyncio.sleep(0.05)
+        seen = watch.is_stalled(silent)
+        watch.heard(silent)
+        for link, peer in zip(links, peers, strict=True):
+            link.conn.close()
+            peer.close()
+        return (after_block, watch.is_stalled(talking), watch.is_stalled(parked), seen,
+                watch.is_stalled(silent))
+
+    assert asyncio.run(run()) == (False, False, False, True, False)
