@@ -201,15 +201,16 @@ def send(ctx: click.Context, dest: str, topic: str, values: tuple[str, ...],
 
 @main.command()
 @click.argument("dest")
+@click.option("--no-wait", is_flag=True, help="Return once the terminate is sent.")
 @_common
-def kill(ctx: click.Context, dest: str, socket_path: str | None, config_path: str | None,
-         as_json: bool) -> None:
+def kill(ctx: click.Context, dest: str, no_wait: bool, socket_path: str | None,
+         config_path: str | None, as_json: bool) -> None:
     """Terminate a process (hard stop) and wait for its end.
 
     Exit 1 if its worker is stalled: it ends when that worker's loop runs again (or
     restart-worker it)."""
     _setup(ctx, socket_path, config_path, as_json)
-    _call(ctx, "kill", dest=dest)
+    _call(ctx, "kill", dest=dest, no_wait=no_wait)
     _emit(ctx, {"ok": True})
 
 

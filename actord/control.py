@@ -257,10 +257,15 @@ class ControlServer:
         self.router.send("", self._resolve(args.get("dest")), topic, wire.encode_value(payload))
 
     async def kill(self, args: dict[str, Any]) -> None:
-        """Terminate, then wait for the EXIT (the worker acts on it when its loop runs)."""
+        """Terminate, then wait for the EXIT unless ``no_wait`` (the worker acts on the
+        terminate when its loop runs)."""
+        no_wait = args.get("no_wait", False)
+        if type(no_wait) is not bool:
+            raise InvalidError(f"bad no_wait {no_wait!r}")
         pid = self._resolve(args.get("dest"))
         self.router.terminate(pid)
-        await self._wait_exit(pid)
+        if not no_wait:
+            await self._wait_exit(pid)
 
     async def _wait_exit(self, pid: str) -> None:
         """Wait for ``pid``'s end; fail at once if its worker is (or becomes) stalled, and

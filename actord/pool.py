@@ -84,9 +84,10 @@ class WorkerPool:
 
     async def restart_worker(self, host: str, index: int) -> dict[str, Any]:
         """SIGKILL the worker in slot ``host``/``index`` (``actord restart-worker``, e.g. for a
-        stalled one) and wait until its replacement is connected. Its processes end with
+        stalled one) and wait until its replacement runs. Its processes end with
         ``"worker crashed"`` (SPEC 4.4 as for any worker death); the slot is refilled at once
-        (no crash-loop backoff: the operator asked for it) and its ``restarts`` counts it."""
+        (no crash-loop backoff: the operator asked for it) and its ``restarts`` counts it. Returns
+        once the new worker's first heartbeat arrived (its loop runs and has its INIT)."""
         slots = self.router.hosts.get(host)
         if not slots:
             raise NotFoundError(f"unknown host {host!r}")
@@ -105,7 +106,7 @@ class WorkerPool:
             async with asyncio.timeout(RESTART_TIMEOUT):
                 await exited.wait()
                 new = self.router.hosts[host][index]
-                await new.conn.connected.wait()
+                await self.router.stalls.when_running(new)  # its loop runs: it has INIT
         except TimeoutError:
             raise ProcessError(f"worker {old.tag} was not replaced within "
                                f"{RESTART_TIMEOUT:.0f}s") from None

@@ -137,6 +137,7 @@ class Router:
         while len(slots) <= link.index:
             slots.append(link)
         slots[link.index] = link
+        self.stalls.watch(link)
         init = {
             "host": link.host,
             "index": link.index,

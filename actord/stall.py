@@ -16,8 +16,9 @@ makes a stalled worker ``running`` again. A worker blocked from time t is marked
 
 Invariants: silence the router caused never counts: while the router does not read a worker
 (flow control parks it) or when the router's own loop was late to check, the missing
-heartbeats are not the worker's fault. Only workers that sent a heartbeat are watched (one
-still starting is not), and a worker that is down is forgotten.
+heartbeats are not the worker's fault. A worker is watched from the moment it is attached, so
+one whose loop never gets going is found too (its start counts as silence: keep
+``stall_timeout`` above a worker's start-up time); a worker that is down is forgotten.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class StallWatch:
         self.interval = heartbeat_interval(stall_timeout)
         self._heard: dict[WorkerLink, float] = {}  # monotonic time of the last heartbeat
         self._stalled: set[WorkerLink] = set()
-        self._waiters: dict[WorkerLink, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[WorkerLink, list[asyncio.Future[None]]] = {}  # when_stalled
+        self._beaten: set[WorkerLink] = set()  # sent at least one heartbeat
+        self._beat_waiters: dict[WorkerLink, list[asyncio.Future[None]]] = {}  # when_running
         #: last known mailbox depth of each worker (summed over its processes), from its
         #: last STATS answer: what metrics report while it cannot answer
         self.mailbox: dict[WorkerLink, int] = {}
@@ -54,25 +57,37 @@ class StallWatch:
         self._due = 0.0
 
     # -- events ----------------------------------------------------------------------------------
-    def heard(self, link: WorkerLink) -> None:
-        """A heartbeat from ``link``; a stalled worker is running again (logged)."""
+    def watch(self, link: WorkerLink) -> None:
+        """A worker just attached: its silence counts from now."""
         now = time.monotonic()
-        if link in self._stalled:
-            self._stalled.discard(link)
-            log.warning("worker %s recovered: heartbeat again after %.1fs without one "
-                        "(its event loop runs again); %d processes on it",
-                        link.tag, now - self._heard[link], len(link.pids))
         self._heard[link] = now
         if self._timer is None:
             self._due = now + self.interval
             self._timer = asyncio.get_running_loop().call_later(self.interval, self._check)
 
+    def heard(self, link: WorkerLink) -> None:
+        """A heartbeat from ``link``; a stalled worker is running again (logged)."""
+        if link in self._stalled:
+            self._stalled.discard(link)
+            log.warning("worker %s recovered: heartbeat again after %.1fs without one "
+                        "(its event loop runs again); %d processes on it",
+                        link.tag, time.monotonic() - self._heard[link], len(link.pids))
+        self._beaten.add(link)
+        if link in self._beat_waiters:
+            for fut in self._beat_waiters.pop(link):
+                if not fut.done():
+                    fut.set_result(None)
+        if link not in self._heard:
+            self.watch(link)
+        self._heard[link] = time.monotonic()
+
     def forget(self, link: WorkerLink) -> None:
         """``link`` is down: stop watching it (its processes ended with it)."""
         self._heard.pop(link, None)
         self._stalled.discard(link)
+        self._beaten.discard(link)
         self.mailbox.pop(link, None)
-        for fut in self._waiters.pop(link, ()):
+        for fut in (*self._waiters.pop(link, ()), *self._beat_waiters.pop(link, ())):
             fut.cancel()
 
     # -- queries ---------------------------------------------------------------------------------
@@ -102,6 +117,16 @@ class StallWatch:
             waiters = self._waiters.setdefault(link, [])
             waiters[:] = [w for w in waiters if not w.done()]
             waiters.append(fut)
+        return fut
+
+    def when_running(self, link: WorkerLink) -> asyncio.Future[None]:
+        """A future done once ``link`` has sent a heartbeat and is not stalled (at once if
+        so); cancelled if it goes down first."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if link in self._beaten and link not in self._stalled:
+            fut.set_result(None)
+        else:
+            self._beat_waiters.setdefault(link, []).append(fut)
         return fut
 
     # -- the check -------------------------------------------------------------------------------

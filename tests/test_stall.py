@@ -29,6 +29,7 @@ from actord.testing import CommandError, Daemon, alive, wait_for
 from actord.transport import FrameProtocol
 from tests.conftest import config_text
 from tests.test_metrics import free_port, get, parse, with_metrics
+from tests.test_systemd import NotifyListener
 
 STALL_TIMEOUT = 1.0
 #: the promised detection bound: stall_timeout + 1 s
@@ -69,10 +70,13 @@ class Node:
         return parse(body).get((name, frozenset(labels.items())), float("nan"))
 
     def block(self) -> Path:
-        """Block t:s/0's loop until the returned path is created (at most LIMIT seconds)."""
+        """Block t:s/0's loop until the returned path is created (at most LIMIT seconds);
+        returns once the block began."""
         path = self.tmp / f"release-{next(_release)}"
         self.blocks.append(path)
         self.d.call("spawn", id="t:block", host="t:s", args=[str(path), LIMIT])
+        began = path.with_name(path.name + ".blocked")
+        wait_for(began.exists, timeout=10, what="the block began")
         return path
 
     def release(self, path: Path) -> None:
@@ -184,8 +188,9 @@ def test_ps_while_a_stall_begins(node: Node) -> None:
 
 def test_kill_on_stalled_worker(node: Node) -> None:
     """kill of a process on a blocked worker: exit 1 and one line naming the stall and the
-    way out, also when the stall is detected only while kill waits; the process ends once
-    the loop runs again. On a running worker kill returns after the EXIT."""
+    way out, also when the stall is detected only while kill waits (--no-wait: exit 0 at
+    once); the process ends once the loop runs again. On a running worker kill returns after
+    the EXIT."""
     d = node.d
     victim = d.call("spawn", id="t:deaf", host="t:s", name="victim")
     release = node.block()
@@ -207,6 +212,11 @@ def test_kill_on_stalled_worker(node: Node) -> None:
                                f"for "), line
         assert line.endswith("it ends when that loop runs again; to end it now: "
                              "actord restart-worker t:s 0"), line
+        started = time.monotonic()
+        assert d.call("kill", dest="victim", no_wait=True) is None  # --no-wait: sent, done
+        assert time.monotonic() - started < 0.5
+        out = d.cli("kill", "--no-wait", "victim")
+        assert (out.returncode, out.stderr) == (0, ""), out
     finally:
         node.release(release)
     wait_for(lambda: "victim" not in d.call("registry"), timeout=5, what="victim ended")
@@ -325,3 +335,27 @@ def test_silence_the_router_caused_is_no_stall() -> None:
                 watch.is_stalled(silent))
 
     assert asyncio.run(run()) == (False, False, False, True, False)
+
+
+def test_systemd_status_names_stalled_workers(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's STATUS= line names a stalled worker (here SIGSTOPped) until it runs again."""
+    listener = NotifyListener(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    text = config_text({}, hosts={"t:s": 1}).replace(
+        "[daemon]\n", f'[daemon]\nstall_timeout = "{STALL_TIMEOUT:g}s"\n', 1)
+    d = Daemon(tmp_path / "d", text).start()
+    try:
+        os_pid = d.workers()[0]["os_pid"]
+        os.kill(os_pid, signal.SIGSTOP)
+        try:
+            listener.until(lambda m: m.fields.get("STATUS", "").endswith(
+                "; stalled workers t:s/0"))
+        finally:
+            os.kill(os_pid, signal.SIGCONT)
+        listener.until(lambda m: m.fields.get("STATUS", "").startswith("running:")
+                       and "stalled" not in m.fields["STATUS"])
+    finally:
+        assert d.stop() == 0, d.log()
+        listener.close()

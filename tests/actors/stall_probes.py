@@ -12,8 +12,10 @@ import time
 
 async def block_until(path: str, limit: float) -> str:
     """Block this worker's event loop (``time.sleep``, never awaiting) until ``path`` exists
-    or ``limit`` seconds passed; then end normally."""
+    or ``limit`` seconds passed; then end normally. ``path + ".blocked"`` says it began."""
     end = time.monotonic() + limit
+    with open(path + ".blocked", "w"):
+        pass
     while not os.path.exists(path) and time.monotonic() < end:
         time.sleep(0.02)
     return "unblocked"
