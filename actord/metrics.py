@@ -13,8 +13,7 @@ The HTTP side is a minimal HTTP/1.1 server on the daemon's event loop
 and a deadline to send it, then ``Connection: close``. No thread, no dependency.
 
 Invariant: a scrape never changes daemon state (it only records each worker's last mailbox
-depth), and nothing a client sends can raise out of
-the connection handler.
+depth), and nothing a client sends can raise out of the connection handler.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ REAP_INTERVAL = 1.0
 DRAIN_TIMEOUT = 1.0
 #: seconds a worker whose socket closed has to end itself before it is SIGKILLed
 KILL_GRACE = 1.0
-#: seconds restart-worker waits for the killed worker's replacement to connect
+#: seconds restart-worker waits for the killed worker's replacement to run
 RESTART_TIMEOUT = 10.0
 
 
