@@ -49,7 +49,8 @@ class WorkerLink:
     """The router's view of one worker OS process."""
 
     __slots__ = (
-        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "started_at", "up",
+        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "stalled",
+        "started_at", "up",
     )
 
     def __init__(self, host: str, index: int, conn: FrameProtocol, os_pid: int) -> None:
@@ -62,6 +63,7 @@ class WorkerLink:
         self.started_at = time.time()
         self.up = True
         self.retiring = False  # being removed by a reload: takes no new processes
+        self.stalled = False  # its event loop is blocked (set by StallWatch, actord/stall.py)
 
     @property
     def tag(self) -> str:
@@ -91,9 +93,11 @@ class ProcEntry:
         self.generation = -1
 
 
-def _load(worker: WorkerLink) -> tuple[bool, int]:
-    """Sort key of a spawn's worker choice: live, not retiring, fewest processes first."""
-    return (not worker.up or worker.retiring, len(worker.pids))
+def _load(worker: WorkerLink) -> tuple[bool, bool, int]:
+    """Sort key of a spawn's worker choice: live, not retiring, not stalled, fewest processes
+    first (a stalled worker only when the host has nothing better: the child starts when its
+    loop runs again)."""
+    return (not worker.up or worker.retiring, worker.stalled, len(worker.pids))
 
 
 class Router:

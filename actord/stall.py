@@ -9,9 +9,10 @@ the router's loop checks every watched worker at the same interval::
     worker loop --[HEARTBEAT] every interval--> router: heard[worker] = now
     router timer, every interval:  now - heard[worker] > stall_timeout  ->  stalled
 
-A worker has two states here, ``running`` and ``stalled``; each move is logged once at
-WARNING (``worker H/I stalled: ...``, ``worker H/I recovered: ...``). Its next heartbeat
-makes a stalled worker ``running`` again. A worker blocked from time t is marked stalled by
+A worker has two states here, ``running`` and ``stalled`` (``WorkerLink.stalled``); each move
+is logged once at WARNING (``worker H/I stalled: ...``, ``worker H/I recovered: ...``). Its
+next heartbeat makes a stalled worker ``running`` again. Spawns avoid a stalled worker while
+its host has another. A worker blocked from time t is marked stalled by
 ``t + stall_timeout + interval`` (the interval is at most 1 s).
 
 Invariants: silence the router caused never counts: while the router does not read a worker
@@ -46,7 +47,6 @@ class StallWatch:
         self.timeout = stall_timeout
         self.interval = heartbeat_interval(stall_timeout)
         self._heard: dict[WorkerLink, float] = {}  # monotonic time of the last heartbeat
-        self._stalled: set[WorkerLink] = set()
         self._waiters: dict[WorkerLink, list[asyncio.Future[None]]] = {}  # when_stalled
         self._beaten: set[WorkerLink] = set()  # sent at least one heartbeat
         self._beat_waiters: dict[WorkerLink, list[asyncio.Future[None]]] = {}  # when_running
@@ -67,8 +67,8 @@ class StallWatch:
 
     def heard(self, link: WorkerLink) -> None:
         """A heartbeat from ``link``; a stalled worker is running again (logged)."""
-        if link in self._stalled:
-            self._stalled.discard(link)
+        if link.stalled:
+            link.stalled = False
             log.warning("worker %s recovered: heartbeat again after %.1fs without one "
                         "(its event loop runs again); %d processes on it",
                         link.tag, time.monotonic() - self._heard[link], len(link.pids))
@@ -84,7 +84,7 @@ class StallWatch:
     def forget(self, link: WorkerLink) -> None:
         """``link`` is down: stop watching it (its processes ended with it)."""
         self._heard.pop(link, None)
-        self._stalled.discard(link)
+        link.stalled = False
         self._beaten.discard(link)
         self.mailbox.pop(link, None)
         for fut in (*self._waiters.pop(link, ()), *self._beat_waiters.pop(link, ())):
@@ -93,11 +93,11 @@ class StallWatch:
     # -- queries ---------------------------------------------------------------------------------
     def is_stalled(self, link: WorkerLink) -> bool:
         """True while ``link`` is marked stalled."""
-        return link in self._stalled
+        return link.stalled
 
     def stalled_for(self, link: WorkerLink) -> float | None:
         """Seconds since a stalled worker's last heartbeat; None if it is not stalled."""
-        if link not in self._stalled:
+        if not link.stalled:
             return None
         return time.monotonic() - self._heard[link]
 
@@ -111,7 +111,7 @@ class StallWatch:
         """A future done when ``link`` is marked stalled (at once if it is); cancelled if it
         goes down first. The caller cancels it when it stops waiting."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if link in self._stalled:
+        if link.stalled:
             fut.set_result(None)
         else:
             waiters = self._waiters.setdefault(link, [])
@@ -123,7 +123,7 @@ class StallWatch:
         """A future done once ``link`` has sent a heartbeat and is not stalled (at once if
         so); cancelled if it goes down first."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if link in self._beaten and link not in self._stalled:
+        if link in self._beaten and not link.stalled:
             fut.set_result(None)
         else:
             self._beat_waiters.setdefault(link, []).append(fut)
@@ -134,7 +134,7 @@ class StallWatch:
         now = time.monotonic()
         late = now - self._due  # > 0: our own loop was busy; the workers' frames wait unread
         for link, heard in self._heard.items():
-            if link in self._stalled:
+            if link.stalled:
                 continue
             if link.conn.reading_paused:  # parked by flow control: we do not read it
                 heard = now
@@ -147,7 +147,7 @@ class StallWatch:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._check)
 
     def _stall(self, link: WorkerLink, silent: float) -> None:
-        self._stalled.add(link)
+        link.stalled = True
         log.warning("worker %s stalled: no heartbeat for %.1fs (its event loop is blocked); "
                     "%d processes on it", link.tag, silent, len(link.pids))
         for fut in self._waiters.pop(link, ()):

@@ -42,7 +42,7 @@ PROCESSES = {
     "t:ask": "daemon_probes:ask",
     "t:recorder": "daemon_probes:recorder",
 }
-HOSTS = {"t:s": 1, "t:m": 1}
+HOSTS = {"t:s": 1, "t:m": 1, "t:p": 2}
 _release = itertools.count()
 
 
@@ -69,12 +69,12 @@ class Node:
         assert status == 200, body
         return parse(body).get((name, frozenset(labels.items())), float("nan"))
 
-    def block(self) -> Path:
-        """Block t:s/0's loop until the returned path is created (at most LIMIT seconds);
-        returns once the block began."""
+    def block(self, host: str = "t:s") -> Path:
+        """Block the loop of a worker of ``host`` until the returned path is created (at most
+        LIMIT seconds); returns once the block began."""
         path = self.tmp / f"release-{next(_release)}"
         self.blocks.append(path)
-        self.d.call("spawn", id="t:block", host="t:s", args=[str(path), LIMIT])
+        self.d.call("spawn", id="t:block", host=host, args=[str(path), LIMIT])
         began = path.with_name(path.name + ".blocked")
         wait_for(began.exists, timeout=10, what="the block began")
         return path
@@ -184,6 +184,26 @@ def test_ps_while_a_stall_begins(node: Node) -> None:
         os.kill(os_pid, signal.SIGCONT)
     wait_for(lambda: node.state() == "running", timeout=5, what="running after SIGCONT")
     assert d.cli("kill", pid).returncode == 0
+
+
+def test_spawn_avoids_a_stalled_worker(node: Node) -> None:
+    """Spawns on a host with a stalled worker go to its other worker, however loaded."""
+    d = node.d
+    release = node.block("t:p")
+    try:
+        wait_for(lambda: [w["index"] for w in d.workers()
+                          if w["host"] == "t:p" and w["state"] == "stalled"],
+                 timeout=BOUND, interval=0.05, what="a t:p worker stalled")
+        [stuck] = [w["index"] for w in d.workers() if w["state"] == "stalled"]
+        pids = [d.call("spawn", id="t:deaf", host="t:p") for _ in range(3)]
+        rows = {r["pid"]: r for r in d.call("ps", host="t:p")}
+        assert {(rows[p]["worker"], rows[p]["state"]) for p in pids} == {(1 - stuck, "running")}
+    finally:
+        release.touch()
+    wait_for(lambda: all(w["state"] == "running" for w in d.workers()), timeout=10,
+             what="t:p running again")
+    for pid in pids:
+        d.call("kill", dest=pid)
 
 
 def test_kill_on_stalled_worker(node: Node) -> None:
