@@ -32,6 +32,8 @@ from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.pool")
 
+#: seconds restart-worker waits for the killed worker's replacement to run
+RESTART_TIMEOUT = 10.0
 #: restarts of one slot within this many seconds count towards the crash-loop backoff
 CRASH_WINDOW = 30.0
 #: seconds between two reaps of orphans (processes actor code left behind) that exited
@@ -40,8 +42,6 @@ REAP_INTERVAL = 1.0
 DRAIN_TIMEOUT = 1.0
 #: seconds a worker whose socket closed has to end itself before it is SIGKILLed
 KILL_GRACE = 1.0
-#: seconds restart-worker waits for the killed worker's replacement to run
-RESTART_TIMEOUT = 10.0
 
 
 class WorkerPool:
