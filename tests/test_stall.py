@@ -379,3 +379,23 @@ def test_systemd_status_names_stalled_workers(tmp_path: Path,
     finally:
         assert d.stop() == 0, d.log()
         listener.close()
+
+
+def test_ps_lists_an_unresponsive_worker(tmp_path: Path) -> None:
+    """A worker silent for ps's whole 3 s but not yet past stall_timeout (here 10s): its
+    processes are listed as unresponsive, mailbox unknown, never left out."""
+    text = config_text({"t:deaf": "ops_probes:deaf"}, hosts={"t:s": 1}).replace(
+        "[daemon]\n", '[daemon]\nstall_timeout = "10s"\n', 1)
+    d = Daemon(tmp_path / "d", text).start()
+    try:
+        pid = d.call("spawn", id="t:deaf", host="t:s")
+        os_pid = d.workers()[0]["os_pid"]
+        os.kill(os_pid, signal.SIGSTOP)
+        try:
+            rows = d.call("ps")
+        finally:
+            os.kill(os_pid, signal.SIGCONT)
+        assert rows == [{"pid": pid, "id": "t:deaf", "host": "t:s", "worker": 0,
+                         "state": "unresponsive", "names": [], "mailbox": None}]
+    finally:
+        assert d.stop() == 0, d.log()
