@@ -338,8 +338,16 @@ def status(ctx: click.Context, socket_path: str | None, config_path: str | None,
         lines.append(f"host {_t(host['name'])}")
         for w in host["workers"]:
             lines.append(f"  worker {w['index']}  os pid {w['os_pid']}  "
-                         f"processes {w['processes']}  restarts {w['restarts']}")
+                         f"processes {w['processes']}  restarts {w['restarts']}"
+                         + _worker_state(w))
     _emit(ctx, st, "\n".join(lines))
+
+
+def _worker_state(w: dict[str, Any]) -> str:
+    """The status line's tail for a worker that is not simply running."""
+    if w.get("state") == "stalled":
+        return f"  STALLED for {w['stalled_for']:.1f}s (event loop blocked)"
+    return "  down" if w.get("state") == "down" else ""
 
 
 @main.command()
@@ -353,7 +361,7 @@ def status(ctx: click.Context, socket_path: str | None, config_path: str | None,
 def ps(ctx: click.Context, host: str | None, id_glob: str | None, name_glob: str | None,
        state: str | None, socket_path: str | None, config_path: str | None,
        as_json: bool) -> None:
-    """Live processes with their mailbox depth."""
+    """Live processes with their mailbox depth (- when unknown: its worker is stalled)."""
     _setup(ctx, socket_path, config_path, as_json)
     _checked(_incoming, [id_glob, name_glob, state], "ps filter", 0)
     rows = [
@@ -362,10 +370,11 @@ def ps(ctx: click.Context, host: str | None, id_glob: str | None, name_glob: str
         and (name_glob is None or any(fnmatch.fnmatchcase(n, name_glob) for n in r["names"]))
         and (state is None or r.get("state") == state)
     ]
-    header = f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'MBOX':>6} NAMES"
+    header = f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES"
     text = "\n".join([header] + [
         f"{_t(r['pid']):<28} {_t(r['id']):<28} {_t(r['host']):<20} {r['worker']:>2} "
-        f"{r['mailbox']:>6} {_t(','.join(r['names']))}" for r in rows
+        f"{_t(r['state']):<12} {'-' if r['mailbox'] is None else r['mailbox']:>6} "
+        f"{_t(','.join(r['names']))}" for r in rows
     ])
     _emit(ctx, rows, text)
 
@@ -402,12 +411,16 @@ def send(ctx: click.Context, dest: str, topic: str, values: tuple[str, ...],
 
 @main.command()
 @click.argument("dest")
+@click.option("--no-wait", is_flag=True, help="Return once the terminate is sent.")
 @_common
-def kill(ctx: click.Context, dest: str, socket_path: str | None, config_path: str | None,
-         as_json: bool) -> None:
-    """Terminate a process (hard stop)."""
+def kill(ctx: click.Context, dest: str, no_wait: bool, socket_path: str | None,
+         config_path: str | None, as_json: bool) -> None:
+    """Terminate a process (hard stop) and wait for its end.
+
+    Exit 1 if its worker is stalled: it ends when that worker's loop runs again (or
+    restart-worker it)."""
     _setup(ctx, socket_path, config_path, as_json)
-    _call(ctx, "kill", dest=dest)
+    _call(ctx, "kill", dest=dest, no_wait=no_wait)
     _emit(ctx, {"ok": True})
 
 
@@ -459,6 +472,21 @@ def exec_(ctx: click.Context, id: str, host: str, args: tuple[str, ...],
         click.echo(_json(out["value"]))
     if "error" in out:
         _fail(f"exec failed: {out['error']}")
+
+
+@main.command("restart-worker")
+@click.argument("host")
+@click.argument("index", type=click.IntRange(min=0))
+@_common
+def restart_worker(ctx: click.Context, host: str, index: int, socket_path: str | None,
+                   config_path: str | None, as_json: bool) -> None:
+    """Kill worker INDEX of HOST (e.g. a stalled one) and start a new one in its slot.
+
+    Its processes end with "worker crashed" (monitors get EXIT, links LINK_DOWN)."""
+    _setup(ctx, socket_path, config_path, as_json)
+    r = _call(ctx, "restart-worker", host=host, index=index)
+    _emit(ctx, r, f"worker {r['host']}/{r['index']} restarted: os pid {r['old_os_pid']} -> "
+                  f"{r['os_pid']}, {r['ended']} processes ended (worker crashed)")
 
 
 @main.command()

@@ -5,7 +5,8 @@ daemon answers (nothing listens, connection refused, or no frame at all within t
 ``timeout`` -- a stopped daemon); ``ClientError`` when a daemon is there but the request
 could not be made (the socket may not be opened, the daemon closed the connection before
 answering); ``CommandError`` when the daemon answered with an error, also for a request
-frame too large for it to decode (it answers that one with request id None, then closes). While a long command runs (``exec``, ``start``...), the client
+frame too large for it to decode (it answers that one with request id None, then closes).
+While a long command runs (``exec``, ``start``...), the client
 sends ``ping`` requests on the same connection whenever it has heard nothing for half the
 timeout, so a live daemon is never mistaken for a dead one and a stopped one is noticed
 within the timeout.

@@ -135,6 +135,7 @@ class ControlServer:
             "reload": self.reload,
             "shutdown": self.shutdown,
             "ping": self.ping,
+            "restart-worker": self.restart_worker,
         }
 
     async def start(self, path: str, group: str | None = None) -> None:
@@ -251,7 +252,8 @@ class ControlServer:
                 "workers": [
                     {"index": w.index, "os_pid": w.os_pid, "processes": len(w.pids),
                      "restarts": w.restarts, "up": w.up,
-                     "uptime": round(time.time() - w.started_at, 3)}
+                     "uptime": round(time.time() - w.started_at, 3),
+                     **self.router.stalls.row(w)}
                     for w in slots
                 ],
             }
@@ -303,7 +305,43 @@ class ControlServer:
         self.router.send("", self._resolve(args.get("dest")), topic, wire.encode_value(payload))
 
     async def kill(self, args: dict[str, Any]) -> None:
-        self.router.terminate(self._resolve(args.get("dest")))
+        """Terminate, then wait for the EXIT unless ``no_wait`` (the worker acts on the
+        terminate when its loop runs)."""
+        no_wait = args.get("no_wait", False)
+        if type(no_wait) is not bool:
+            raise InvalidError(f"bad no_wait {no_wait!r}")
+        pid = self._resolve(args.get("dest"))
+        self.router.terminate(pid)
+        if not no_wait:
+            await self._wait_exit(pid)
+
+    async def _wait_exit(self, pid: str) -> None:
+        """Wait for ``pid``'s end; fail at once if its worker is (or becomes) stalled, and
+        after ``stall_timeout`` + 2 s (at most 25 s) without either."""
+        entry = self.router.procs.get(pid)
+        if entry is None:
+            return
+        link = entry.worker
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        self.router.on_exit(pid, lambda _: ended.done() or ended.set_result(None))
+        stalled = self.router.stalls.when_stalled(link)
+        bound = min(self.router.stalls.timeout + 2.0, 25.0)
+        try:
+            await asyncio.wait((ended, stalled), timeout=bound,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stalled.cancel()
+        if ended.done():
+            return
+        since = self.router.stalls.stalled_for(link)
+        if since is None:
+            raise ProcessError(f"process {pid} did not end within {bound:.0f}s")
+        raise ProcessError(
+            f"process {pid} is on worker {link.tag}, stalled for {since:.1f}s (its event loop "
+            f"is blocked): it ends when that loop runs again; to end it now: "
+            f"actord restart-worker {link.host} {link.index}"
+        )
 
     async def cancel(self, args: dict[str, Any]) -> None:
         deadline = args.get("deadline")
@@ -355,6 +393,16 @@ class ControlServer:
 
     async def restart_service(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.daemon.services.restart(args["service"])
+
+    async def restart_worker(self, args: dict[str, Any]) -> dict[str, Any]:
+        """SIGKILL one worker (e.g. a stalled one); its processes end with ``"worker
+        crashed"`` and its slot is refilled. Returns the old and new OS pids and the ends."""
+        host, index = args.get("host"), args.get("index")
+        if not isinstance(host, str) or type(index) is not int:
+            raise InvalidError("restart-worker needs a host name and a worker index")
+        if self.daemon.pool is None:
+            raise NotFoundError("the workers are not started yet")
+        return await self.daemon.pool.restart_worker(host, index)
 
     async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.daemon.reload()

@@ -191,7 +191,8 @@ class Daemon:
 
     def status_line(self) -> str:
         """systemd's ``STATUS=``: e.g. ``running: 2 hosts, 3 workers, 7 processes; services
-        2 running, 1 failed`` (plus the last refused reload until one succeeds)."""
+        2 running, 1 failed; stalled workers app:a/0`` (plus the last refused reload until one
+        succeeds)."""
         r = self.router
         workers = sum(1 for slots in r.hosts.values() for w in slots if w.up)
         line = f"running: {len(r.hosts)} hosts, {workers} workers, {len(r.procs)} processes"
@@ -200,6 +201,9 @@ class Daemon:
             states[row["state"]] = states.get(row["state"], 0) + 1
         if states:
             line += "; services " + ", ".join(f"{n} {s}" for s, n in states.items())
+        stalled = [w.tag for slots in r.hosts.values() for w in slots if r.stalls.is_stalled(w)]
+        if stalled:
+            line += "; stalled workers " + ", ".join(stalled)
         if self._reload_error:
             line += f"; {self._reload_error}"
         return line

@@ -3,15 +3,17 @@
 ``GET /metrics`` answers in the Prometheus text exposition format (version 0.0.4). Every
 value is read at scrape time from the router and the service manager, which own them; only
 the mailbox depths are asked from the workers (one STATS round trip, bounded by
-``STATS_TIMEOUT``; a worker that does not answer in time is left out and counted in
-``actord_stats_timeouts_total``). Nothing is cached, so there is no registry to keep in sync.
+``STATS_TIMEOUT``; a worker that does not answer in time is counted in
+``actord_stats_timeouts``, and a stalled one is not asked: either counts with the depth of its
+last answer, kept by the router's :class:`~actord.stall.StallWatch`). Nothing else is
+cached, so there is no registry to keep in sync.
 
 The HTTP side is a minimal HTTP/1.1 server on the daemon's event loop
 (``asyncio.start_server``): one request per connection, GET only, a bounded request head
 and a deadline to send it, then ``Connection: close``. No thread, no dependency.
 
-Invariant: a scrape never changes daemon state, and nothing a client sends can raise out of
-the connection handler.
+Invariant: a scrape never changes daemon state (it only records each worker's last mailbox
+depth), and nothing a client sends can raise out of the connection handler.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from actord.services import ServiceState
 
 if TYPE_CHECKING:
     from actord.daemon import Daemon
+    from actord.router import WorkerLink
 
 log = logging.getLogger("actord.metrics")
 
@@ -116,11 +119,22 @@ async def collect(daemon: Daemon) -> list[Metric]:
     local_dead = Metric("actord_worker_dead_letters_total", "counter",
                         "Messages that reached a worker after their process ended "
                         "(resets with the worker).")
+    answered: set[WorkerLink] = set()
     for link, stats in answers:
-        depth[link.host] = depth.get(link.host, 0) + sum(
+        answered.add(link)
+        router.stalls.mailbox[link] = n = sum(
             int(p.get("mailbox", 0)) for p in stats.get("processes", ()) if p["pid"] in router.procs
         )
+        depth[link.host] = depth.get(link.host, 0) + n
         local_dead.add(int(stats.get("dead_letters", 0)), host=link.host, worker=str(link.index))
+    stalled = Metric("actord_worker_stalled", "gauge",
+                     "1 while a worker's event loop is blocked (no heartbeat for stall_timeout).")
+    for host, slots in router.hosts.items():
+        for w in slots:
+            if w.up:
+                stalled.add(int(router.stalls.is_stalled(w)), host=host, worker=str(w.index))
+                if w not in answered:  # stalled or late: its last known depth, not 0
+                    depth[host] += router.stalls.mailbox.get(w, 0)
     mailbox = Metric("actord_mailbox_depth", "gauge",
                      "Messages not yet received by their process, summed per host.")
     for host, n in depth.items():
@@ -149,8 +163,8 @@ async def collect(daemon: Daemon) -> list[Metric]:
             svc_state.add(int(row["state"] == state.value), service=row["name"],
                           state=state.value)
 
-    return [info, uptime, processes, workers, restarts, mailbox, local_dead, timeouts, routed,
-            dead, exits, svc_restarts, svc_state]
+    return [info, uptime, processes, workers, restarts, stalled, mailbox, local_dead, timeouts,
+            routed, dead, exits, svc_restarts, svc_state]
 
 
 # -- HTTP ------------------------------------------------------------------------------------------

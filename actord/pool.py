@@ -27,11 +27,14 @@ from typing import Any
 
 from actord import ids
 from actord.core import wire
+from actord.errors import NotFoundError, ProcessError
 from actord.router import Router, WorkerLink
 from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.pool")
 
+#: seconds restart-worker waits for the killed worker's replacement to run
+RESTART_TIMEOUT = 10.0
 #: restarts of one slot within this many seconds count towards the crash-loop backoff
 CRASH_WINDOW = 30.0
 #: seconds between two reaps of orphans (processes actor code left behind) that exited
@@ -61,6 +64,7 @@ class WorkerPool:
         self._exited: dict[tuple[str, int], asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: set[tuple[str, int]] = set()
+        self._restarting: set[tuple[str, int]] = set()  # killed by restart-worker
         self._loop = asyncio.get_running_loop()
         self._reaper = self._loop.call_later(REAP_INTERVAL, self._reap_orphans)
 
@@ -101,6 +105,37 @@ class WorkerPool:
         return {"worker": link.tag, "os_pid": link.os_pid,
                 "processes": [{"pid": p, "id": procs[p].id if p in procs else None}
                               for p in pids]}
+
+    async def restart_worker(self, host: str, index: int) -> dict[str, Any]:
+        """SIGKILL the worker in slot ``host``/``index`` (``actord restart-worker``, e.g. for a
+        stalled one) and wait until its replacement runs. Its processes end with
+        ``"worker crashed"`` (SPEC 4.4 as for any worker death); the slot is refilled at once
+        (no crash-loop backoff: the operator asked for it) and its ``restarts`` counts it. Returns
+        once the new worker's first heartbeat arrived (its loop runs and has its INIT)."""
+        slots = self.router.hosts.get(host)
+        if not slots:
+            raise NotFoundError(f"unknown host {host!r}")
+        if not 0 <= index < len(slots):
+            raise NotFoundError(f"host {host!r} has no worker {index} (0..{len(slots) - 1})")
+        old, key = slots[index], (host, index)
+        if not old.up or old.retiring or key in self._restarting or self.stopping:
+            raise NotFoundError(f"worker {old.tag} is not running (being replaced or retired)")
+        ended = len(old.pids)
+        log.warning("worker %s (os pid %d) restarted on request: SIGKILL; its %d processes end "
+                    "with \"worker crashed\"", old.tag, old.os_pid, ended)
+        self._restarting.add(key)
+        exited = self._exited[key]
+        self.procs[key].kill()
+        try:
+            async with asyncio.timeout(RESTART_TIMEOUT):
+                await exited.wait()
+                new = self.router.hosts[host][index]
+                await self.router.stalls.when_running(new)  # its loop runs: it has INIT
+        except TimeoutError:
+            raise ProcessError(f"worker {old.tag} was not replaced within "
+                               f"{RESTART_TIMEOUT:.0f}s") from None
+        return {"host": host, "index": index, "old_os_pid": old.os_pid,
+                "os_pid": new.os_pid, "ended": ended}
 
     def launch(self, host: str, index: int, restarts: int) -> WorkerLink:
         """Fork+exec one worker and attach it to the router now.
@@ -204,6 +239,10 @@ class WorkerPool:
             log.info("worker %s retired", link.tag)
             return
         if self.stopping:
+            return
+        if key in self._restarting:  # restart-worker: not a crash, no backoff
+            self._restarting.discard(key)
+            self._relaunch(link)
             return
         log.error("worker %s (os pid %d) exited with %s; replacing it", link.tag, proc.pid, code)
         now = time.monotonic()

@@ -38,6 +38,7 @@ from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.security import Guard, call_permissions, check_escalation, spawn_permissions
+from actord.stall import StallWatch
 from actord.transport import FrameProtocol
 
 log = logging.getLogger("actord.router")
@@ -50,7 +51,8 @@ class WorkerLink:
     """The router's view of one worker OS process."""
 
     __slots__ = (
-        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "started_at", "up",
+        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "stalled",
+        "started_at", "up",
     )
 
     def __init__(self, host: str, index: int, conn: FrameProtocol, os_pid: int) -> None:
@@ -63,6 +65,7 @@ class WorkerLink:
         self.started_at = time.time()
         self.up = True
         self.retiring = False  # being removed by a reload: takes no new processes
+        self.stalled = False  # its event loop is blocked (set by StallWatch, actord/stall.py)
 
     @property
     def tag(self) -> str:
@@ -92,9 +95,11 @@ class ProcEntry:
         self.generation = -1
 
 
-def _load(worker: WorkerLink) -> tuple[bool, int]:
-    """Sort key of a spawn's worker choice: live, not retiring, fewest processes first."""
-    return (not worker.up or worker.retiring, len(worker.pids))
+def _load(worker: WorkerLink) -> tuple[bool, bool, int]:
+    """Sort key of a spawn's worker choice: live, not retiring, not stalled, fewest processes
+    first (a stalled worker only when the host has nothing better: the child starts when its
+    loop runs again)."""
+    return (not worker.up or worker.retiring, worker.stalled, len(worker.pids))
 
 
 class Router:
@@ -122,6 +127,7 @@ class Router:
         self._next_req = 0
         self.empty = asyncio.Event()
         self.empty.set()
+        self.stalls = StallWatch(config.daemon.stall_timeout)  # heartbeats: actord/stall.py
         self._calls: dict[str, Callable[[str, dict[str, Any]], Any]] = {
             "terminate": lambda caller, a: self.terminate(a["dest"]),
             "cancel": lambda caller, a: self.cancel(caller, a["dest"], a.get("deadline"),
@@ -141,6 +147,7 @@ class Router:
         while len(slots) <= link.index:
             slots.append(link)
         slots[link.index] = link
+        self.stalls.watch(link)
         init = {
             "host": link.host,
             "index": link.index,
@@ -149,6 +156,7 @@ class Router:
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
             "names": self.registry.snapshot(),
             "security": self.guard.to_builtins(),
+            "heartbeat": self.stalls.interval,
         }
         link.conn.send([wire.INIT, init])
 
@@ -214,6 +222,8 @@ class Router:
                 wait = self._stats_waits.pop(frame[1], None)
                 if wait is not None and not wait[1].done():
                     wait[1].set_result(frame[2])
+            elif op == wire.HEARTBEAT:
+                self.stalls.heard(link)
             elif op == wire.HELLO:
                 pass
             elif op == wire.STARTED:
@@ -273,6 +283,7 @@ class Router:
         if not link.up:
             return
         link.up = False
+        self.stalls.forget(link)
         pids = list(link.pids)
         if pids:
             log.warning("worker %s died with %d processes", link.tag, len(pids))
@@ -513,12 +524,21 @@ class Router:
 
     # -- introspection ---------------------------------------------------------------------------
     async def ps(self, host: str | None = None, timeout: float = 3.0) -> list[dict[str, Any]]:
-        """Every live process with its mailbox depth, asked from the workers."""
-        waits: list[tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = []
+        """Every live process with its mailbox depth, asked from the workers.
+
+        A worker that is stalled, is marked stalled while we wait, or does not answer within
+        ``timeout`` has its processes listed from the router's own table, with state
+        ``"stalled"`` (or ``"unresponsive"``: silent, not yet past ``stall_timeout``) and
+        mailbox None (unknown). A worker known to be stalled is not asked at all.
+        """
+        waits: list[tuple[WorkerLink, asyncio.Future[dict[str, Any]] | None]] = []
         loop = asyncio.get_running_loop()
         for slots in self.hosts.values():
             for link in slots:
                 if link.up and (host is None or link.host == host):
+                    if self.stalls.is_stalled(link):
+                        waits.append((link, None))
+                        continue
                     self._next_req += 1
                     fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                     self._stats_waits[self._next_req] = (link, fut)
@@ -528,11 +548,16 @@ class Router:
         names: dict[str, list[str]] = {}
         for name, pid in self.registry.snapshot().items():
             names.setdefault(pid, []).append(name)
+        deadline = loop.time() + timeout
         for link, fut in waits:
-            try:
-                async with asyncio.timeout(timeout):
-                    stats = await fut
-            except TimeoutError:
+            stats = None if fut is None else await self._stats_answer(link, fut, deadline)
+            if stats is None:
+                state = "stalled" if self.stalls.is_stalled(link) else "unresponsive"
+                rows.extend({
+                    "pid": pid, "id": self.procs[pid].id, "host": link.host,
+                    "worker": link.index, "state": state, "names": names.get(pid, []),
+                    "mailbox": None,
+                } for pid in link.pids if pid in self.procs)
                 continue
             for p in stats.get("processes", []):
                 if p["pid"] not in self.procs:
@@ -549,16 +574,35 @@ class Router:
         rows.sort(key=lambda r: ids.parse_pid(r["pid"]) or ("", 0))
         return rows
 
+    async def _stats_answer(
+        self, link: WorkerLink, fut: asyncio.Future[dict[str, Any]], deadline: float
+    ) -> dict[str, Any] | None:
+        """``link``'s STATS answer, or None if it is marked stalled or ``deadline`` (loop
+        time) passes first (the request is then forgotten)."""
+        stalled = self.stalls.when_stalled(link)
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait((fut, stalled), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stalled.cancel()
+        if fut.done():
+            return fut.result()
+        for req, (_, waiting) in list(self._stats_waits.items()):
+            if waiting is fut:
+                del self._stats_waits[req]
+        return None
+
     async def worker_stats(
         self, timeout: float = 1.0
     ) -> tuple[list[tuple[WorkerLink, dict[str, Any]]], int]:
         """Every live worker's STATS answer within one ``timeout`` (metrics), and how many
-        workers did not answer in time (their requests are forgotten)."""
+        workers did not answer in time (their requests are forgotten). A stalled worker is
+        not asked."""
         loop = asyncio.get_running_loop()
         asked: dict[asyncio.Future[dict[str, Any]], tuple[WorkerLink, int]] = {}
         for slots in self.hosts.values():
             for link in slots:
-                if link.up:
+                if link.up and not self.stalls.is_stalled(link):  # it would not answer
                     self._next_req += 1
                     fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                     self._stats_waits[self._next_req] = (link, fut)

@@ -11,9 +11,10 @@ first; the policies it uses are swapped as a whole on reload (no half-applied po
 
 Actions beyond SPEC section 7's table, for CLI commands that are not actor calls:
 ``daemon.status`` (status, ps, registry, services; resource ``"daemon"``),
-``daemon.reload`` and ``daemon.shutdown`` (resource ``"daemon"``), and ``service.start``,
-``service.stop``, ``service.restart`` (resource: the service name). ``ping`` (the CLI's
-liveness probe, answering the daemon's ``max_frame``) needs no permission.
+``daemon.reload`` and ``daemon.shutdown`` (resource ``"daemon"``), ``service.start``,
+``service.stop``, ``service.restart`` (resource: the service name), and ``daemon.worker``
+(restart-worker; resource: the host name). ``ping`` (the CLI's liveness probe, answering the
+daemon's ``max_frame``) needs no permission.
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ def command_permissions(
         return [(f"daemon.{command}", "daemon")]
     if command in ("start", "stop", "restart"):
         return [(f"service.{command}", str(args.get("service")))]
+    if command == "restart-worker":
+        return [("daemon.worker", str(args.get("host")))]
     if command in ("spawn", "exec"):
         flags = wire.SPAWN_EXEC if command == "exec" else 0
         return spawn_permissions(wire.spawn_request(

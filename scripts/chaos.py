@@ -171,7 +171,8 @@ class Chaos:
         if pid is None:
             return
         try:
-            self.node.d.call("kill", dest=pid)
+            # no wait: the worker may be SIGSTOPped by this very thread
+            self.node.d.call("kill", dest=pid, no_wait=True)
             self.terminates += 1
         except CommandError as e:
             if e.kind != "NOT_FOUND":

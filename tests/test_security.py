@@ -165,6 +165,8 @@ def test_cli_clients_by_uid(daemon: Daemon) -> None:
     assert _as_uid(daemon.socket, NOBODY, "status")[0] == "ok"
     assert _as_uid(daemon.socket, NOBODY, "spawn", id="t:idle", host="t:a") == (
         "error", "PERMISSION_DENIED")
+    assert _as_uid(daemon.socket, NOBODY, "restart-worker", host="t:a", index=0) == (
+        "error", "PERMISSION_DENIED")  # daemon.worker on t:a: not in its scope
     assert _as_uid(daemon.socket, NOBODY - 1, "status") == ("error", "PERMISSION_DENIED")
     # root is system:admin
     assert daemon.call("spawn", id="t:quick", host="t:a").startswith("{t:a|")

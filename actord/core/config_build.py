@@ -31,8 +31,10 @@ from actord.core.config_model import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MODE,
     DEFAULT_RESTART,
+    DEFAULT_STALL_TIMEOUT,
     DEFAULT_TIMEOUT,
     MAX_WORKERS,
+    MIN_STALL_TIMEOUT,
     Actor,
     Backoff,
     Client,
@@ -104,6 +106,7 @@ class _RawDaemon(_Raw):
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
     metrics: str | None = None
+    stall_timeout: Any = None
 
 
 class _RawHost(_Raw):
@@ -252,7 +255,16 @@ def _daemon(raw: _RawDaemon, base: str) -> DaemonConfig:
             raw.log_level.lower(), ("debug", "info", "warning", "error"), ("daemon", "log_level")
         ),
         metrics=None if raw.metrics is None else _listen(raw.metrics, ("daemon", "metrics")),
+        stall_timeout=_stall_timeout(raw.stall_timeout),
     )
+
+
+def _stall_timeout(value: object) -> float:
+    path = ("daemon", "stall_timeout")
+    seconds = _duration(value, path, DEFAULT_STALL_TIMEOUT)
+    _require(seconds >= MIN_STALL_TIMEOUT, path,
+             f"must be at least {MIN_STALL_TIMEOUT * 1000:.0f}ms, got {value!r}")
+    return seconds
 
 
 _LISTEN_RE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]*)):(\d{1,5})")

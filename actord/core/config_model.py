@@ -23,6 +23,8 @@ Effect = Literal["allow", "deny"]
 Op = Literal["eq", "ne", "in", "nin", "exists", "matches"]
 # Defaults shared by the public objects and the TOML shapes (the others live in their class).
 DEFAULT_TIMEOUT = 10.0  # seconds: [daemon] shutdown_timeout and a service's stop_timeout
+DEFAULT_STALL_TIMEOUT = 3.0  # seconds without a heartbeat before a worker is "stalled"
+MIN_STALL_TIMEOUT = 0.5  # below this, a busy machine's scheduling delays look like stalls
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_RESTART: Restart = "transient"
@@ -66,6 +68,7 @@ class DaemonConfig(msgspec.Struct, frozen=True):
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
     metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # see actord/stall.py
 
 
 class HostConfig(msgspec.Struct, frozen=True):

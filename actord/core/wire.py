@@ -52,6 +52,9 @@ INIT = 19  # [INIT, init_dict]                                  first frame to a
 PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload
 SECURITY = 21  # [SECURITY, security_dict]                         policies after reload
 
+# worker -> router, from a timer of the worker's event loop (see actord/stall.py)
+HEARTBEAT = 22  # [HEARTBEAT]                                      every INIT["heartbeat"] s
+
 # The arguments of a "spawn" CALL: one positional array, not a map (every spawn pays for
 # each key to be packed, unpacked and looked up). ``None`` means "not given"; an actor or
 # scope not given is the caller's (the router knows it).

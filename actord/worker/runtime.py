@@ -142,6 +142,21 @@ class Runtime:
                 sys.path.insert(0, path)
         self.processes = dict(init.get("processes", {}))
         self.names = dict(init.get("names", {}))
+        self._start_heartbeat(init.get("heartbeat"))
+
+    def _start_heartbeat(self, interval: float | None) -> None:
+        """Send HEARTBEAT every ``interval`` s from a timer of this loop until the router link
+        closes: silence tells the router the loop is blocked (see actord/stall.py)."""
+        if not interval:
+            return
+        frame = [wire.HEARTBEAT]
+
+        def beat() -> None:
+            if not self.conn.closed:
+                self.conn.send(frame)
+                self.loop.call_later(interval, beat)
+
+        beat()
 
     def _on_processes(self, frame: list[Any]) -> None:
         self.processes = dict(frame[1])
