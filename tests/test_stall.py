@@ -23,8 +23,8 @@ import pytest
 from actord.core import config as cfg
 from actord.errors import ConfigError
 from actord.router import WorkerLink
+from actord.router.stall import StallWatch
 from actord.security import command_permissions
-from actord.stall import StallWatch
 from actord.testing import CommandError, Daemon, alive, wait_for
 from actord.transport import FrameProtocol
 from tests.conftest import config_text

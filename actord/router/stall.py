@@ -27,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from actord.router import WorkerLink
+from actord.router.slots import WorkerLink
 
 log = logging.getLogger("actord.stall")
 

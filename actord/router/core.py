@@ -1,0 +1,94 @@
+"""The Router: the state every job of the package reads, created in one place, and the
+steps that span jobs (a worker attached or down, a reload).
+
+Each job is a mixin in its own module (see the package docstring); :class:`Router` only
+composes them. Mixins, not objects, so that the SEND hot path and the spawn path read the
+shared tables as ``self.procs`` (one attribute lookup), exactly as a single class would.
+
+Invariant: the tables below are the node's only copy of who runs where; every other module
+reads them through a Router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from actord.core import wire
+from actord.core.config import Config
+from actord.core.registry import Registry
+from actord.core.topology import Topology
+from actord.router.dispatch import Dispatch, log
+from actord.router.exits import ExitCallback
+from actord.router.slots import ProcEntry, WorkerLink
+from actord.router.stall import StallWatch
+from actord.security import Guard
+
+
+class Router(Dispatch):
+    """PID table, registry, topology, and the frame handlers that use them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # fixed for the daemon's life: the workers were started with it (reload cannot change it)
+        self.max_frame = config.daemon.max_frame
+        # slots.py: where each process runs
+        self.procs: dict[str, ProcEntry] = {}
+        self.hosts: dict[str, list[WorkerLink]] = {}
+        self.guard = Guard(config.security)  # gate.py
+        self.registry = Registry()
+        self.topology = Topology()
+        self.serial = 0  # spawns.py: the last PID's serial
+        self.routed = 0
+        self.dead_letters = 0
+        # exits.py: counts, exit and start callbacks, exec children
+        self.exits = {"normal": 0, "abnormal": 0}
+        self._exit_callbacks: dict[str, list[ExitCallback]] = {}
+        self._start_callbacks: dict[str, Callable[[], None]] = {}
+        self._exec_children: dict[str, set[str]] = {}
+        # stats.py: STATS requests awaiting their answer
+        self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
+        self._next_req = 0
+        self.empty = asyncio.Event()
+        self.empty.set()
+        self.stalls = StallWatch(config.daemon.stall_timeout)  # heartbeats: router/stall.py
+
+    def attach(self, link: WorkerLink) -> None:
+        """A (re)started worker: take its slot and send it what it needs to know."""
+        self._take_slot(link)
+        self.stalls.watch(link)
+        init = {
+            "host": link.host,
+            "index": link.index,
+            "log_level": self.config.daemon.log_level,
+            "python_path": list(self.config.daemon.python_path),
+            "processes": {pid: p.entry for pid, p in self.config.processes.items()},
+            "names": self.registry.snapshot(),
+            "security": self.guard.to_builtins(),
+            "heartbeat": self.stalls.interval,
+        }
+        link.conn.send([wire.INIT, init])
+
+    def worker_down(self, link: WorkerLink) -> None:
+        """A worker died: every process on it ends with ``"worker crashed"`` (SPEC 4.6)."""
+        if not link.up:
+            return
+        link.up = False
+        self.stalls.forget(link)
+        pids = list(link.pids)
+        if pids:
+            log.warning("worker %s died with %d processes", link.tag, len(pids))
+        for pid in pids:
+            self.process_exited(pid, {"error": "worker crashed"})
+        self._stats_dropped(link)
+
+    def apply_config(self, config: Config) -> None:
+        """Reload: new process table and policies for the router and every worker."""
+        old, self.config = self.config, config
+        self._broadcast(
+            [wire.PROCESSES, {pid: p.entry for pid, p in config.processes.items()}]
+        )
+        if config.security != old.security:
+            self.guard.replace(config.security)
+            self._broadcast([wire.SECURITY, self.guard.to_builtins()])

@@ -1,0 +1,99 @@
+"""The security gate: every call and spawn a process asks for is checked here before it acts.
+
+SPEC 7: a call needs the permissions :func:`~actord.security.call_permissions` names for it, a
+spawn those :func:`~actord.security.spawn_permissions` names for its request, checked with the
+caller's actor and scope through its policy evaluator (cached on its :class:`ProcEntry` until a
+reload changes the policies). A spawn request from a worker is validated here, at the boundary,
+so that nothing malformed reaches the target worker's START handler (which trusts the router).
+
+Invariant: a worker's frames are only as honest as the actor code it runs, so what a spawn
+request claims about itself (its flags) never lowers the permissions it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actord import ids
+from actord.core import wire
+from actord.core.policy import Evaluator
+from actord.errors import InvalidError
+from actord.router.slots import ProcEntry
+from actord.security import Guard, call_permissions, check_escalation, spawn_permissions
+
+
+class Gate:
+    """Permission checks of calls and spawns (a Router mixin)."""
+
+    guard: Guard
+
+    def evaluator(self, entry: ProcEntry) -> Evaluator:
+        """The policy evaluator of a live process (cached on its entry until a reload)."""
+        if entry.generation != self.guard.generation or entry.evaluator is None:
+            entry.evaluator = self.guard.evaluator(entry.actor, entry.scope)
+            entry.generation = self.guard.generation
+        return entry.evaluator
+
+    def _check_call(self, entry: ProcEntry, op: str, args: Any) -> None:
+        """PERMISSION_DENIED unless ``entry`` may make call ``op`` with ``args``."""
+        self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
+
+    def _check_spawn(self, entry: ProcEntry, args: Any) -> None:
+        """INVALID for a malformed spawn request, PERMISSION_DENIED unless ``entry`` may make
+        it; marks in its flags what it needs (a new identity, a new context)."""
+        check_spawn_request(args)
+        # A new identity needs process.security, and a context other than the
+        # caller's own process.context, whatever the flags claim: a worker's frames
+        # are only as honest as the actor code it runs.
+        if args[wire.SPAWN_ACTOR] is not None or args[wire.SPAWN_SCOPE] is not None:
+            args[wire.SPAWN_FLAGS] |= wire.SPAWN_SECURITY
+        if args[wire.SPAWN_CTX] is not None and args[wire.SPAWN_CTX] != entry.context:
+            args[wire.SPAWN_FLAGS] |= wire.SPAWN_CONTEXT
+        # self.evaluator inlined (the spawn path): the cached one unless a reload changed
+        # the policies
+        evaluator = entry.evaluator
+        if entry.generation != self.guard.generation or evaluator is None:
+            evaluator = self.evaluator(entry)
+        # SPEC 7: every call is checked before it acts (the common case: one cached
+        # permission tuple, each pair a cached policy decision)
+        perms = spawn_permissions(args)
+        for action, resource in perms:
+            if not evaluator.check(action, resource, entry.meta):
+                self.guard.require(evaluator, perms, entry.meta)
+        if args[wire.SPAWN_ACTOR] is not None:
+            check_escalation(entry.actor, args[wire.SPAWN_ACTOR])
+
+
+def check_spawn_request(req: Any) -> None:
+    """Validate a spawn request from a peer at the boundary, so that nothing malformed reaches
+    the target worker's START handler (which trusts the router)."""
+    if type(req) is not list or len(req) != wire.SPAWN_FIELDS:
+        raise InvalidError("malformed spawn request")
+    id, host, args, flags, ctx, actor, scope, name, messages = req
+    ok = (
+        type(id) is str
+        and type(host) is str
+        and type(args) is list
+        and type(flags) is int
+        and (ctx is None or type(ctx) is dict)
+        and (actor is None or _is_actor(actor))
+        and (scope is None or _is_str_list(scope))
+        and (name is None or ids.is_name(name))
+        and (messages is None or (type(messages) is list and all(
+            type(m) is list and len(m) == 2 and type(m[0]) is str for m in messages
+        )))
+    )
+    if not ok:
+        raise InvalidError("malformed spawn request")
+
+
+def _is_actor(actor: Any) -> bool:
+    return actor is None or (
+        isinstance(actor, dict)
+        and isinstance(actor.get("id"), str)
+        and isinstance(actor.get("meta", {}), dict)
+    )
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)

@@ -1,0 +1,105 @@
+"""Spawns: a checked request becomes a PID, a table entry, its edges and name, then START.
+
+See the package docstring for the handshake. ``with_name`` on a name already held starts
+nothing: the holder gets the request's messages, monitor and link instead.
+
+Invariants: nothing changes before everything that can refuse the spawn has (unknown id or
+host, no running worker, a START over the frame limit); the child's monitor, link, exec watch
+and name exist before its START is sent, and the NAME broadcast goes out before START.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actord import ids
+from actord.core import wire
+from actord.core.config import Config
+from actord.errors import InvalidError, NotFoundError
+from actord.router.exits import Exits
+from actord.router.gate import Gate, check_spawn_request
+from actord.router.slots import ProcEntry, worker_load
+
+
+class Spawns(Exits, Gate):
+    """Starting processes (a Router mixin)."""
+
+    config: Config
+    serial: int
+
+    def spawn(self, caller: str, req: list[Any]) -> str:
+        """Start a process (see the handshake in the package docstring); returns its PID.
+
+        ``req`` is laid out as :func:`wire.spawn_request` builds it; INVALID if malformed.
+        An actor or scope not given is the caller's.
+        """
+        check_spawn_request(req)
+        return self._spawn(caller, req)
+
+    def _spawn(self, caller: str, req: list[Any]) -> str:
+        """:meth:`spawn` of a request already checked by :func:`check_spawn_request`."""
+        id, host, args, flags, ctx, actor, scope, name, messages = req
+        proc_cfg = self.config.processes.get(id)
+        if proc_cfg is None:
+            raise NotFoundError(f"unknown process id {id!r}")
+        slots = self.hosts.get(host)
+        if not slots:
+            raise NotFoundError(f"unknown host {host!r}")
+        if name:
+            existing = self.registry.lookup(name)
+            if existing is not None:
+                return self._signal_existing(caller, existing, flags, messages)
+        # the least loaded live worker; a one-worker host needs no comparison
+        worker = slots[0] if len(slots) == 1 else min(slots, key=worker_load)
+        if not worker.up or worker.retiring:
+            raise NotFoundError(f"host {host!r} has no running worker (restarting)")
+        procs = self.procs
+        parent = procs.get(caller) if caller else None
+        if parent is not None:
+            if actor is None:
+                actor = parent.actor
+            if scope is None:
+                scope = parent.scope
+        pid = ids.format_pid(host, self.serial + 1)
+        # positional (see wire.START): no option map to build here and decode there; encoded
+        # now so a START the worker would refuse (args plus an inherited actor, say) is
+        # refused before anything changes
+        frame = [wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope, messages]
+        if flags & wire.SPAWN_ACK:
+            frame.append(True)
+        start = wire.encode(frame)
+        if len(start) > self.max_frame + wire.FRAME_ENVELOPE:
+            raise InvalidError(wire.too_large(len(start), self.max_frame))
+        self.serial += 1
+        if not procs:
+            self.empty.clear()
+        procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None)
+        worker.pids.add(pid)
+        if parent is not None and flags:
+            self._install_edges(caller, pid, flags)
+            if flags & wire.SPAWN_EXEC:
+                self._exec_children.setdefault(caller, set()).add(pid)
+        if name:  # claimed before the child runs: its worker learns the name before START
+            self.registry.register(name, pid)
+            self._broadcast([wire.NAME, name, pid])
+        worker.conn.send_encoded(start)
+        return pid
+
+    def _install_edges(self, caller: str, pid: str, flags: int) -> None:
+        """The spawn flags' monitor, link and exec watch of ``caller`` on ``pid``."""
+        if flags & wire.SPAWN_MONITOR:
+            self.topology.monitor(caller, pid)
+        if flags & wire.SPAWN_LINK:
+            self.topology.link(caller, pid)
+        if flags & wire.SPAWN_EXEC:
+            self.on_exit(pid, self._exec_notifier(caller, pid))
+
+    def _signal_existing(
+        self, caller: str, pid: str, flags: int, messages: list[list[Any]] | None
+    ) -> str:
+        """``with_name`` found the name taken: message, monitor or link the holder instead."""
+        for topic, payload in messages or ():
+            self.send("", pid, topic, wire.encode_value(payload))
+        if caller and caller in self.procs and flags:
+            self._install_edges(caller, pid, flags)
+        return pid
