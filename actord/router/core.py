@@ -12,6 +12,7 @@ reads them through a Router.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,13 @@ from actord.core import wire
 from actord.core.config import Config
 from actord.core.registry import Registry
 from actord.core.topology import Topology
-from actord.router.dispatch import Dispatch, log
+from actord.router.dispatch import Dispatch
 from actord.router.exits import ExitCallback
 from actord.router.slots import ProcEntry, WorkerLink
 from actord.router.stall import StallWatch
 from actord.security import Guard
+
+log = logging.getLogger("actord.router")
 
 
 class Router(Dispatch):
