@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("actord.daemon")
+log = logging.getLogger("actord.daemon")  # its lines read as the daemon's, as before the move
 
 
 class SocketInUseError(Exception):
