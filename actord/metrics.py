@@ -175,7 +175,7 @@ class MetricsServer:
 
     def __init__(self, node: NodeView) -> None:
         self.node = node
-        self.server: asyncio.AbstractServer | None = None
+        self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port``; an ``OSError`` names the config key and the address."""

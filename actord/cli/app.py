@@ -95,7 +95,7 @@ def setup(ctx: click.Context, socket_path: str | None, config_path: str | None,
 class _Cli(click.Group):
     """The command group; its ``main`` keeps every failure to one line on stderr."""
 
-    def main(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         kwargs.setdefault("prog_name", "actord")  # not "-m actord" under ``python -m``
         try:
@@ -113,8 +113,8 @@ class _Cli(click.Group):
             sys.stderr.close()  # stdout's reader went away (``actord ps | head``)
             os._exit(EXIT_FAILED)
         except Exception as e:  # the last line of defence: one line, no traceback
-            where = traceback.extract_tb(e.__traceback__)[-1:]
-            at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+            last = traceback.extract_tb(e.__traceback__)[-1:]
+            at = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
             fail(f"internal error: {type(e).__name__}: {e}{at}")
         sys.exit(code if isinstance(code, int) else 0)
 

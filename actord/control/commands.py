@@ -33,6 +33,12 @@ current_client: contextvars.ContextVar[tuple[dict[str, Any] | None, list[str] | 
 )
 
 
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Give ``future`` its result unless it already has one."""
+    if not future.done():
+        future.set_result(value)
+
+
 class Commands:
     """The command handlers of one node's control socket."""
 
@@ -143,7 +149,7 @@ class Commands:
         link = entry.worker
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[None] = loop.create_future()
-        self.router.on_exit(pid, lambda _: ended.done() or ended.set_result(None))
+        self.router.on_exit(pid, lambda _: _settle(ended, None))
         stalled = self.router.stalls.when_stalled(link)
         bound = min(self.router.stalls.timeout + 2.0, 25.0)
         try:
@@ -178,7 +184,7 @@ class Commands:
         pid = self.router.spawn("", self._spawn_request(args))
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         with contextlib.suppress(NotFoundError):
-            self.router.on_exit(pid, lambda r: done.done() or done.set_result(r))
+            self.router.on_exit(pid, lambda r: _settle(done, r))
         try:
             async with asyncio.timeout(timeout):
                 result = await done
