@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import gc
 import logging
 import os
@@ -40,11 +39,12 @@ import msgspec
 import uvloop
 
 from actord import proctable
-from actord.control import ControlServer, SocketInUseError
+from actord.control import ControlServer
 from actord.core.config import Config, service_start_order
 from actord.errors import ConfigError, InvalidError
 from actord.metrics import MetricsServer
 from actord.notify import Notifier
+from actord.ownership import acquire_lock, remove_own_socket, socket_identity
 from actord.pool import WorkerPool
 from actord.router import Router
 from actord.services import ServiceManager
@@ -111,7 +111,11 @@ def configure_logging(level: str) -> None:
 
 
 class Daemon:
-    """One node: owns the router, the worker pool and the control server."""
+    """One node: owns the router, the worker pool and the control server.
+
+    Its control server and metrics endpoint see it as a :class:`~actord.nodeview.ControlledNode`
+    (resp. :class:`~actord.nodeview.NodeView`), not as a ``Daemon``.
+    """
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
@@ -315,59 +319,6 @@ class Daemon:
         remove_own_socket(self.config.daemon.socket, self._socket_id)
         log.info("stopped")
         self.notifier.close()
-
-
-class DaemonLockedError(SocketInUseError):
-    """Another live daemon holds the lock of this socket path."""
-
-
-def lock_path(socket_path: str) -> str:
-    """The lock file of a control socket: ``<socket>.lock``, beside it."""
-    return socket_path + ".lock"
-
-
-def acquire_lock(socket_path: str) -> int:
-    """Take the daemon lock of ``socket_path`` (creating its directory); its open fd.
-
-    ``flock`` on ``<socket>.lock``, never waiting: ``DaemonLockedError`` names the holder's
-    PID (written in the file by the holder). The fd is close-on-exec (workers do not inherit
-    it) and stays open until the process exits, so the lock is held past the last clean-up
-    step; the file itself is never removed (removing a lock file races with a daemon opening
-    it), and a PID left in it is read only while someone holds the lock.
-    """
-    path = lock_path(socket_path)
-    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise DaemonLockedError(f"another actord daemon (pid {holder}) holds {path}") from None
-    except BaseException:
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def socket_identity(path: str) -> tuple[int, int] | None:
-    """``(st_dev, st_ino)`` of the file at ``path``, None if there is none."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def remove_own_socket(path: str, bound: tuple[int, int] | None) -> None:
-    """Unlink ``path`` only if it is still the socket this daemon bound (``bound``)."""
-    if bound is not None and socket_identity(path) == bound:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    elif socket_identity(path) is not None:
-        log.warning("%s is no longer the socket this daemon created; left in place", path)
 
 
 def reap_descendants() -> None:

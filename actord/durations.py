@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+from actord.errors import InvalidError
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 #: the longest duration accepted anywhere: 7 days, in seconds
@@ -42,3 +44,14 @@ def check_seconds(seconds: float, shown: object = None) -> float:
         text = text if len(text) <= 40 else text[:37] + "..."
         raise ValueError(f"bad duration {text}: must be 0..{MAX_DURATION:.0f}s (7 days)")
     return float(seconds)
+
+
+def cancel_deadline(value: object, now: float) -> float | None:
+    """The absolute time (``now`` + the duration) a CANCEL's ``deadline`` names, None for
+    none; INVALID (not ``ValueError``) for a bad one: it comes from a caller."""
+    if value is None:
+        return None
+    try:
+        return now + parse_duration(value)
+    except ValueError as e:
+        raise InvalidError(str(e)) from None

@@ -12,8 +12,9 @@ services) are ``namespace:name``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from actord.errors import InvalidError
+from actord.errors import InvalidError, NotFoundError
 
 #: the longest registry name (SPEC section 2)
 MAX_NAME = 255
@@ -89,3 +90,16 @@ def _show(value: object, limit: int = 60) -> str:
     """``repr`` of a bad value for an error line: escaped, cut at ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+def resolve(dest: object, lookup: Callable[[str], str | None]) -> str:
+    """The canonical PID ``dest`` names: a PID (INVALID if malformed), or a registry name
+    looked up with ``lookup`` (INVALID if not a name, NOT_FOUND if not registered)."""
+    if not isinstance(dest, str) or not dest:
+        raise InvalidError(f"bad destination {dest!r}: expected a PID or a name")
+    if dest[0] == "{":
+        return canonical_pid(dest)
+    pid = lookup(check_name(dest))
+    if pid is None:
+        raise NotFoundError(f"no process registered as {dest!r}")
+    return pid

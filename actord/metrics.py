@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from actord.services import ServiceState
 
 if TYPE_CHECKING:
-    from actord.daemon import Daemon
+    from actord.nodeview import NodeView
     from actord.router import WorkerLink
 
 log = logging.getLogger("actord.metrics")
@@ -95,15 +95,15 @@ def _number(value: float) -> str:
 # -- collection ------------------------------------------------------------------------------------
 
 
-async def collect(daemon: Daemon) -> list[Metric]:
+async def collect(node: NodeView) -> list[Metric]:
     """Every metric of the node, read now."""
-    router, services = daemon.router, daemon.services
+    router, services = node.router, node.services
     answers, missed = await router.worker_stats(STATS_TIMEOUT)
 
     info = Metric("actord_info", "gauge", "The node; always 1.")
-    info.add(1, node=daemon.node)
+    info.add(1, node=node.node)
     uptime = Metric("actord_uptime_seconds", "gauge", "Seconds since the daemon started.")
-    uptime.add(round(time.time() - daemon.started_at, 3))
+    uptime.add(round(time.time() - node.started_at, 3))
 
     processes = Metric("actord_processes", "gauge", "Live processes per host.")
     workers = Metric("actord_workers", "gauge", "Running worker OS processes per host.")
@@ -171,11 +171,11 @@ async def collect(daemon: Daemon) -> list[Metric]:
 
 
 class MetricsServer:
-    """Serves ``/metrics`` for one daemon on its event loop."""
+    """Serves ``/metrics`` for one node on its event loop."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.server: asyncio.AbstractServer | None = None
+    def __init__(self, node: NodeView) -> None:
+        self.node = node
+        self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port``; an ``OSError`` names the config key and the address."""
@@ -232,7 +232,7 @@ class MetricsServer:
         if target == "/":
             body = b'<html><body><a href="/metrics">actord metrics</a></body></html>\n'
             return "200 OK", {"Content-Type": "text/html; charset=utf-8"}, body
-        return "200 OK", {"Content-Type": CONTENT_TYPE}, render(await collect(self.daemon)).encode()
+        return "200 OK", {"Content-Type": CONTENT_TYPE}, render(await collect(self.node)).encode()
 
 
 def _response(status: str, headers: dict[str, str], body: bytes) -> bytes:

@@ -93,11 +93,6 @@ class Notifier:
                 env.pop(key, None)
         return notifier
 
-    @property
-    def enabled(self) -> bool:
-        """True when running under a service manager that listens."""
-        return self.address is not None
-
     # -- messages ------------------------------------------------------------------------------
     def send(self, *fields: str) -> bool:
         """Send ``KEY=value`` fields as one datagram; False if not sent (never raises)."""

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from actord.cli import _wait_exit
+from actord.cli.daemon import _wait_exit
 from actord.testing import Daemon, alive, descendants, wait_for
 from tests.conftest import DaemonFactory
 

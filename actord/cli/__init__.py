@@ -1,0 +1,16 @@
+"""The ``actord`` command line (SPEC section 9), built with click.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error (bad input rejected before the
+daemon is asked), 3 no daemon answers. Every failure is one line ``actord: ...`` on stderr;
+no command prints a traceback. ``--json`` prints machine-readable output.
+
+The group and how a command reaches the daemon are in :mod:`~actord.cli.app`; values in and
+out in :mod:`~actord.cli.values` and :mod:`~actord.cli.output`; the commands, by what they act
+on, in :mod:`~actord.cli.processes`, :mod:`~actord.cli.services` and :mod:`~actord.cli.daemon`
+(importing each registers its commands on ``main``).
+"""
+
+from actord.cli import daemon, processes, services  # noqa: F401 - each registers its commands
+from actord.cli.app import main
+
+__all__ = ["main"]

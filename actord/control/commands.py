@@ -1,0 +1,237 @@
+"""The control socket's commands: one handler per command, in a literal table.
+
+Each handler takes the request's argument map and returns the reply's value; it raises a
+``ProcessError`` (its ``kind`` is the reply's error) for a refusal. The server has checked the
+client's permissions before a handler runs (:mod:`actord.control.server`); a handler checks
+its own arguments. Invariant: a handler acts on the node only through its
+:class:`~actord.nodeview.ControlledNode` view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from actord import ids
+from actord.core import wire
+from actord.durations import cancel_deadline, check_seconds
+from actord.errors import InvalidError, NotFoundError, ProcessError
+
+if TYPE_CHECKING:
+    from actord.nodeview import ControlledNode
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+#: the (actor, scope) of the client whose command is running (set per command task)
+current_client: contextvars.ContextVar[tuple[dict[str, Any] | None, list[str] | None]] = (
+    contextvars.ContextVar("actord_control_client", default=(None, None))
+)
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Give ``future`` its result unless it already has one."""
+    if not future.done():
+        future.set_result(value)
+
+
+class Commands:
+    """The command handlers of one node's control socket."""
+
+    def __init__(self, node: ControlledNode) -> None:
+        self.node = node
+        self.router = node.router
+        self.handlers: dict[str, Handler] = {
+            "status": self.status,
+            "ps": self.ps,
+            "spawn": self.spawn,
+            "send": self.send,
+            "kill": self.kill,
+            "cancel": self.cancel,
+            "exec": self.exec,
+            "registry": self.registry,
+            "services": self.services,
+            "start": self.start_service,
+            "stop": self.stop_service,
+            "restart": self.restart_service,
+            "reload": self.reload,
+            "shutdown": self.shutdown,
+            "ping": self.ping,
+            "restart-worker": self.restart_worker,
+        }
+
+    def resolve(self, dest: Any) -> str:
+        """The canonical PID of a PID or a registered name (INVALID, NOT_FOUND)."""
+        return ids.resolve(dest, self.router.registry.lookup)
+
+    # -- commands --------------------------------------------------------------------------------
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        d = self.node
+        hosts = [
+            {
+                "name": host,
+                "workers": [
+                    {"index": w.index, "os_pid": w.os_pid, "processes": len(w.pids),
+                     "restarts": w.restarts, "up": w.up,
+                     "uptime": round(time.time() - w.started_at, 3),
+                     **self.router.stalls.row(w)}
+                    for w in slots
+                ],
+            }
+            for host, slots in self.router.hosts.items()
+        ]
+        return {
+            "node": d.node,
+            "ready": d.ready,
+            "uptime": round(time.time() - d.started_at, 3),
+            "os_pid": os.getpid(),
+            "processes": len(self.router.procs),
+            "routed": self.router.routed,
+            "dead_letters": self.router.dead_letters,
+            "hosts": hosts,
+            "services": d.services.rows(),
+        }
+
+    async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        host = args.get("host")
+        if host is not None and host not in self.router.hosts:
+            raise NotFoundError(f"unknown host {host!r}")
+        return await self.router.ps(host)
+
+    async def spawn(self, args: dict[str, Any]) -> str:
+        return self.router.spawn("", self._spawn_request(args))
+
+    def _spawn_request(self, args: dict[str, Any], flags: int = 0) -> list[Any]:
+        spawn_args = args.get("args") or []
+        if not isinstance(spawn_args, list):
+            raise InvalidError("args must be a list")
+        name = args.get("name")
+        try:
+            wire.check_size(wire.encode_value(spawn_args), self.router.max_frame)
+        except wire.ValueTooLarge as e:
+            raise InvalidError(str(e)) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidError(f"args are not msgpack values: {e}") from None
+        actor, scope = current_client.get()  # processes a client starts run as that client
+        return wire.spawn_request(str(args["id"]), str(args["host"]), spawn_args, flags,
+                                  name=None if name is None else ids.check_name(name),
+                                  actor=actor, scope=scope)
+
+    async def send(self, args: dict[str, Any]) -> None:
+        from actord.process import check_topic
+
+        topic = check_topic(args.get("topic"))
+        values = args.get("values") or []
+        payload = None if not values else values[0] if len(values) == 1 else values
+        self.router.send("", self.resolve(args.get("dest")), topic, wire.encode_value(payload))
+
+    async def kill(self, args: dict[str, Any]) -> None:
+        """Terminate, then wait for the EXIT unless ``no_wait`` (the worker acts on the
+        terminate when its loop runs)."""
+        no_wait = args.get("no_wait", False)
+        if type(no_wait) is not bool:
+            raise InvalidError(f"bad no_wait {no_wait!r}")
+        pid = self.resolve(args.get("dest"))
+        self.router.terminate(pid)
+        if not no_wait:
+            await self._wait_exit(pid)
+
+    async def _wait_exit(self, pid: str) -> None:
+        """Wait for ``pid``'s end; fail at once if its worker is (or becomes) stalled, and
+        after ``stall_timeout`` + 2 s (at most 25 s) without either."""
+        entry = self.router.procs.get(pid)
+        if entry is None:
+            return
+        link = entry.worker
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        self.router.on_exit(pid, lambda _: _settle(ended, None))
+        stalled = self.router.stalls.when_stalled(link)
+        bound = min(self.router.stalls.timeout + 2.0, 25.0)
+        try:
+            await asyncio.wait((ended, stalled), timeout=bound,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stalled.cancel()
+        if ended.done():
+            return
+        since = self.router.stalls.stalled_for(link)
+        if since is None:
+            raise ProcessError(f"process {pid} did not end within {bound:.0f}s")
+        raise ProcessError(
+            f"process {pid} is on worker {link.tag}, stalled for {since:.1f}s (its event loop "
+            f"is blocked): it ends when that loop runs again; to end it now: "
+            f"actord restart-worker {link.host} {link.index}"
+        )
+
+    async def cancel(self, args: dict[str, Any]) -> None:
+        at = cancel_deadline(args.get("deadline"), time.time())
+        reason = args.get("reason")
+        self.router.cancel("", self.resolve(args.get("dest")), at,
+                           None if reason is None else str(reason))
+
+    async def exec(self, args: dict[str, Any]) -> dict[str, Any]:
+        timeout = args.get("timeout")
+        if timeout is not None:  # before anything acts: a bad timeout spawns nothing
+            try:
+                timeout = check_seconds(timeout)
+            except ValueError as e:
+                raise InvalidError(f"bad timeout: {e}") from None
+        pid = self.router.spawn("", self._spawn_request(args))
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(NotFoundError):
+            self.router.on_exit(pid, lambda r: _settle(done, r))
+        try:
+            async with asyncio.timeout(timeout):
+                result = await done
+        except TimeoutError:
+            with contextlib.suppress(NotFoundError):
+                self.router.cancel("", pid, None, "exec timeout")
+            return {"error": "timeout", "pid": pid}
+        except asyncio.CancelledError:  # the client went away (or the daemon stops)
+            with contextlib.suppress(NotFoundError):
+                self.router.cancel("", pid, None, "exec cancelled")
+            raise
+        return {**result, "pid": pid}
+
+    async def registry(self, args: dict[str, Any]) -> dict[str, str]:
+        return self.router.registry.snapshot()
+
+    async def services(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.node.services.rows()
+
+    async def start_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.node.services.start(args["service"])
+
+    async def stop_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.node.services.stop(args["service"])
+
+    async def restart_service(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.node.services.restart(args["service"])
+
+    async def restart_worker(self, args: dict[str, Any]) -> dict[str, Any]:
+        """SIGKILL one worker (e.g. a stalled one); its processes end with ``"worker
+        crashed"`` and its slot is refilled. Returns the old and new OS pids and the ends."""
+        host, index = args.get("host"), args.get("index")
+        if not isinstance(host, str) or type(index) is not int:
+            raise InvalidError("restart-worker needs a host name and a worker index")
+        if self.node.pool is None:
+            raise NotFoundError("the workers are not started yet")
+        return await self.node.pool.restart_worker(host, index)
+
+    async def reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.node.reload()
+
+    async def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Begin the shutdown; the daemon's PID and how long its shutdown may take, so the
+        CLI can wait for the process to be gone."""
+        self.node.request_stop("shutdown command")
+        return {"os_pid": os.getpid(), "bound": self.node.stop_bound()}
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A liveness probe (the CLI's client timeout) and the limits a client must respect."""
+        return {"max_frame": self.node.config.daemon.max_frame}
