@@ -18,8 +18,8 @@ import os
 import sys
 import tomllib
 
-from actord.core.config_build import _key_path
 from actord.core.config_model import Config
+from actord.core.config_values import key_path
 from actord.errors import ConfigError
 
 
@@ -73,4 +73,4 @@ def _raw_socket(path: str) -> str | None:
 
 
 def _refuse(config: Config, key: tuple[str | int, ...], problem: str) -> None:
-    raise ConfigError(" ".join(f"{config.path}: {_key_path(key)}: {problem}".splitlines()))
+    raise ConfigError(" ".join(f"{config.path}: {key_path(key)}: {problem}".splitlines()))
