@@ -263,7 +263,7 @@ class Supervisor:
             return
         self.pids[child] = None
         seconds = self.spec(child).shutdown_seconds
-        ev = None
+        ev: Event | None = None
         for step in stop_steps(seconds):
             with suppress(NotFoundError):  # already ended: its EXIT is queued or on its way
                 if step.signal == "cancel" and seconds is not None:
