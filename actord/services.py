@@ -1,15 +1,8 @@
 """Supervised services (SPEC section 8): start, watch, restart and stop ``[services]``.
 
 The ``ServiceManager`` runs in the daemon beside the router. It keeps one record per service
-and moves its state only through :func:`transition`::
-
-    STOPPED --start--> STARTING --STARTED--> RUNNING --end, restart--> STARTING (backoff)
-                          |  ^                   |---end, not restarted--> EXITED | FAILED
-                          |  '--spawn or load    |---intensity exceeded--> FAILED
-                          |     failed, restart  '---stop--> STOPPING --EXIT--> STOPPED
-                          |---stop--> STOPPED (no process yet) | STOPPING (spawned)
-                          '---first launch failed, or given up--> FAILED
-    FAILED | EXITED --start--> STARTING
+and moves its state only through :func:`actord.service_state.transition` (the diagram is
+there).
 
 An end is abnormal when its result is an error (an exception, ``terminate``, a cancel
 deadline, ``"worker crashed"``...). Whether it is restarted, after which delay, and when the
@@ -30,7 +23,9 @@ whose start fails is not restarted). A relaunch by the restart policy that fails
 an abnormal end of a zero-length run. ``depends_on`` orders start and stop (dependency
 levels, each level in parallel); it does not start or stop dependencies.
 
-Stop (signal, wait, then kill; the router's exit callback confirms)::
+Stop (signal, wait, then kill; the router's exit callback confirms): the steps of
+:mod:`actord.core.stop` with ``stop_timeout`` as the cancel deadline; a process still alive
+after them is reported as a ``ProcessError``::
 
     CANCEL, deadline now + stop_timeout   (the worker terminates the process at the deadline)
     wait for the end, up to stop_timeout + STOP_GRACE
@@ -46,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import time
@@ -56,53 +50,17 @@ from typing import Any
 from actord.core import wire
 from actord.core.config import Config, ServiceConfig, service_start_order
 from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
+from actord.core.stop import STOP_GRACE, TERMINATE_WAIT, stop_steps
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.router import Router
+from actord.service_state import IllegalTransitionError, ServiceState, transition
 
 log = logging.getLogger("actord.services")
 
-#: seconds beyond ``stop_timeout`` to wait for the EXIT of the worker's deadline kill
-STOP_GRACE = 1.0
-#: seconds to wait for the EXIT after a terminate
-TERMINATE_WAIT = 5.0
 #: seconds between checks for a live worker while the service's host has none
 WORKER_POLL = 0.05
 #: seconds ``start`` waits for a launch's outcome (STARTED, or its failure)
 START_TIMEOUT = 30.0
-
-
-class ServiceState(enum.Enum):
-    """A service's state, as ``services --json`` shows it."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    EXITED = "exited"
-
-
-_S = ServiceState
-_MOVES: dict[ServiceState, frozenset[ServiceState]] = {
-    _S.STOPPED: frozenset({_S.STARTING}),
-    # STARTING -> STARTING: a spawn that failed waits (backoff) for another attempt
-    _S.STARTING: frozenset({_S.STARTING, _S.RUNNING, _S.STOPPING, _S.STOPPED, _S.FAILED}),
-    _S.RUNNING: frozenset({_S.STARTING, _S.STOPPING, _S.FAILED, _S.EXITED}),
-    _S.STOPPING: frozenset({_S.STOPPED}),
-    _S.FAILED: frozenset({_S.STARTING}),
-    _S.EXITED: frozenset({_S.STARTING}),
-}
-
-
-class IllegalTransitionError(RuntimeError):
-    """A move the service state machine does not allow (a bug in the caller)."""
-
-
-def transition(current: ServiceState, new: ServiceState) -> ServiceState:
-    """``new`` if moving there from ``current`` is allowed, else ``IllegalTransitionError``."""
-    if new not in _MOVES[current]:
-        raise IllegalTransitionError(f"service state {current.value} -> {new.value}")
-    return new
 
 
 class _Service:
@@ -378,15 +336,16 @@ class ServiceManager:
                 self.router.cancel("", svc.pid, time.time() + cfg.stop_timeout, "service stop")
         if svc.state is not ServiceState.STOPPING:
             return
-        if await self._wait_idle(svc, cfg.stop_timeout + STOP_GRACE):
+        cancel, terminate = stop_steps(cfg.stop_timeout)
+        if await self._wait_idle(svc, cancel.wait):
             return
         pid = svc.pid
         log.warning("service %s: %s still alive %.1fs after CANCEL; terminating it",
-                    cfg.name, pid, cfg.stop_timeout + STOP_GRACE)
+                    cfg.name, pid, cancel.wait)
         if pid is not None:
             with contextlib.suppress(NotFoundError):
                 self.router.terminate(pid)
-        if not await self._wait_idle(svc, TERMINATE_WAIT):
+        if not await self._wait_idle(svc, terminate.wait):
             raise ProcessError(f"service {cfg.name!r}: {pid} did not end after terminate")
 
     @staticmethod
@@ -417,4 +376,11 @@ class ServiceManager:
         }
 
 
-__all__ = ["IllegalTransitionError", "ServiceManager", "ServiceState", "transition"]
+__all__ = [
+    "STOP_GRACE",  # the stop sequence's constants, for the daemon's shutdown bound
+    "TERMINATE_WAIT",
+    "IllegalTransitionError",
+    "ServiceManager",
+    "ServiceState",
+    "transition",
+]

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from actord.configfile import load
 from actord.core.config import (
     Actor,
     Backoff,
@@ -18,7 +19,6 @@ from actord.core.config import (
     Policy,
     Scope,
     default_socket_path,
-    load,
     parse,
     service_start_order,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actord.core import config
+from actord import configfile
 from actord.testing import Daemon, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,7 +13,7 @@ SHIPPED = ROOT / "config" / "actord.toml"
 
 def test_shipped_config_is_strict() -> None:
     """The default config runs in strict mode and every service has an actor and scope."""
-    cfg = config.load(SHIPPED)
+    cfg = configfile.load(SHIPPED)
     assert cfg.security.mode == "strict"
     assert all(s.actor is not None and s.scope for s in cfg.services.values())
 

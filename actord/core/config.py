@@ -4,24 +4,26 @@ Invariant: a ``Config`` that exists is valid, so the rest of actord trusts it: i
 ``namespace:name``, every reference (process, host, depends_on, scope, policy) names something
 declared, depends_on is acyclic, durations are float seconds, paths are absolute. Anything else
 is refused with one ``ConfigError`` whose message is one line ``"<file>: <key path>: <problem>"``.
-Pure: no I/O but reading the file in :func:`load`. Defaults the file does not show: a missing
+Pure: no I/O (the file is read, and checked against the machine, by :mod:`actord.configfile`);
+only defaults read the environment. Defaults the file does not show: a missing
 ``[daemon] socket`` is :func:`default_socket_path`; relative paths are relative to the config
 file's directory; ``workers`` is the CPU count (at most 256); ``[security] mode`` is
 ``"permissive"`` when the table or the key is absent; ``[daemon] metrics`` is off when absent,
 and its host defaults to ``127.0.0.1`` (``":9464"``).
 
 Layout (imports go one way: config -> config_build -> config_model): this module is the API
-(:func:`load`, :func:`parse`, :func:`service_start_order`) and re-exports the objects, so
+(:func:`parse`, :func:`service_start_order`) and re-exports the objects, so
 ``from actord.core.config import X`` is the one import for the rest of actord;
 ``config_model`` defines the frozen objects, their defaults and :func:`default_socket_path`;
-``config_build`` checks a parsed document (msgspec shapes, then cross-checks) and builds them.
+``config_build`` checks a parsed document (the msgspec shapes of ``config_shapes``, then
+cross-checks, with the value checks of ``config_values``) and builds them.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
+from typing import Any
 
 from actord.core.config_build import build, dependency_levels
 from actord.core.config_model import (
@@ -79,23 +81,9 @@ __all__ = [
     "SecurityConfig",
     "ServiceConfig",
     "default_socket_path",
-    "load",
     "parse",
     "service_start_order",
 ]
-
-
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and validate the config file at ``path``; raise ``ConfigError`` if it is unusable."""
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            text = f.read().decode("utf-8")
-    except OSError as e:
-        raise ConfigError(f"{name}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start})") from None
-    return parse(text, name)
 
 
 def parse(text: str, path: str) -> Config:
@@ -123,3 +111,13 @@ def service_start_order(config: Config) -> list[list[str]]:
     if stuck:  # only a Config built by hand, not by parse, can get here
         raise ValueError(f"dependency cycle among {stuck}")
     return levels
+
+
+def __getattr__(name: str) -> Any:
+    """``load``'s old path: it reads a file, so it lives in :mod:`actord.configfile` now.
+    Kept only until ``cli.py`` and ``daemon.py`` import it from there (then delete this)."""
+    if name == "load":
+        from actord.configfile import load
+
+        return load
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
