@@ -41,6 +41,7 @@ import uvloop
 from actord import proctable
 from actord.control import ControlServer
 from actord.core.config import Config, service_start_order
+from actord.core.stop import stop_bound
 from actord.errors import ConfigError, InvalidError
 from actord.metrics import MetricsServer
 from actord.notify import Notifier
@@ -180,14 +181,12 @@ class Daemon:
     def stop_bound(self) -> float:
         """Seconds the shutdown sequence can take at most (``actord shutdown`` waits that long).
 
-        Each service level: its longest stop_timeout + grace + terminate wait; then
+        Each service level: the stop sequence's bound for its longest stop_timeout; then
         shutdown_timeout; then the workers' exit and SIGKILL waits; plus a margin.
         """
-        from actord.services import STOP_GRACE, TERMINATE_WAIT
-
         svcs = self.config.services
         services = sum(
-            max(svcs[n].stop_timeout for n in level) + STOP_GRACE + TERMINATE_WAIT
+            stop_bound(max(svcs[n].stop_timeout for n in level))
             for level in service_start_order(self.config) if level
         )
         return (services + self.config.daemon.shutdown_timeout + WORKER_STOP
@@ -213,12 +212,11 @@ class Daemon:
         return line
 
     async def _apply_reload(self) -> dict[str, Any]:
-        from actord.core import config as cfg
-        from actord.core import config_env
+        from actord import configfile
 
         try:
-            new = cfg.load(self.config.path)
-            config_env.check(new)
+            new = configfile.load(self.config.path)
+            configfile.check(new)
         except ConfigError as e:
             log.error("reload refused, running config kept: %s", e)
             raise InvalidError(f"reload refused: {e}") from None

@@ -5,7 +5,7 @@ value is read at scrape time from the router and the service manager, which own 
 the mailbox depths are asked from the workers (one STATS round trip, bounded by
 ``STATS_TIMEOUT``; a worker that does not answer in time is counted in
 ``actord_stats_timeouts``, and a stalled one is not asked: either counts with the depth of its
-last answer, kept by the router's :class:`~actord.stall.StallWatch`). Nothing else is
+last answer, kept by the router's :class:`~actord.router.stall.StallWatch`). Nothing else is
 cached, so there is no registry to keep in sync.
 
 The HTTP side is a minimal HTTP/1.1 server on the daemon's event loop

@@ -50,7 +50,7 @@ from typing import Any
 from actord.core import wire
 from actord.core.config import Config, ServiceConfig, service_start_order
 from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
-from actord.core.stop import STOP_GRACE, TERMINATE_WAIT, stop_steps
+from actord.core.stop import stop_steps
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.router import Router
 from actord.service_state import IllegalTransitionError, ServiceState, transition
@@ -377,8 +377,6 @@ class ServiceManager:
 
 
 __all__ = [
-    "STOP_GRACE",  # the stop sequence's constants, for the daemon's shutdown bound
-    "TERMINATE_WAIT",
     "IllegalTransitionError",
     "ServiceManager",
     "ServiceState",

@@ -33,11 +33,12 @@ def _socket_path(socket_opt: str | None, config_opt: str | None) -> str:
     env = os.environ.get("ACTORD_SOCKET")
     if env:
         return env
+    from actord import configfile
     from actord.core import config as cfg
 
     if config_opt:
         try:
-            return cfg.load(config_opt).daemon.socket
+            return configfile.load(config_opt).daemon.socket
         except ConfigError as e:
             fail(str(e), EXIT_USAGE)
     return cfg.default_socket_path()

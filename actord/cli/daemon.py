@@ -19,13 +19,12 @@ from actord.errors import ConfigError
               show_default=True, help="The TOML config file.")
 def run(config_path: str) -> None:
     """Run the daemon in the foreground."""
-    from actord.core import config as cfg
-    from actord.core import config_env
+    from actord import configfile
     from actord.daemon import run as run_daemon
 
     try:
-        config = cfg.load(config_path)
-        config_env.check(config)
+        config = configfile.load(config_path)
+        configfile.check(config)
     except ConfigError as e:
         fail(str(e), EXIT_FAILED)
     from actord.ownership import SocketInUseError
@@ -41,12 +40,11 @@ def run(config_path: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def check_config(path: str, as_json: bool) -> None:
     """Validate a config file without starting anything (stricter than run: see README)."""
-    from actord.core import config as cfg
-    from actord.core import config_env
+    from actord import configfile
 
     try:
-        config = cfg.load(path)
-        config_env.check(config, strict=True)
+        config = configfile.load(path)
+        configfile.check(config, strict=True)
     except ConfigError as e:
         if as_json:
             click.echo(to_json({"ok": False, "error": str(e)}))

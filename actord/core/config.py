@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Any
 
 from actord.core.config_build import build, dependency_levels
 from actord.core.config_model import (
@@ -112,12 +111,3 @@ def service_start_order(config: Config) -> list[list[str]]:
         raise ValueError(f"dependency cycle among {stuck}")
     return levels
 
-
-def __getattr__(name: str) -> Any:
-    """``load``'s old path: it reads a file, so it lives in :mod:`actord.configfile` now.
-    Kept only until ``cli.py`` and ``daemon.py`` import it from there (then delete this)."""
-    if name == "load":
-        from actord.configfile import load
-
-        return load
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,7 +68,7 @@ class DaemonConfig(msgspec.Struct, frozen=True):
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
     metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # see actord/stall.py
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT  # see actord/router/stall.py
 
 
 class HostConfig(msgspec.Struct, frozen=True):

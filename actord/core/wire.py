@@ -52,7 +52,7 @@ INIT = 19  # [INIT, init_dict]                                  first frame to a
 PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload
 SECURITY = 21  # [SECURITY, security_dict]                         policies after reload
 
-# worker -> router, from a timer of the worker's event loop (see actord/stall.py)
+# worker -> router, from a timer of the worker's event loop (see actord/router/stall.py)
 HEARTBEAT = 22  # [HEARTBEAT]                                      every INIT["heartbeat"] s
 
 # The arguments of a "spawn" CALL: one positional array, not a map (every spawn pays for

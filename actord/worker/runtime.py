@@ -146,7 +146,7 @@ class Runtime:
 
     def _start_heartbeat(self, interval: float | None) -> None:
         """Send HEARTBEAT every ``interval`` s from a timer of this loop until the router link
-        closes: silence tells the router the loop is blocked (see actord/stall.py)."""
+        closes: silence tells the router the loop is blocked (see actord/router/stall.py)."""
         if not interval:
             return
         frame = [wire.HEARTBEAT]
