@@ -297,7 +297,7 @@ class ControlServer:
                                   actor=actor, scope=scope)
 
     async def send(self, args: dict[str, Any]) -> None:
-        from actord.process import check_topic
+        from actord.values import check_topic
 
         topic = check_topic(args.get("topic"))
         values = args.get("values") or []

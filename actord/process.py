@@ -13,32 +13,22 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from actord import ids
+from actord import kernel as _kernel
 from actord.builder import DEFAULT as _DEFAULT_BUILDER
 from actord.builder import SpawnBuilder
 from actord.channel import Channel
 from actord.core import wire
 from actord.durations import parse_duration
 from actord.errors import InvalidError
+from actord.kernel import Upgrade, current, require_process
 from actord.messages import Event, Message
-from actord.worker.runtime import Runtime, Upgrade, current, require_process
+from actord.values import check_topic
+from actord.values import payload as _payload
 
 event = SimpleNamespace(CANCEL=wire.EV_CANCEL, EXIT=wire.EV_EXIT, LINK_DOWN=wire.EV_LINK_DOWN)
 
 _OPTIONS = ("trap_links",)
 _current_proc = current.get
-
-
-def check_topic(topic: object) -> str:
-    """A topic is a non-empty str not starting with ``@`` (else INVALID)."""
-    if not isinstance(topic, str) or not topic or topic[0] == "@":
-        raise InvalidError(f"bad topic {topic!r}: must be a non-empty string not starting with @")
-    return topic
-
-
-def _payload(values: tuple[Any, ...]) -> Any:
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else list(values)
 
 
 def pid() -> str:
@@ -55,9 +45,9 @@ def send(dest: str, topic: str, *values: Any) -> None:
     """Send one message; a dead PID makes it a dead letter (no error)."""
     # The hot path of every message: the common cases are inlined (a live caller, a plain
     # str topic, a PID destination, one value); anything else takes the general helpers,
-    # which raise.
+    # which raise. Two lookups find the caller and its kernel, as require_process does.
     proc = _current_proc()
-    rt = Runtime.instance
+    rt = _kernel.installed
     if proc is None or rt is None or not proc.alive:
         rt, proc = require_process()
     if type(topic) is not str or not topic or topic[0] == "@":
