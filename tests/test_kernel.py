@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actord import values
+from actord import kernel, values
 from actord.errors import InvalidError
 from actord.kernel import Kernel, ProcessState
 from actord.worker.proc import Proc
@@ -40,14 +41,21 @@ def _members(protocol: type) -> set[str]:
     return {n for n in names if not n.startswith("_")}
 
 
-def test_the_worker_runtime_is_a_kernel() -> None:
-    """Every call of ``Kernel`` is a method of the worker's ``Runtime`` (``max_frame`` an
-    attribute it sets), with at least the parameters the API passes."""
+def test_the_worker_runtime_is_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call of ``Kernel`` is a method of the worker's ``Runtime`` with at least the
+    parameters the API passes; a Runtime installs itself as the kernel when made."""
     for name in _members(Kernel) - {"max_frame"}:
         ours = inspect.signature(getattr(Kernel, name)).parameters
         theirs = inspect.signature(getattr(Runtime, name)).parameters
         assert list(theirs)[: len(ours)] == list(ours), name
-    assert "self.max_frame = " in inspect.getsource(Runtime.__init__)
+
+    async def make() -> Runtime:
+        return Runtime(None, "t:a", 0, max_frame=4096)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernel, "installed", None)
+    rt = asyncio.run(make())
+    assert kernel.installed is rt
+    assert rt.max_frame == 4096
 
 
 def test_the_worker_process_is_a_process_state() -> None:

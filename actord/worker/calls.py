@@ -11,23 +11,21 @@ size rule (INVALID "message too large" and nothing is sent).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actord import ids, security
 from actord.core import wire
 from actord.errors import InvalidError, NotFoundError, ProcessFailedError, from_kind
 from actord.worker.proc import Proc
-
-if TYPE_CHECKING:
-    from actord.worker.runtime import Runtime
+from actord.worker.state import WorkerState
 
 _encode = wire.encode
 
 
-class Calls:
+class Calls(WorkerState):
     """The call methods of ``Runtime`` and the REPLY handler."""
 
-    def permit(self: Runtime, proc: Proc, action: str, resource: str) -> None:
+    def permit(self, proc: Proc, action: str, resource: str) -> None:
         """PERMISSION_DENIED unless ``proc`` may do ``action`` on ``resource`` (SPEC 7)."""
         cached = proc.evaluator
         if cached is None or cached[0] is not self.guard:
@@ -36,11 +34,11 @@ class Calls:
         if not cached[1].check(action, resource, proc.meta):
             self.guard.require(cached[1], [(action, resource)], proc.meta)
 
-    def check_escalation(self: Runtime, proc: Proc, actor: dict[str, Any]) -> None:
+    def check_escalation(self, proc: Proc, actor: dict[str, Any]) -> None:
         """PERMISSION_DENIED unless ``proc`` may start a process running as ``actor``."""
         security.check_escalation(proc.actor, actor)
 
-    def resolve(self: Runtime, dest: object) -> str:
+    def resolve(self, dest: object) -> str:
         """A canonical PID from a PID (INVALID if malformed) or a registered name
         (NOT_FOUND for an unknown name)."""
         if not isinstance(dest, str) or not dest:
@@ -52,7 +50,7 @@ class Calls:
             raise NotFoundError(f"no process registered as {dest!r}")
         return pid
 
-    def request(self: Runtime, proc: Proc, op: str, args: Any, exec_caller: bool = False
+    def request(self, proc: Proc, op: str, args: Any, exec_caller: bool = False
                 ) -> asyncio.Future[Any]:
         """Send a call to the router; the returned future gets its reply (its value, or
         the ``ProcessError`` the router answers with).
@@ -78,7 +76,7 @@ class Calls:
             self.exec_spawns[req] = proc
         return fut
 
-    def _on_reply(self: Runtime, frame: list[Any]) -> None:
+    def _on_reply(self, frame: list[Any]) -> None:
         fut = self.pending.pop(frame[1], None)
         caller = self.exec_spawns.pop(frame[1], None) if self.exec_spawns else None
         if caller is not None and frame[2] is None:
@@ -97,13 +95,14 @@ class Calls:
         else:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
-    async def exec(self: Runtime, proc: Proc, args: list[Any], timeout: float | None) -> Any:
+    async def exec(self, proc: Proc, args: list[Any], timeout: float | None) -> Any:
         """Spawn an exec child and wait for its result (SPEC: ``exec``).
 
         A caller that stops waiting (timeout, its task cancelled, its process ended) leaves
         the child a CANCEL, so an abandoned child is asked to stop rather than forgotten.
         """
         child = await self.request(proc, "spawn", args, exec_caller=True)
+        assert proc.execs is not None  # for the type checker: _on_reply made it
         fut = proc.execs[child]  # registered by _on_reply
         try:
             async with asyncio.timeout(timeout):
@@ -123,7 +122,7 @@ class Calls:
             )
         return result.get("value")
 
-    def _abandon_exec(self: Runtime, proc: Proc, child: str, reason: str) -> None:
+    def _abandon_exec(self, proc: Proc, child: str, reason: str) -> None:
         """CANCEL an exec child nobody waits for any more (no-op once ``proc`` is dead)."""
         if proc.alive:
             self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])

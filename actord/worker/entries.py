@@ -1,10 +1,9 @@
-"""Entry loading and upgrade: from ``module:function`` to the coroutine function a process runs.
+"""Entry loading: from ``module:function`` to the coroutine function a process runs.
 
 Responsibility: import a process's entry (cached per entry while a fresh lookup would give the
-same function), re-import a module whose file changed on disk for an upgrade, and switch a
-process to its new code (its old tasks cancelled, its queued mail put back as held, UPGRADED
-sent). Invariant: an upgrade re-imports a module only when its file's stamp (mtime, size)
-changed since it was first seen, so an unchanged module keeps its state.
+same function), and for an upgrade re-import a module whose file changed on disk. Invariant:
+an upgrade re-imports a module only when its file's stamp (mtime, size) changed since it was
+first seen, so an unchanged module keeps its state.
 """
 
 from __future__ import annotations
@@ -15,36 +14,16 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from actord.core import wire
 from actord.errors import InvalidError, NotFoundError
-from actord.worker.lifecycle import error_string
-from actord.worker.proc import Proc
-
-if TYPE_CHECKING:
-    from actord.worker.runtime import Runtime
+from actord.worker.state import WorkerState
 
 
-class Entries:
-    """The entry and upgrade methods of ``Runtime``."""
+class Entries(WorkerState):
+    """Entry loading for ``Runtime``."""
 
-    def _prepare_upgrade(self: Runtime, proc: Proc, id: str, args: list[Any]) -> tuple[bool, str]:
-        """Unwind old tasks and channels; (True, entry) to go on, or (False, error)."""
-        self._cancel_tasks(proc)
-        entry = self.processes.get(id)
-        if entry is None:
-            return False, f"upgrade: NotFoundError: unknown process id {id!r}"
-        try:
-            self.load_entry(entry, reload=True)
-        except Exception as e:
-            return False, f"upgrade: {error_string(e)}"
-        proc.reset_channels()
-        proc.id = id
-        self.conn.send([wire.UPGRADED, proc.pid, id])
-        return True, entry
-
-    def load_entry(self: Runtime, entry: str, *, reload: bool) -> Callable[..., Any]:
+    def load_entry(self, entry: str, *, reload: bool) -> Callable[..., Any]:
         """Import ``module:function``; with ``reload``, re-import a module changed on disk."""
         if not reload:
             # Every spawn loads its entry: reuse the last answer while it is still what a
@@ -52,11 +31,12 @@ class Entries:
             # which also covers a reload by an upgrade), skipping the coroutine check.
             cached = self._entries.get(entry)
             if cached is not None:
-                module_name, attr, module, fn = cached
-                if sys.modules.get(module_name) is module and getattr(module, attr, None) is fn:
-                    return fn
+                module_name, attr, cached_module, cached_fn = cached
+                if (sys.modules.get(module_name) is cached_module
+                        and getattr(cached_module, attr, None) is cached_fn):
+                    return cached_fn
         module_name, _, attr = entry.partition(":")
-        module = sys.modules.get(module_name)
+        module: ModuleType | None = sys.modules.get(module_name)
         if module is None:
             importlib.invalidate_caches()
             module = importlib.import_module(module_name)
@@ -76,7 +56,7 @@ class Entries:
         self._entries[entry] = (module_name, attr, module, fn)
         return fn  # type: ignore[no-any-return]
 
-    def _stamp_new_modules(self: Runtime) -> None:
+    def _stamp_new_modules(self) -> None:
         """Remember the on-disk stamp of every module imported so far (an entry's imports
         included), so upgrade re-imports a module only when its file changed since."""
         stamps = self._module_stamp

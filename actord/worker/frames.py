@@ -14,15 +14,14 @@ import asyncio
 import contextvars
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from actord.core import wire
 from actord.messages import Event, Message
 from actord.security import Guard
+from actord.worker.lifecycle import Lifecycle
 from actord.worker.proc import Proc
-
-if TYPE_CHECKING:
-    from actord.worker.runtime import Runtime
 
 _Task = asyncio.Task
 # The context of a process spawned without one; never mutated (ctx only reads or copies it),
@@ -30,21 +29,23 @@ _Task = asyncio.Task
 _NO_CONTEXT: dict[str, Any] = {}
 
 
-class RouterFrames:
-    """The frame handlers of ``Runtime`` (``Runtime._handlers`` maps each kind to one)."""
+class RouterFrames(Lifecycle):
+    """The frame handlers of ``Runtime`` (on ``Lifecycle``: frames start and end processes)."""
 
-    def on_frame(self: Runtime, frame: list[Any]) -> None:
+    _handlers: dict[int, Callable[[list[Any]], None]]  # frame kind -> handler: see Runtime
+
+    def on_frame(self, frame: list[Any]) -> None:
         """Dispatch one router frame (the router is trusted: it validated everything)."""
         self._handlers[frame[0]](frame)
 
-    def _on_deliver(self: Runtime, frame: list[Any]) -> None:
+    def _on_deliver(self, frame: list[Any]) -> None:
         proc = self.procs.get(frame[1])
         if proc is None:
             self.dead_letters += 1
             return
         proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
 
-    def _on_init(self: Runtime, frame: list[Any]) -> None:
+    def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
         if "log_level" in init:  # the daemon's log_level reaches actor code's loggers
             logging.getLogger().setLevel(str(init["log_level"]).upper())
@@ -57,7 +58,7 @@ class RouterFrames:
         self.names = dict(init.get("names", {}))
         self._start_heartbeat(init.get("heartbeat"))
 
-    def _start_heartbeat(self: Runtime, interval: float | None) -> None:
+    def _start_heartbeat(self, interval: float | None) -> None:
         """Send HEARTBEAT every ``interval`` s from a timer of this loop until the router link
         closes: silence tells the router the loop is blocked (see actord/stall.py)."""
         if not interval:
@@ -71,21 +72,21 @@ class RouterFrames:
 
         beat()
 
-    def _on_processes(self: Runtime, frame: list[Any]) -> None:
+    def _on_processes(self, frame: list[Any]) -> None:
         self.processes = dict(frame[1])
 
-    def _on_security(self: Runtime, frame: list[Any]) -> None:
+    def _on_security(self, frame: list[Any]) -> None:
         """Reload: new policies apply from the next check on (evaluators are re-fetched)."""
         self.guard = Guard.from_builtins(frame[1])
 
-    def _on_name(self: Runtime, frame: list[Any]) -> None:
+    def _on_name(self, frame: list[Any]) -> None:
         if frame[2] is None:
             self.names.pop(frame[1], None)
         else:
             self.names[frame[1]] = frame[2]
 
 
-    def _on_start(self: Runtime, frame: list[Any]) -> None:
+    def _on_start(self, frame: list[Any]) -> None:
         if len(frame) > 9:  # SPAWN_ACK
             self._start_acked(frame)
             return
@@ -100,7 +101,7 @@ class RouterFrames:
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
                           context=contextvars.Context())
 
-    def _start_acked(self: Runtime, frame: list[Any]) -> None:
+    def _start_acked(self, frame: list[Any]) -> None:
         """START of a SPAWN_ACK spawn: load the entry first; STARTED once the task exists,
         or the process ends at once (one EXITED, no STARTED) with the load error."""
         try:
@@ -114,7 +115,7 @@ class RouterFrames:
         self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
         self.conn.send([wire.STARTED, frame[1]])
 
-    def _on_event(self: Runtime, frame: list[Any]) -> None:
+    def _on_event(self, frame: list[Any]) -> None:
         _, dest, kind, from_, result, deadline, reason = frame
         proc = self.procs.get(dest)
         if proc is None:
@@ -131,12 +132,12 @@ class RouterFrames:
             self._arm_deadline(proc, deadline)
         proc.deliver_event(Event(kind, from_, result, deadline, reason))
 
-    def _on_kill(self: Runtime, frame: list[Any]) -> None:
+    def _on_kill(self, frame: list[Any]) -> None:
         proc = self.procs.get(frame[1])
         if proc is not None:
             self.kill(proc, frame[2])
 
-    def _on_stats(self: Runtime, frame: list[Any]) -> None:
+    def _on_stats(self, frame: list[Any]) -> None:
         procs = [
             {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
             for p in self.procs.values()
@@ -145,7 +146,7 @@ class RouterFrames:
             [wire.STATS, frame[1], {"processes": procs, "dead_letters": self.dead_letters}]
         )
 
-    def _on_shutdown(self: Runtime, frame: list[Any]) -> None:
+    def _on_shutdown(self, frame: list[Any]) -> None:
         # no report per process: the daemon logs how many it had to terminate
         for proc in list(self.procs.values()):
             self.kill(proc, "process terminated", report=False)

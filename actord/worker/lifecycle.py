@@ -1,10 +1,12 @@
-"""Process lifecycles: the task that runs a process, its one end, and crash reports.
+"""Process lifecycles: the task that runs a process, its upgrades, its one end, crash reports.
 
-Responsibility: run a process's entry as its task (following upgrades), turn every ending
-(return, exception, terminate, cancel deadline, untrapped LINK_DOWN, failed upgrade) into
-exactly one ``EXITED`` frame, and every abnormal end into one crash report in the log (its
-traceback when an exception ended it; at most ``CRASH_REPORTS_PER_SECOND`` a second, the rest
-counted); own the tasks a process starts (``task_factory``) and cancel them at its end.
+Responsibility: run a process's entry as its task (following upgrades: old tasks cancelled,
+queued mail put back as held, UPGRADED sent, the new code run under the same PID), turn
+every ending (return, exception, terminate, cancel deadline, untrapped LINK_DOWN, failed
+upgrade) into exactly one ``EXITED`` frame, and every abnormal end into one crash report in
+the log (its traceback when an exception ended it; at most ``CRASH_REPORTS_PER_SECOND`` a
+second, the rest counted); own the tasks a process starts (``task_factory``) and cancel them
+at its end.
 Invariants: a process is in ``procs`` iff it is alive; once dead it never reports again; a
 result over ``max_frame`` ends its process with ``"result too large"``, so no value a process
 makes can cost the worker its router link.
@@ -16,14 +18,12 @@ import asyncio
 import contextvars
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actord.core import wire
 from actord.kernel import Upgrade, current
+from actord.worker.entries import Entries
 from actord.worker.proc import Proc, TaskList
-
-if TYPE_CHECKING:
-    from actord.worker.runtime import Runtime
 
 #: Crash reports: one record per abnormal end (see ``Runtime._report``).
 crash_log = logging.getLogger("actord.crash")
@@ -46,10 +46,12 @@ def error_string(exc: BaseException) -> str:
     return wire.clip_text(f"{type(exc).__name__}: {exc}")
 
 
-class Lifecycle:
-    """The lifecycle methods of ``Runtime``."""
+class Lifecycle(Entries):
+    """Process lifecycles for ``Runtime``."""
 
-    async def _run(self: Runtime, proc: Proc, entry: str, args: list[Any]) -> None:
+    crash_limit: CrashLimit  # made by Runtime
+
+    async def _run(self, proc: Proc, entry: str, args: list[Any]) -> None:
         """The body of a process task: run the entry, follow upgrades, report the end."""
         current.set(proc)
         while True:
@@ -69,9 +71,9 @@ class Lifecycle:
                 result = self._crashed(proc, e)
             except BaseExceptionGroup as eg:
                 # an upgrade from inside a TaskGroup arrives wrapped in a group
-                up = _upgrade_in(eg)
-                if up is not None:
-                    upgrade = (up.id, up.args_)
+                found = _upgrade_in(eg)
+                if found is not None:
+                    upgrade = (found.id, found.args_)
                 else:
                     result = self._crashed(proc, eg)
             except BaseException as e:
@@ -94,7 +96,7 @@ class Lifecycle:
             # freed by reference counting at once (the worker runs with a lazy cyclic GC)
             current.set(None)
 
-    def _crashed(self: Runtime, proc: Proc, exc: BaseException, error: str | None = None
+    def _crashed(self, proc: Proc, exc: BaseException, error: str | None = None
                  ) -> dict[str, Any]:
         """The result of a process ended by ``exc``, reported with its traceback (unless the
         process is already dead: then whoever ended it reported the end)."""
@@ -104,7 +106,7 @@ class Lifecycle:
             self._report(proc, logging.ERROR, error, exc)
         return {"error": error}
 
-    def _report(self: Runtime, proc: Proc, level: int, error: str, exc: BaseException | None = None
+    def _report(self, proc: Proc, level: int, error: str, exc: BaseException | None = None
                 ) -> None:
         """Log one abnormal end: the process's id and error (tagged with its PID), and the
         traceback of the exception that ended it, if any; rate-limited per worker."""
@@ -125,7 +127,22 @@ class Lifecycle:
         finally:
             current.reset(token)
 
-    def finish(self: Runtime, proc: Proc, result: dict[str, Any]) -> None:
+    def _prepare_upgrade(self, proc: Proc, id: str, args: list[Any]) -> tuple[bool, str]:
+        """Unwind old tasks and channels; (True, entry) to go on, or (False, error)."""
+        self._cancel_tasks(proc)
+        entry = self.processes.get(id)
+        if entry is None:
+            return False, f"upgrade: NotFoundError: unknown process id {id!r}"
+        try:
+            self.load_entry(entry, reload=True)
+        except Exception as e:
+            return False, f"upgrade: {error_string(e)}"
+        proc.reset_channels()
+        proc.id = id
+        self.conn.send([wire.UPGRADED, proc.pid, id])
+        return True, entry
+
+    def finish(self, proc: Proc, result: dict[str, Any]) -> None:
         """Report the end of a process that has not been reported yet."""
         if not proc.alive:
             return
@@ -147,7 +164,7 @@ class Lifecycle:
         self.conn.send_encoded(data)
         self._cancel_tasks(proc)
 
-    def kill(self: Runtime, proc: Proc, error: str, report: bool = True) -> None:
+    def kill(self, proc: Proc, error: str, report: bool = True) -> None:
         """Hard stop: the process is dead now and its tasks are cancelled; the end is
         reported (one line) unless ``report`` is False."""
         if not proc.alive:
@@ -161,7 +178,7 @@ class Lifecycle:
             proc.task.cancel()
         self._cancel_tasks(proc)
 
-    def _mark_dead(self: Runtime, proc: Proc) -> None:
+    def _mark_dead(self, proc: Proc) -> None:
         # the exec children it waited for are cancelled by the router on its EXITED
         proc.execs = None
         proc.alive = False
@@ -170,7 +187,7 @@ class Lifecycle:
             proc.cancel_timer.cancel()
             proc.cancel_timer = None
 
-    def _cancel_tasks(self: Runtime, proc: Proc) -> None:
+    def _cancel_tasks(self, proc: Proc) -> None:
         tasks = proc.tasks
         if not tasks:  # most processes start no task of their own: skip current_task()
             return
@@ -180,7 +197,7 @@ class Lifecycle:
             if task is not me and task is not proc.task and not task.done():
                 task.cancel()
 
-    def _arm_deadline(self: Runtime, proc: Proc, deadline: float) -> None:
+    def _arm_deadline(self, proc: Proc, deadline: float) -> None:
         when = self.loop.time() + max(0.0, deadline - time.time())
         if proc.cancel_at is not None and proc.cancel_at <= when:
             return  # an earlier deadline is already armed

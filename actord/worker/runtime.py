@@ -3,12 +3,14 @@
 One ``Runtime`` per worker OS process; it is the worker's ``actord.kernel.Kernel`` and
 installs itself as the kernel when it is made. It starts processes as asyncio tasks, delivers
 messages and events to them, sends their calls to the router and turns every ending into
-exactly one ``EXITED`` frame. Each job is a module, whose class ``Runtime`` inherits (the
-methods share these tables with no extra call level or attribute lookup on a hot path):
+exactly one ``EXITED`` frame. Each job is a class in its own module, built on the tables of
+``worker.state``; ``Runtime`` inherits them all, so their methods share the tables with no
+extra call level or attribute lookup on a hot path:
 
+    worker.state       the tables (router link, process table, names, policies, calls)
+    worker.entries     entry loading: ``module:function`` -> the coroutine function to run
+    worker.lifecycle   a process's task, upgrades, its one end (EXITED), crash reports
     worker.frames      frames from the router: one handler per kind (``_handlers`` below)
-    worker.lifecycle   a process's task, its one end (EXITED), crash reports, owned tasks
-    worker.entries     entry loading, and switching a process to new code (upgrade)
     worker.calls       permit, resolve, router calls and their REPLY, exec
     worker.send        the send path (same worker: delivered at once; else one SEND frame)
 
@@ -21,51 +23,22 @@ so no value a process makes can cost the worker its router link.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
-
 from actord import kernel
 from actord.core import wire
-from actord.core.config import SecurityConfig
-from actord.security import Guard
 from actord.transport import FrameProtocol
-from actord.worker.calls import Calls
-from actord.worker.entries import Entries
 from actord.worker.frames import RouterFrames
-from actord.worker.lifecycle import CRASH_REPORTS_PER_SECOND, CrashLimit, Lifecycle
-from actord.worker.proc import Proc
+from actord.worker.lifecycle import CRASH_REPORTS_PER_SECOND, CrashLimit
 from actord.worker.send import SendPath
 
 
-class Runtime(RouterFrames, Lifecycle, Entries, Calls, SendPath):
-    """State of one worker; its jobs' methods come from the classes it inherits."""
+class Runtime(RouterFrames, SendPath):
+    """One worker: its tables (``WorkerState``) and every job's methods; a ``Kernel``."""
 
     def __init__(self, conn: FrameProtocol, host: str, index: int,
                  max_frame: int = wire.DEFAULT_MAX_FRAME) -> None:
-        self.conn = conn
-        self.host = host
-        self.index = index
-        self.max_frame = max_frame  # the largest value a process may send (wire's size rule)
-        self.loop = asyncio.get_running_loop()
-        self.procs: dict[str, Proc] = {}
-        self.names: dict[str, str] = {}
-        self.guard = Guard(SecurityConfig())  # replaced by INIT's before any process runs
-        self.processes: dict[str, str] = {}  # process id -> entry
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        # request id -> caller, for the spawn calls of exec (see ``_on_reply``)
-        self.exec_spawns: dict[int, Proc] = {}
-        self.next_req = 0
-        self.dead_letters = 0
-        # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
-        self._checked_pids: set[str] = set()
-        self.stopping = asyncio.Event()
-        self._module_stamp: dict[str, tuple[int, int]] = {}
-        # entry -> (module name, attribute, module, function): see ``load_entry``
-        self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}
+        super().__init__(conn, host, index, max_frame)
         self.crash_limit = CrashLimit(self.loop, CRASH_REPORTS_PER_SECOND)
-        self._handlers: dict[int, Callable[[list[Any]], None]] = {
+        self._handlers = {
             wire.DELIVER: self._on_deliver,
             wire.START: self._on_start,
             wire.EVENT: self._on_event,

@@ -10,16 +10,14 @@ the hot path of every message: each lookup here is paid per message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actord import ids
 from actord.core import wire
 from actord.errors import InvalidError
 from actord.messages import Message
+from actord.worker.calls import Calls
 from actord.worker.proc import Proc
-
-if TYPE_CHECKING:
-    from actord.worker.runtime import Runtime
 
 _copy_value = wire.copy_value
 _encode_value = wire.encode_value
@@ -27,10 +25,10 @@ _ValueTooLarge = wire.ValueTooLarge
 _MAX_ADDRESS = wire.MAX_ADDRESS
 
 
-class SendPath:
-    """The send method of ``Runtime``."""
+class SendPath(Calls):
+    """The send method of ``Runtime`` (on ``Calls``: it checks ``permit``)."""
 
-    def send(self: Runtime, proc: Proc, dest: str, topic: str, payload: Any) -> None:
+    def send(self, proc: Proc, dest: str, topic: str, payload: Any) -> None:
         """Send one message; local destinations skip the router.
 
         ``dest`` is a PID string; one that is not a live local PID is parsed once (INVALID
@@ -66,7 +64,7 @@ class SendPath:
                 raise InvalidError(wire.too_large(len(value), max_frame))
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
 
-    def _check_pid(self: Runtime, dest: str) -> str:
+    def _check_pid(self, dest: str) -> str:
         """The canonical spelling of ``dest`` (INVALID if malformed), remembered when it
         was already canonical; the memory is bounded by forgetting everything at 64k."""
         pid = ids.canonical_pid(dest)
