@@ -2,7 +2,9 @@
 
 Calls whose outcome only the router can decide are coroutines; the rest are plain and never
 block. Every call checks that it runs inside a process (else INVALID) and validates its
-arguments here, at the call site, so a bad topic or value never reaches the wire.
+arguments here, at the call site, so a bad topic or value never reaches the wire. What only
+the runtime can do (send, router calls, exec...) is asked of the installed kernel
+(``actord.kernel``); this module knows no role.
 """
 
 from __future__ import annotations
