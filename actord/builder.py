@@ -7,15 +7,14 @@ runs. Context, actor and scope are inherited from the spawning process and overr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actord import ids
+from actord import kernel as _kernel
 from actord.core import wire
 from actord.errors import InvalidError
-from actord.worker.runtime import Runtime, require_process
-
-if TYPE_CHECKING:
-    from actord.worker.proc import Proc
+from actord.kernel import ProcessState, require_process
+from actord.values import check_topic, payload
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,8 @@ class SpawnBuilder:
             raise InvalidError("actor meta must be a dict")
         _check_values(meta)
         _permit("process.security", "security")
-        from actord.security import check_escalation
-        check_escalation(require_process()[1].actor, actor)
+        rt, proc = require_process()
+        rt.check_escalation(proc, actor)
         return replace(self, actor={"id": actor["id"], "meta": dict(meta)})
 
     def with_scope(self, scope: list[str]) -> SpawnBuilder:
@@ -62,15 +61,13 @@ class SpawnBuilder:
 
     def with_message(self, topic: str, *values: Any) -> SpawnBuilder:
         """Queue a message in the child's mailbox before it runs (``from_`` is ``""``)."""
-        from actord.process import _payload, check_topic
-
         check_topic(topic)
-        payload = _payload(values)
-        _check_values(payload)
-        return replace(self, messages=(*self.messages, (topic, payload)))
+        value = payload(values)
+        _check_values(value)
+        return replace(self, messages=(*self.messages, (topic, value)))
 
     # -- spawning --------------------------------------------------------------------------------
-    def _request(self, proc: Proc, id: str, host: str, args: tuple[Any, ...], flags: int
+    def _request(self, proc: ProcessState, id: str, host: str, args: tuple[Any, ...], flags: int
                  ) -> list[Any]:
         """The spawn request (see ``wire.spawn_request``); values are checked when it is sent."""
         if type(id) is not str or type(host) is not str:
@@ -134,7 +131,7 @@ def _permit(action: str, resource: str) -> None:
 def _check_values(value: Any) -> None:
     """INVALID unless ``value`` is a msgpack value within ``max_frame`` (wire's size rule;
     the spawn's frame as a whole is checked again when it is sent)."""
-    rt = Runtime.instance
+    rt = _kernel.installed
     try:
         wire.check_size(wire.encode_value(value),
                         rt.max_frame if rt is not None else wire.DEFAULT_MAX_FRAME)

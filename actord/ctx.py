@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from actord.errors import NotFoundError
-from actord.worker.runtime import require_process
+from actord.kernel import require_process
 
 
 def get(key: str) -> Any:

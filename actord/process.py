@@ -2,7 +2,9 @@
 
 Calls whose outcome only the router can decide are coroutines; the rest are plain and never
 block. Every call checks that it runs inside a process (else INVALID) and validates its
-arguments here, at the call site, so a bad topic or value never reaches the wire.
+arguments here, at the call site, so a bad topic or value never reaches the wire. What only
+the runtime can do (send, router calls, exec...) is asked of the installed kernel
+(``actord.kernel``); this module knows no role.
 """
 
 from __future__ import annotations
@@ -13,32 +15,22 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from actord import ids
+from actord import kernel as _kernel
 from actord.builder import DEFAULT as _DEFAULT_BUILDER
 from actord.builder import SpawnBuilder
 from actord.channel import Channel
 from actord.core import wire
-from actord.durations import parse_duration
+from actord.durations import cancel_deadline
 from actord.errors import InvalidError
+from actord.kernel import Upgrade, current, require_process
 from actord.messages import Event, Message
-from actord.worker.runtime import Runtime, Upgrade, current, require_process
+from actord.values import check_topic
+from actord.values import payload as _payload
 
 event = SimpleNamespace(CANCEL=wire.EV_CANCEL, EXIT=wire.EV_EXIT, LINK_DOWN=wire.EV_LINK_DOWN)
 
 _OPTIONS = ("trap_links",)
 _current_proc = current.get
-
-
-def check_topic(topic: object) -> str:
-    """A topic is a non-empty str not starting with ``@`` (else INVALID)."""
-    if not isinstance(topic, str) or not topic or topic[0] == "@":
-        raise InvalidError(f"bad topic {topic!r}: must be a non-empty string not starting with @")
-    return topic
-
-
-def _payload(values: tuple[Any, ...]) -> Any:
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else list(values)
 
 
 def pid() -> str:
@@ -55,9 +47,9 @@ def send(dest: str, topic: str, *values: Any) -> None:
     """Send one message; a dead PID makes it a dead letter (no error)."""
     # The hot path of every message: the common cases are inlined (a live caller, a plain
     # str topic, a PID destination, one value); anything else takes the general helpers,
-    # which raise.
+    # which raise. Two lookups find the caller and its kernel, as require_process does.
     proc = _current_proc()
-    rt = Runtime.instance
+    rt = _kernel.installed
     if proc is None or rt is None or not proc.alive:
         rt, proc = require_process()
     if type(topic) is not str or not topic or topic[0] == "@":
@@ -89,12 +81,7 @@ async def cancel(
     dest: str, deadline: str | int | None = None, *, reason: str | None = None
 ) -> None:
     """Deliver CANCEL; past ``deadline`` the runtime terminates the target."""
-    at = None
-    if deadline is not None:
-        try:
-            at = time.time() + parse_duration(deadline)
-        except ValueError as e:
-            raise InvalidError(str(e)) from None
+    at = cancel_deadline(deadline, time.time())
     if reason is not None and not isinstance(reason, str):
         raise InvalidError("reason must be a string")
     await _target_call("cancel", dest, deadline=at, reason=reason)

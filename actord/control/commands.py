@@ -21,6 +21,7 @@ from actord import ids
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
 from actord.errors import InvalidError, NotFoundError, ProcessError
+from actord.values import check_topic, payload
 
 if TYPE_CHECKING:
     from actord.nodeview import ControlledNode
@@ -122,12 +123,12 @@ class Commands:
                                   actor=actor, scope=scope)
 
     async def send(self, args: dict[str, Any]) -> None:
-        from actord.process import check_topic
-
         topic = check_topic(args.get("topic"))
         values = args.get("values") or []
-        payload = None if not values else values[0] if len(values) == 1 else values
-        self.router.send("", self.resolve(args.get("dest")), topic, wire.encode_value(payload))
+        if not isinstance(values, list):
+            raise InvalidError("values must be a list")
+        self.router.send("", self.resolve(args.get("dest")), topic,
+                         wire.encode_value(payload(tuple(values))))
 
     async def kill(self, args: dict[str, Any]) -> None:
         """Terminate, then wait for the EXIT unless ``no_wait`` (the worker acts on the

@@ -33,8 +33,10 @@ import uvloop
 
 from actord import proctable
 from actord.core import wire
+from actord.kernel import current
 from actord.transport import FrameProtocol
-from actord.worker.runtime import Runtime, current, task_factory
+from actord.worker.lifecycle import task_factory
+from actord.worker.runtime import Runtime
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1

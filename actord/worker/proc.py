@@ -202,9 +202,10 @@ class Proc:
 
     def unlisten(self, ch: Channel) -> None:
         """Stop a listener; later messages of its topic go to the inbox (or are held)."""
-        for topic, listener in list((self.listeners or {}).items()):
+        listeners = self.listeners or {}
+        for topic, listener in list(listeners.items()):
             if listener.ch is ch:
-                del self.listeners[topic]  # type: ignore[index]
+                del listeners[topic]
                 ch.close()
                 return
         raise InvalidError("not a listen channel of this process")

@@ -1,0 +1,154 @@
+"""Frames from the router: one handler per frame kind the worker reads.
+
+Responsibility: turn each router frame into its effect on this worker's processes and tables
+(deliver a message, start a process, queue an event, kill, answer STATS, take INIT/NAME/
+PROCESSES/SECURITY updates, shut down). The router is trusted: it validated every frame, so
+nothing here checks a frame's shape. Invariant: a frame for a PID that is not alive here has
+no effect (a message to it is counted as a dead letter). REPLY, the answer to a call, is
+handled beside the calls (``worker.calls``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from actord.core import wire
+from actord.messages import Event, Message
+from actord.security import Guard
+from actord.worker.lifecycle import Lifecycle
+from actord.worker.proc import Proc
+
+_Task = asyncio.Task
+# The context of a process spawned without one; never mutated (ctx only reads or copies it),
+# so all such processes share it.
+_NO_CONTEXT: dict[str, Any] = {}
+
+
+class RouterFrames(Lifecycle):
+    """The frame handlers of ``Runtime`` (on ``Lifecycle``: frames start and end processes)."""
+
+    _handlers: dict[int, Callable[[list[Any]], None]]  # frame kind -> handler: see Runtime
+
+    def on_frame(self, frame: list[Any]) -> None:
+        """Dispatch one router frame (the router is trusted: it validated everything)."""
+        self._handlers[frame[0]](frame)
+
+    def _on_deliver(self, frame: list[Any]) -> None:
+        proc = self.procs.get(frame[1])
+        if proc is None:
+            self.dead_letters += 1
+            return
+        proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
+
+    def _on_init(self, frame: list[Any]) -> None:
+        init = frame[1]
+        if "log_level" in init:  # the daemon's log_level reaches actor code's loggers
+            logging.getLogger().setLevel(str(init["log_level"]).upper())
+        if "security" in init:
+            self.guard = Guard.from_builtins(init["security"])
+        for path in init.get("python_path", ()):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        self.processes = dict(init.get("processes", {}))
+        self.names = dict(init.get("names", {}))
+        self._start_heartbeat(init.get("heartbeat"))
+
+    def _start_heartbeat(self, interval: float | None) -> None:
+        """Send HEARTBEAT every ``interval`` s from a timer of this loop until the router link
+        closes: silence tells the router the loop is blocked (see actord/router/stall.py)."""
+        if not interval:
+            return
+        frame = [wire.HEARTBEAT]
+
+        def beat() -> None:
+            if not self.conn.closed:
+                self.conn.send(frame)
+                self.loop.call_later(interval, beat)
+
+        beat()
+
+    def _on_processes(self, frame: list[Any]) -> None:
+        self.processes = dict(frame[1])
+
+    def _on_security(self, frame: list[Any]) -> None:
+        """Reload: new policies apply from the next check on (evaluators are re-fetched)."""
+        self.guard = Guard.from_builtins(frame[1])
+
+    def _on_name(self, frame: list[Any]) -> None:
+        if frame[2] is None:
+            self.names.pop(frame[1], None)
+        else:
+            self.names[frame[1]] = frame[2]
+
+
+    def _on_start(self, frame: list[Any]) -> None:
+        if len(frame) > 9:  # SPAWN_ACK
+            self._start_acked(frame)
+            return
+        _, pid, id, entry, args, context, actor, scope, messages = frame
+        proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
+        self.procs[pid] = proc
+        if messages:
+            for topic, payload in messages:
+                proc.deliver(Message(topic, "", payload))
+        # The task is built directly, not through loop.create_task: that would call our
+        # Python task factory, which only tracks tasks started by process code anyway.
+        proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
+                          context=contextvars.Context())
+
+    def _start_acked(self, frame: list[Any]) -> None:
+        """START of a SPAWN_ACK spawn: load the entry first; STARTED once the task exists,
+        or the process ends at once (one EXITED, no STARTED) with the load error."""
+        try:
+            self.load_entry(frame[3], reload=False)
+        except BaseException as e:  # SystemExit at import...: ends this process, not the worker
+            _, pid, id, _entry, _args, context, actor, scope, _messages, _ack = frame
+            proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
+            self.procs[pid] = proc
+            self.finish(proc, self._crashed(proc, e))  # one crash report, with the traceback
+            return
+        self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
+        self.conn.send([wire.STARTED, frame[1]])
+
+    def _on_event(self, frame: list[Any]) -> None:
+        _, dest, kind, from_, result, deadline, reason = frame
+        proc = self.procs.get(dest)
+        if proc is None:
+            return
+        if kind == wire.EV_EXEC:
+            fut = proc.execs.get(from_) if proc.execs else None
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+            return
+        if kind == wire.EV_LINK_DOWN and not proc.trap_links:
+            self.kill(proc, "linked process failed")
+            return
+        if kind == wire.EV_CANCEL and deadline is not None:
+            self._arm_deadline(proc, deadline)
+        proc.deliver_event(Event(kind, from_, result, deadline, reason))
+
+    def _on_kill(self, frame: list[Any]) -> None:
+        proc = self.procs.get(frame[1])
+        if proc is not None:
+            self.kill(proc, frame[2])
+
+    def _on_stats(self, frame: list[Any]) -> None:
+        procs = [
+            {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
+            for p in self.procs.values()
+        ]
+        self.conn.send(
+            [wire.STATS, frame[1], {"processes": procs, "dead_letters": self.dead_letters}]
+        )
+
+    def _on_shutdown(self, frame: list[Any]) -> None:
+        # no report per process: the daemon logs how many it had to terminate
+        for proc in list(self.procs.values()):
+            self.kill(proc, "process terminated", report=False)
+        self.stopping.set()
+
