@@ -52,7 +52,7 @@ class Guard:
 
     def to_builtins(self) -> dict[str, Any]:
         """The security config as plain msgpack-able values."""
-        return msgspec.to_builtins(self.security)  # type: ignore[no-any-return]
+        return msgspec.to_builtins(self.security)
 
     def replace(self, security: SecurityConfig) -> None:
         """Reload: the new policies apply to every caller from the next check on."""

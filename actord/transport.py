@@ -92,8 +92,9 @@ class FrameProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        self._transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        stream.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self._transport = stream
         self.connected.set()
         if self._out:
             self._flush()

@@ -31,7 +31,7 @@ class Raw(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
 
 
-class RawDaemon(Raw):
+class RawDaemon(Raw, frozen=True, forbid_unknown_fields=True):
     socket: str | None = None
     socket_group: str | None = None
     python_path: tuple[str, ...] = ()
@@ -42,27 +42,27 @@ class RawDaemon(Raw):
     stall_timeout: Any = None
 
 
-class RawHost(Raw):
+class RawHost(Raw, frozen=True, forbid_unknown_fields=True):
     workers: int | None = None
 
 
-class RawProcess(Raw):
+class RawProcess(Raw, frozen=True, forbid_unknown_fields=True):
     entry: str
 
 
-class RawBackoff(Raw):
+class RawBackoff(Raw, frozen=True, forbid_unknown_fields=True):
     initial: Any = None
     max: Any = None
     factor: float = DEFAULT_BACKOFF.factor
     jitter: float = DEFAULT_BACKOFF.jitter
 
 
-class RawIntensity(Raw):
+class RawIntensity(Raw, frozen=True, forbid_unknown_fields=True):
     max_restarts: int = DEFAULT_INTENSITY.max_restarts
     period: Any = None
 
 
-class RawService(Raw):
+class RawService(Raw, frozen=True, forbid_unknown_fields=True):
     process: str
     host: str
     args: tuple[Any, ...] = ()
@@ -77,24 +77,24 @@ class RawService(Raw):
     scope: tuple[str, ...] = ()
 
 
-class RawCondition(Raw):
+class RawCondition(Raw, frozen=True, forbid_unknown_fields=True):
     field: str
     op: str
     value: Any = None  # TOML has no null, so None is "absent"
 
 
-class RawPolicy(Raw):
+class RawPolicy(Raw, frozen=True, forbid_unknown_fields=True):
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     effect: str
     conditions: tuple[RawCondition, ...] = ()
 
 
-class RawScope(Raw):
+class RawScope(Raw, frozen=True, forbid_unknown_fields=True):
     policies: tuple[str, ...] = ()
 
 
-class RawClient(Raw):
+class RawClient(Raw, frozen=True, forbid_unknown_fields=True):
     actor: Actor
     user: str | None = None
     group: str | None = None
@@ -103,14 +103,14 @@ class RawClient(Raw):
     scope: tuple[str, ...] = ()
 
 
-class RawSecurity(Raw):
+class RawSecurity(Raw, frozen=True, forbid_unknown_fields=True):
     mode: str = DEFAULT_MODE
     policies: dict[str, Any] = {}
     scopes: dict[str, Any] = {}
     clients: tuple[RawClient, ...] = ()
 
 
-class RawFile(Raw):
+class RawFile(Raw, frozen=True, forbid_unknown_fields=True):
     # Tables keyed by user ids stay ``Any``: msgspec hides dict keys in its error paths
     # (``$.hosts[...]``), so each entry is converted on its own, with its key in the path.
     daemon: RawDaemon = RawDaemon()

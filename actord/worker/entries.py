@@ -54,7 +54,7 @@ class Entries(WorkerState):
         if not asyncio.iscoroutinefunction(fn):
             raise InvalidError(f"entry {entry!r} is not an async function")
         self._entries[entry] = (module_name, attr, module, fn)
-        return fn  # type: ignore[no-any-return]
+        return fn
 
     def _stamp_new_modules(self) -> None:
         """Remember the on-disk stamp of every module imported so far (an entry's imports

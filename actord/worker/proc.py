@@ -149,7 +149,7 @@ class Proc:
         if inbox is not None:
             inbox._put(msg)
         elif self.held:
-            self.held.append(msg)  # type: ignore[union-attr]
+            self.held.append(msg)
         else:
             self.held = deque((msg,))
 
@@ -158,7 +158,7 @@ class Proc:
         if self.events is not None:
             self.events._put(event)
         elif self.held_events:
-            self.held_events.append(event)  # type: ignore[union-attr]
+            self.held_events.append(event)
         else:
             self.held_events = deque((event,))
 
