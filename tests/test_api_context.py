@@ -26,7 +26,7 @@ PROCESSES = {
 def daemon(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
-    yield from module_daemon(request, tmp_path_factory, PROCESSES)
+    yield from module_daemon(request, tmp_path_factory, PROCESSES, left=0)
 
 
 @PLACEMENTS
