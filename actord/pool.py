@@ -27,6 +27,7 @@ from typing import Any
 
 from actord import ids
 from actord.core import wire
+from actord.core.restart import worker_restart_delay
 from actord.errors import NotFoundError, ProcessError
 from actord.router import Router, WorkerLink
 from actord.transport import FrameProtocol
@@ -35,8 +36,6 @@ log = logging.getLogger("actord.pool")
 
 #: seconds restart-worker waits for the killed worker's replacement to run
 RESTART_TIMEOUT = 10.0
-#: restarts of one slot within this many seconds count towards the crash-loop backoff
-CRASH_WINDOW = 30.0
 #: seconds between two reaps of orphans (processes actor code left behind) that exited
 REAP_INTERVAL = 1.0
 #: seconds to wait, after a worker exited, for the EOF that follows its last frames
@@ -60,7 +59,7 @@ class WorkerPool:
         self.max_frame = max_frame
         self.stopping = False
         self.procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
-        self._crashes: dict[tuple[str, int], list[float]] = {}
+        self._crashes: dict[tuple[str, int], tuple[float, ...]] = {}
         self._exited: dict[tuple[str, int], asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: set[tuple[str, int]] = set()
@@ -245,13 +244,12 @@ class WorkerPool:
             self._relaunch(link)
             return
         log.error("worker %s (os pid %d) exited with %s; replacing it", link.tag, proc.pid, code)
-        now = time.monotonic()
-        recent = [t for t in self._crashes.get(key, []) if now - t < CRASH_WINDOW] + [now]
-        self._crashes[key] = recent
-        if len(recent) <= 3:
+        self._crashes[key], delay = worker_restart_delay(self._crashes.get(key, ()),
+                                                         time.monotonic())
+        if delay == 0.0:
             self._relaunch(link)  # at once: the EXITs just queued go out after the new link
         else:
-            self._loop.call_later(min(5.0, 0.1 * 2 ** (len(recent) - 3)), self._relaunch, link)
+            self._loop.call_later(delay, self._relaunch, link)
 
     def _reap_orphans(self) -> None:
         """Reap exited children that are not workers (orphans adopted as subreaper)."""

@@ -95,6 +95,13 @@ class Daemon:
             self._log.close()
         return code
 
+    def kill(self, *pids: str) -> None:
+        """Terminate these processes and wait for each one's end (``actord kill``). How a
+        test ends the processes it leaves that ignore CANCEL: ``stop`` then has no
+        ``shutdown_timeout`` to wait out for them."""
+        for pid in pids:
+            self.call("kill", dest=pid)
+
     def kill9(self) -> None:
         """SIGKILL the daemon itself."""
         assert self.proc is not None

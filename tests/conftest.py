@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from actord.testing import Daemon
+from actord.testing import Daemon, wait_for
 
 ACTORS = Path(__file__).parent / "actors"
 
@@ -54,15 +55,31 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
             d.stop()
 
 
+def assert_nothing_left(d: Daemon, left: int = 0) -> None:
+    """After a module's last test, whatever order its tests ran in: every test stopped what it
+    started, so only ``left`` processes remain (e.g. a config service's), given 5 s to end."""
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: len(d.call("ps")) == left, timeout=5, what="the tests' processes gone")
+    rows = d.call("ps")
+    assert len(rows) == left, f"processes left behind by this module's tests: {rows}"
+
+
 def module_daemon(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     processes: dict[str, str],
+    left: int | None = None,
     **kw: object,
 ) -> Iterator[Daemon]:
-    """Body of a module-scoped daemon fixture (one daemon shared by a test module)."""
+    """Body of a module-scoped daemon fixture (one daemon shared by a test module); at the
+    end, if ``left`` is given, :func:`assert_nothing_left` (``left``), and a clean stop (exit
+    code 0)."""
     d = Daemon(tmp_path_factory.mktemp("daemon"), config_text(processes, **kw))  # type: ignore[arg-type]
     d.start()
     yield d
     if d.proc is not None and d.proc.poll() is None:
-        assert d.stop() == 0, d.log()
+        try:
+            if left is not None:
+                assert_nothing_left(d, left)
+        finally:
+            assert d.stop() == 0, d.log()

@@ -349,6 +349,7 @@ def test_error_rows_stay_one_line(daemon: Daemon) -> None:
     assert any("line one\\nline two\\x1b[31m" in line for line in lines), r.stdout
 
 
+@pytest.mark.usefixtures("world")  # its bystander is checked unharmed at the end
 def test_stopped_daemon_is_no_daemon_within_client_timeout(daemon: Daemon) -> None:
     """A SIGSTOPped daemon: exit 3 within the client timeout, for quick and waiting commands."""
     os.kill(daemon.pid, signal.SIGSTOP)

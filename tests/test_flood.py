@@ -56,6 +56,7 @@ def test_flood_keeps_router_memory_bounded(make_daemon) -> None:
     finally:
         done.set()
         sampler.join()
+    d.kill(ponger, sink)  # they ignore CANCEL: end them, rather than the daemon's shutdown
     growth = peak[0] - base_rss
     assert growth < RSS_BOUND_KIB, f"router RSS grew by {growth} KiB"
     # the unrelated pair keeps its latency within a stated factor (generous: 2 vCPUs are

@@ -62,7 +62,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     sizers = {h: d.call("spawn", id="o:sizer", host=h) for h in HOSTS}
     workers = {(w["host"], w["index"]): w["os_pid"] for w in d.workers()}
     yield Node(d, bystanders, sizers, workers)
-    assert d.stop() == 0, d.log()
+    try:
+        d.kill(*bystanders, *sizers.values())  # some ignore CANCEL: spare the shutdown its wait
+    finally:
+        assert d.stop() == 0, d.log()
 
 
 @pytest.fixture

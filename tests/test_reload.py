@@ -72,6 +72,7 @@ def test_reload_applies_only_differences(make_daemon) -> None:
     assert d.call("spawn", id="t:new", host="t:c", args=[], name=None).startswith("{t:c|")
     # shrinking t:b retired worker 1: its process ended, the one on worker 0 kept its PID
     assert {p for p in on_b if p in pids} == {p for p in on_b if worker_of[p] == 0}
+    d.kill(idle, *(p for p in on_b if p in pids))  # stubborn: spare the shutdown its wait
 
 
 def test_bad_config_is_refused_and_changes_nothing(make_daemon) -> None:
@@ -116,3 +117,4 @@ def test_reload_text_says_what_it_retired_and_what_it_did_not_apply(make_daemon)
         "log_level"]
     assert len(d.call("ps", host="t:b")) == 2
     assert "reload: [daemon] shutdown_timeout, log_level changed" in d.log()
+    d.kill(*(row["pid"] for row in d.call("ps", host="t:b")))  # stubborn: spare the shutdown

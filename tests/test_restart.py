@@ -15,6 +15,7 @@ from actord.core.restart import (
     next_streak,
     should_restart,
     stable_after,
+    worker_restart_delay,
 )
 
 
@@ -224,3 +225,28 @@ def test_restarts_a_period_apart_are_always_allowed(
     for e in extra:
         history, ok = add_restart(history, clock.advance(float(period + e)), intensity)
         assert ok
+
+
+@pytest.mark.parametrize(
+    ("crashes", "now", "kept", "delay"),
+    [
+        ((), 100.0, (100.0,), 0.0),  # a first crash: replaced at once
+        ((90.0, 95.0), 100.0, (90.0, 95.0, 100.0), 0.0),  # the third in 30 s: still at once
+        ((80.0, 90.0, 95.0), 100.0, (80.0, 90.0, 95.0, 100.0), 0.2),  # the fourth: 0.2 s
+        ((70.5, 80.0, 90.0, 95.0), 100.0, (70.5, 80.0, 90.0, 95.0, 100.0), 0.4),  # doubles
+        ((70.0, 80.0, 90.0, 95.0), 100.0, (80.0, 90.0, 95.0, 100.0), 0.2),  # 30 s ago: out
+        ((10.0, 20.0, 30.0), 100.0, (100.0,), 0.0),  # a quiet window: at once again
+        (tuple(99.0 + i / 10 for i in range(7)), 100.0,
+         (*(99.0 + i / 10 for i in range(7)), 100.0), 3.2),  # the eighth: 0.2 * 2**4
+        (tuple(99.0 + i / 10 for i in range(8)), 100.0,
+         (*(99.0 + i / 10 for i in range(8)), 100.0), 5.0),  # 6.4 capped at 5 s
+        (tuple(99.0 + i / 1000 for i in range(500)), 100.0,
+         (*(99.0 + i / 1000 for i in range(500)), 100.0), 5.0),  # no overflow
+    ],
+)
+def test_worker_restart_delay(
+    crashes: tuple[float, ...], now: float, kept: tuple[float, ...], delay: float
+) -> None:
+    """A worker slot restarts at once up to 3 times in 30 s, then after a delay doubling
+    from 0.2 s up to 5 s (README "Worker crash loop")."""
+    assert worker_restart_delay(crashes, now) == (kept, pytest.approx(delay))

@@ -20,6 +20,10 @@ manual clock. No clock reads, no asyncio: callers pass ``now`` (monotonic second
   count, the service is given up (state ``failed``). ``max_restarts = 0`` means any restart
   gives up. Restart times passed in must not be later than ``now``.
 
+And the crash-loop rule of a worker slot (README "Worker crash loop"), built from the two
+above: :func:`worker_restart_delay` replaces a crashed worker at once while its crashes stay
+within :data:`WORKER_INTENSITY`, then after a delay doubling up to :data:`WORKER_BACKOFF`'s max.
+
 Invariant: every function is total over valid config values (``Backoff``/``Intensity`` as
 ``actord.core.config`` builds them) and any ``n >= 0``; none keeps state.
 """
@@ -71,4 +75,28 @@ def add_restart(
     return recent, len(recent) <= intensity.max_restarts
 
 
-__all__ = ["add_restart", "backoff_delay", "next_streak", "should_restart", "stable_after"]
+#: crashes of one worker slot within ``period`` that are replaced at once
+WORKER_INTENSITY = Intensity(max_restarts=3, period=30.0)
+#: the delay after those: 0.2 s, doubling up to 5 s; no jitter (one slot, no herd to spread)
+WORKER_BACKOFF = Backoff(initial=0.2, max=5.0, factor=2.0, jitter=0.0)
+
+
+def worker_restart_delay(
+    crashes: tuple[float, ...], now: float
+) -> tuple[tuple[float, ...], float]:
+    """Record a worker crash at ``now``: (the crashes still in the window, seconds to wait
+    before its replacement starts; 0.0 means at once).
+
+    ``crashes`` are the slot's earlier crash times as this function last returned them.
+    """
+    recent, at_once = add_restart(crashes, now, WORKER_INTENSITY)
+    if at_once:
+        return recent, 0.0
+    beyond = len(recent) - WORKER_INTENSITY.max_restarts - 1  # 0 for the first delayed one
+    return recent, backoff_delay(WORKER_BACKOFF, beyond, random.Random(0))  # no jitter: any rng
+
+
+__all__ = [
+    "WORKER_BACKOFF", "WORKER_INTENSITY", "add_restart", "backoff_delay", "next_streak",
+    "should_restart", "stable_after", "worker_restart_delay",
+]
