@@ -647,7 +647,7 @@ def verdict(new: dict[str, Any], old: dict[str, Any], unit: str) -> tuple[float,
     if abs(ratio - 1) <= noise:
         return ratio, noise, "within noise"
     better = ratio < 1 if lower_is_better(unit) else ratio > 1
-    return ratio, noise, f"new {'better' if better else 'WORSE'} by {abs(ratio - 1):.0%}"
+    return ratio, noise, f"new {'better' if better else 'WORSE'} by {abs(ratio - 1):.1%}"
 
 
 def git_describe(tree: Path) -> str:
