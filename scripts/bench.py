@@ -38,12 +38,14 @@ PATH ("old"), each in its own daemon whose daemon and workers import that tree's
 (``scripts/bench_tree.py``: checked before the first sample, the run fails if not), sample by
 sample alternately (new, old; then old, new on the next run), and prints::
 
-    scenario | new median | new IQR | old median | old IQR | new/old | noise | verdict
+    scenario | new median | new IQR | old median | old IQR | new/old | noise | new won | verdict
 
 ``noise`` is the larger relative IQR (IQR over median) of the two series; the verdict is
 "within noise" when ``|new/old - 1| <= noise`` (it needs at least 3 samples of each), else
-new is better or WORSE. The bench actors are this checkout's for both trees (public API
-only); no baselines and no peers are run (the tree is the variable).
+new is better or WORSE. ``new won``: in how many runs new's sample beat old's taken right
+beside it (a paired look that drift between runs does not blur). The bench actors are this
+checkout's for both trees (public API only); no baselines and no peers are run (the tree is
+the variable).
 
 Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b] [--no-peers]
       .venv/bin/python scripts/bench.py --quick     (a smoke run: checks it works, in seconds)
@@ -650,6 +652,12 @@ def verdict(new: dict[str, Any], old: dict[str, Any], unit: str) -> tuple[float,
     return ratio, noise, f"new {'better' if better else 'WORSE'} by {abs(ratio - 1):.1%}"
 
 
+def pairs_new_better(new: list[float], old: list[float], unit: str) -> int:
+    """In how many runs new beat old (a run's two samples are taken one after the other)."""
+    lower = lower_is_better(unit)
+    return sum((n < o) if lower else (n > o) for n, o in zip(new, old, strict=True))
+
+
 def git_describe(tree: Path) -> str:
     """``tree``'s short commit and subject (``+ changes`` if its work tree is dirty)."""
     def git(*args: str) -> str:
@@ -748,6 +756,8 @@ def run_against(other: Path, sizes: Sizes, repeat: int, only: set[str]) -> dict[
                 row[side] = spread(samples[side][sc.key])
             row["ratio"], row["noise"], row["verdict"] = verdict(row["new"], row["old"],
                                                                  sc.unit)
+            row["pairs_new_better"] = pairs_new_better(samples["new"][sc.key],
+                                                       samples["old"][sc.key], sc.unit)
         rows.append(row)
     return {
         "meta": {
@@ -785,17 +795,19 @@ def report_against(result: dict[str, Any]) -> str:
         title = f"{r['scenario']} [{r['unit']}]"
         if r["error"]:
             why = "; ".join(f"{side}: {e}" for side, e in r["error"].items())
-            rows.append([title, "ERROR", "", "", "", "", "", why])
+            rows.append([title, "ERROR", "", "", "", "", "", "", why])
             continue
         new, old = r["new"], r["old"]
         rows.append([title, num(new["median"]), f"{num(new['q1'])}..{num(new['q3'])}",
                      num(old["median"]), f"{num(old['q1'])}..{num(old['q3'])}",
-                     f"{r['ratio']:.3f}", f"{r['noise']:.1%}", r["verdict"]])
+                     f"{r['ratio']:.3f}", f"{r['noise']:.1%}",
+                     f"{r['pairs_new_better']}/{len(new['samples'])}", r["verdict"]])
     out.append(table(["scenario", "new median", "new IQR", "old median", "old IQR", "new/old",
-                      "noise", "verdict"], rows))
+                      "noise", "new won", "verdict"], rows))
     out.append("new/old: ratio of the medians. noise: the larger of the two series' IQR over "
                "its median. 'within noise': |new/old - 1| <= noise; otherwise new is better or "
-               "WORSE (us and B: lower is better; msg/s and proc/s: higher).")
+               "WORSE (us and B: lower is better; msg/s and proc/s: higher). new won: in how "
+               "many runs new's sample beat old's taken right beside it.")
     old_errors = [r for r in result["scenarios"] if "old" in r["error"] and "new" not in r["error"]]
     if old_errors:
         out.append("the old tree could not run: " + ", ".join(

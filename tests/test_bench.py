@@ -57,7 +57,7 @@ def test_bench_quick_against_another_checkout(tmp_path: Path) -> None:
     header = next(line for line in lines if line.startswith("scenario"))
     assert [c.strip() for c in header.split("|")] == [
         "scenario", "new median", "new IQR", "old median", "old IQR", "new/old", "noise",
-        "verdict",
+        "new won", "verdict",
     ]
     for key in SCENARIOS[:5]:
         row = next(line for line in lines if line.startswith(key))
