@@ -73,6 +73,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent  # this checkout: the "new" tree of --against
+sys.path.insert(0, str(HERE))  # bench_tree, also when this file is loaded by path
 sys.path.insert(0, str(HERE / "baselines"))
 sys.path.insert(0, str(HERE / "peers"))
 
