@@ -32,8 +32,24 @@ drifts between modes over minutes; only samples close in time compare). Targets:
 >= 10x Ray and >= 3x Thespian, stream >= 50x Ray. A peer runs only the workloads of the
 scenarios in ``--only``; ``--no-peers`` skips them.
 
+Against another commit: ``--against PATH`` (PATH another checkout of actord, e.g. ``git
+worktree add /tmp/old be44710``) runs every wanted scenario on this checkout ("new") and on
+PATH ("old"), each in its own daemon whose daemon and workers import that tree's actord
+(``scripts/bench_tree.py``: checked before the first sample, the run fails if not), sample by
+sample alternately (new, old; then old, new on the next run), and prints::
+
+    scenario | new median | new IQR | old median | old IQR | new/old | noise | new won | verdict
+
+``noise`` is the larger relative IQR (IQR over median) of the two series; the verdict is
+"within noise" when ``|new/old - 1| <= noise`` (it needs at least 3 samples of each), else
+new is better or WORSE. ``new won``: in how many runs new's sample beat old's taken right
+beside it (a paired look that drift between runs does not blur). The bench actors are this
+checkout's for both trees (public API only); no baselines and no peers are run (the tree is
+the variable).
+
 Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b] [--no-peers]
       .venv/bin/python scripts/bench.py --quick     (a smoke run: checks it works, in seconds)
+      .venv/bin/python scripts/bench.py --against /tmp/old [--repeat 5] [--only a,b,c,d,e]
 """
 
 from __future__ import annotations
@@ -56,9 +72,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # this checkout: the "new" tree of --against
+sys.path.insert(0, str(HERE))  # bench_tree, also when this file is loaded by path
 sys.path.insert(0, str(HERE / "baselines"))
 sys.path.insert(0, str(HERE / "peers"))
 
+import bench_tree  # noqa: E402
 import idle_tasks  # noqa: E402
 import msgpack  # noqa: E402
 import peer_common  # noqa: E402
@@ -78,7 +97,7 @@ PEER_HOST = "bench:b"  # the other worker of (a), (b), (d), (e), (g)
 PROCESSES = {
     f"bench:{name}": f"bench_actors:{name}"
     for name in ("echo", "streamer", "noop", "idle", "pingpong", "stream", "fan_in",
-                 "spawn_many", "terminate_exit", "idle_memory")
+                 "spawn_many", "terminate_exit", "idle_memory", "where")
 }
 
 
@@ -598,6 +617,209 @@ def peer_report(found: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+# -- against another checkout ------------------------------------------------------------------
+#: the two series of an ``--against`` run: this checkout and the other one
+SIDES = ("new", "old")
+#: fewest samples of each series for a verdict (quartiles of fewer mean nothing)
+VERDICT_MIN_SAMPLES = 3
+
+
+def lower_is_better(unit: str) -> bool:
+    return unit in ("us", "B")
+
+
+def spread(samples: list[float]) -> dict[str, Any]:
+    """:func:`summary` plus the quartiles and the relative IQR (IQR over the median)."""
+    out = summary(samples)
+    q1, _, q3 = (statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1
+                 else (samples[0],) * 3)
+    out.update(q1=q1, q3=q3, rel_iqr=(q3 - q1) / out["median"] if out["median"] else 0.0)
+    return out
+
+
+def verdict(new: dict[str, Any], old: dict[str, Any], unit: str) -> tuple[float, float, str]:
+    """new/old ratio of the medians, the noise, and the verdict.
+
+    Noise is the larger relative IQR of the two series; the ratio is "within noise" when
+    ``|ratio - 1| <= noise``, else new is "better" or "WORSE" (by the scenario's direction).
+    """
+    ratio = new["median"] / old["median"] if old["median"] else float("nan")
+    noise = max(new["rel_iqr"], old["rel_iqr"])
+    if min(len(new["samples"]), len(old["samples"])) < VERDICT_MIN_SAMPLES:
+        return ratio, noise, f"n/a (< {VERDICT_MIN_SAMPLES} samples)"
+    if abs(ratio - 1) <= noise:
+        return ratio, noise, "within noise"
+    better = ratio < 1 if lower_is_better(unit) else ratio > 1
+    return ratio, noise, f"new {'better' if better else 'WORSE'} by {abs(ratio - 1):.1%}"
+
+
+def pairs_new_better(new: list[float], old: list[float], unit: str) -> int:
+    """In how many runs new beat old (a run's two samples are taken one after the other)."""
+    lower = lower_is_better(unit)
+    return sum((n < o) if lower else (n > o) for n, o in zip(new, old, strict=True))
+
+
+def git_describe(tree: Path) -> str:
+    """``tree``'s short commit and subject (``+ changes`` if its work tree is dirty)."""
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                           timeout=30, check=False)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    head = git("log", "-1", "--format=%h %s")
+    if not head:
+        return "not a git checkout"
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") \
+        else ""
+    return (head[:70] + "..." if len(head) > 73 else head) + dirty
+
+
+def run_against(other: Path, sizes: Sizes, repeat: int, only: set[str]) -> dict[str, Any]:
+    """Every wanted scenario on this checkout ("new") and on ``other`` ("old"), alternately.
+
+    Each tree runs in its own daemon (:class:`bench_tree.TreeDaemon`: the daemon and its
+    workers import that tree's actord; checked before the first sample). Both daemons are up
+    for the whole run; each scenario's samples are taken new, old (old, new on odd runs), so
+    drift on the machine hits both series alike. The bench actors are this checkout's for both
+    (they use only the public API). No baselines and no peers: the tree is the variable.
+    """
+    scenarios = [s for s in SCENARIOS if s.key in only]
+    trees = {"new": ROOT, "old": other.resolve()}
+    info: dict[str, dict[str, Any]] = {}
+    for side, tree in trees.items():
+        info[side] = {"tree": str(tree), "commit": git_describe(tree),
+                      "preflight": bench_tree.preflight(tree)}
+    samples: dict[str, dict[str, list[float]]] = {
+        side: {s.key: [] for s in scenarios} for side in SIDES}
+    errors: dict[str, str] = {}
+    mem_hosts = [f"bench:mem{i}" for i in range(repeat if "f" in only else 0)]
+    load_before = os.getloadavg()
+    log_problems: list[str] = []
+
+    with tempfile.TemporaryDirectory(prefix="actord-bench-against-") as tmp:
+        daemons: dict[str, bench_tree.TreeDaemon] = {}
+        benches: dict[str, Bench] = {}
+        try:
+            for side, tree in trees.items():
+                daemon = bench_tree.TreeDaemon(Path(tmp) / side, config_text(mem_hosts), tree)
+                progress(f"starting the {side} daemon ({tree}) with {2 + len(mem_hosts)} "
+                         "workers")
+                daemons[side] = daemon
+                try:
+                    daemon.start()
+                except Exception as e:
+                    raise RuntimeError(
+                        f"the {side} tree's daemon did not start on this bench's config "
+                        f"({type(e).__name__}); its log:\n{daemon.log()[-3000:]}") from e
+                info[side].update(daemon.verify(PEER_HOST, sizes.timeout))
+                progress(f"   {side}: daemon and worker run actord from "
+                         f"{Path(info[side]['worker']).parent}")
+                daemon.exec("bench:noop", PEER_HOST, timeout=sizes.timeout)  # warm the actors
+                benches[side] = Bench(daemon, sizes, mem_hosts)
+            for rep in range(repeat):
+                order = SIDES if rep % 2 == 0 else SIDES[::-1]
+                progress(f"-- run {rep + 1}/{repeat} ({', '.join(order)} for each scenario)")
+                for sc in scenarios:
+                    for side in order:
+                        key = f"{side} {sc.key}"
+                        if key in errors:
+                            continue
+                        try:
+                            value = sc.run(benches[side], rep)
+                        except Exception as e:  # one failure must not hide the other numbers
+                            errors[key] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+                            progress(f"   {side} {sc.key} FAILED: {errors[key]}")
+                            continue
+                        samples[side][sc.key].append(value)
+                        progress(f"   {side} {sc.key:3} {value:14,.1f} {sc.unit}")
+        finally:
+            for side, daemon in daemons.items():
+                if daemon.proc is None:
+                    continue
+                code = daemon.stop()
+                text = daemon.log()
+                if code != 0:
+                    errors[f"{side} daemon"] = f"daemon exited with {code}"
+                    progress(text[-3000:])
+                log_problems += [f"{side}: {line}" for line in text.splitlines()
+                                 if " ERROR " in line or " WARNING " in line
+                                 or "Traceback" in line]
+    for line in log_problems[:10]:
+        progress(f"daemon log: {line}")
+
+    rows = []
+    for sc in scenarios:
+        row: dict[str, Any] = {"key": sc.key, "scenario": sc.title, "unit": sc.unit,
+                               "error": {side: errors[f"{side} {sc.key}"] for side in SIDES
+                                         if f"{side} {sc.key}" in errors}}
+        if not row["error"]:
+            for side in SIDES:
+                row[side] = spread(samples[side][sc.key])
+            row["ratio"], row["noise"], row["verdict"] = verdict(row["new"], row["old"],
+                                                                 sc.unit)
+            row["pairs_new_better"] = pairs_new_better(samples["new"][sc.key],
+                                                       samples["old"][sc.key], sc.unit)
+        rows.append(row)
+    return {
+        "meta": {
+            "quick": sizes is QUICK, "repeat": repeat, "sizes": dataclasses.asdict(sizes),
+            "python": platform.python_version(), "executable": sys.executable,
+            "cpus": os.cpu_count(), "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "trees": info,
+        "scenarios": rows,
+        "errors": errors,
+        "daemon_log_problems": log_problems,
+    }
+
+
+def report_against(result: dict[str, Any]) -> str:
+    """The new-vs-old table, with where each series' code came from and the verdict's rule."""
+    meta = result["meta"]
+    out = [
+        f"actord benchmark, this checkout against another"
+        f"{' (QUICK smoke run: the numbers mean nothing)' if meta['quick'] else ''}: "
+        f"{meta['repeat']} run(s) of each scenario on each, alternating; python "
+        f"{meta['python']}, {meta['cpus']} cpus, load {meta['loadavg_before'][0]:.2f} -> "
+        f"{meta['loadavg_after'][0]:.2f}",
+    ]
+    for side in SIDES:
+        t = result["trees"][side]
+        out.append(f"{side}: {t['tree']} ({t['commit']})")
+        if "daemon" in t:
+            out.append(f"     code that ran: daemon actord from {t['daemon']}, "
+                       f"worker actord from {t['worker']}")
+    out.append("")
+    rows = []
+    for r in result["scenarios"]:
+        title = f"{r['scenario']} [{r['unit']}]"
+        if r["error"]:
+            why = "; ".join(f"{side}: {e}" for side, e in r["error"].items())
+            rows.append([title, "ERROR", "", "", "", "", "", "", why])
+            continue
+        new, old = r["new"], r["old"]
+        rows.append([title, num(new["median"]), f"{num(new['q1'])}..{num(new['q3'])}",
+                     num(old["median"]), f"{num(old['q1'])}..{num(old['q3'])}",
+                     f"{r['ratio']:.3f}", f"{r['noise']:.1%}",
+                     f"{r['pairs_new_better']}/{len(new['samples'])}", r["verdict"]])
+    out.append(table(["scenario", "new median", "new IQR", "old median", "old IQR", "new/old",
+                      "noise", "new won", "verdict"], rows))
+    out.append("new/old: ratio of the medians. noise: the larger of the two series' IQR over "
+               "its median. 'within noise': |new/old - 1| <= noise; otherwise new is better or "
+               "WORSE (us and B: lower is better; msg/s and proc/s: higher). new won: in how "
+               "many runs new's sample beat old's taken right beside it.")
+    old_errors = [r for r in result["scenarios"] if "old" in r["error"] and "new" not in r["error"]]
+    if old_errors:
+        out.append("the old tree could not run: " + ", ".join(
+            f"{r['key']} ({r['error']['old']})" for r in old_errors)
+            + " -- it lacks something this bench needs")
+    if result["daemon_log_problems"]:
+        out.append(f"daemon logs: {len(result['daemon_log_problems'])} warning/error line(s), "
+                   "see stderr")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="actord benchmark: scenarios vs baselines")
     parser.add_argument("--quick", action="store_true",
@@ -608,6 +830,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="scenario letters to run, e.g. 'a,e' (default: all)")
     parser.add_argument("--no-peers", action="store_true",
                         help="do not run the installed peers (Ray, Thespian) on (a) and (b)")
+    parser.add_argument("--against", metavar="PATH", type=Path,
+                        help="compare this checkout with the actord checkout at PATH (e.g. a "
+                             "git worktree of an older commit): each in its own daemon, "
+                             "alternately; no baselines, no peers")
     args = parser.parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeat < 1:
@@ -618,9 +844,20 @@ def main(argv: list[str] | None = None) -> int:
     if "e" in only:
         only.add("a")  # (e)'s target is relative to (a)
 
-    skipped = "--quick" if args.quick else "--no-peers" if args.no_peers else None
-    result = run_all(QUICK if args.quick else FULL, repeat, only, skipped)
-    print(report(result), flush=True)
+    sizes = QUICK if args.quick else FULL
+    if args.against is not None:
+        if args.against.resolve() == ROOT:
+            parser.error(f"--against {args.against} is this checkout")
+        try:
+            result = run_against(args.against, sizes, repeat, only)
+        except bench_tree.WrongTree as e:
+            print(f"bench.py --against: {e}", file=sys.stderr)
+            return 2
+        print(report_against(result), flush=True)
+    else:
+        skipped = "--quick" if args.quick else "--no-peers" if args.no_peers else None
+        result = run_all(sizes, repeat, only, skipped)
+        print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 1 if result["errors"] else 0

@@ -34,3 +34,52 @@ def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
     assert [s["key"] for s in result["scenarios"]] == list("abcdefg")
     assert all(len(s["actord"]["samples"]) == 1 for s in result["scenarios"])
     assert result["errors"] == {}
+
+
+def test_bench_quick_against_another_checkout(tmp_path: Path) -> None:
+    """`bench.py --quick --against WORKTREE` runs both trees, each on its own code, and prints
+    the new/old table; the old series' daemon and worker imported the worktree's actord."""
+    old = tmp_path / "old"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), "HEAD"],
+                   capture_output=True, text=True, timeout=60, check=True)
+    try:
+        out = tmp_path / "against.json"
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--repeat", "3",
+             "--only", "a,b,c,d,e", "--against", str(old), "--json", str(out)],
+            capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+        )
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                       capture_output=True, timeout=60, check=False)
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    lines = r.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("scenario"))
+    assert [c.strip() for c in header.split("|")] == [
+        "scenario", "new median", "new IQR", "old median", "old IQR", "new/old", "noise",
+        "new won", "verdict",
+    ]
+    for key in SCENARIOS[:5]:
+        row = next(line for line in lines if line.startswith(key))
+        assert "ERROR" not in row, row
+    ran = f"daemon actord from {old}/actord/__init__.py, worker actord from {old}/actord/"
+    assert any(ran in line for line in lines), r.stdout
+    result = json.loads(out.read_text())
+    assert result["errors"] == {}
+    for side, tree in (("new", ROOT), ("old", old)):
+        for role in ("daemon", "worker"):
+            assert Path(result["trees"][side][role]).is_relative_to(tree), (side, role)
+    for row in result["scenarios"]:
+        assert len(row["new"]["samples"]) == len(row["old"]["samples"]) == 3
+        assert row["verdict"].startswith(("within noise", "new better", "new WORSE"))
+
+
+def test_bench_against_refuses_a_tree_without_actord(tmp_path: Path) -> None:
+    """--against a directory that is no actord checkout fails loudly before any daemon runs."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--against",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )
+    assert r.returncode == 2
+    assert "not a checkout of actord" in r.stderr

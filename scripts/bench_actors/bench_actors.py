@@ -13,14 +13,17 @@ API is used (``from actord import process``).
     terminate_exit  idle                    mean terminate-to-EXIT (us) at the monitor
     idle_memory     idle                    RSS bytes per idle process of a worker
     fan_in          streamer x senders      messages/s received
+    where           -                       the worker's actord.__file__ and OS pid
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
+import actord
 from actord import process
 
 # -- peers -------------------------------------------------------------------------------------
@@ -188,3 +191,8 @@ async def idle_memory(host: str, os_pid: int, n: int, settle: float) -> dict[str
     for _ in range(n):
         await events.receive()
     return {"bytes_per_process": (after - before) / n, "before": before, "after": after, "n": n}
+
+
+async def where() -> dict[str, Any]:
+    """Which actord this worker imported (``bench.py --against`` checks it is the tree)."""
+    return {"actord": actord.__file__, "os_pid": os.getpid()}
