@@ -17,6 +17,7 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.policy import Evaluator
+from actord.core.wire import SpawnRequest
 from actord.errors import InvalidError
 from actord.router.slots import ProcEntry
 from actord.security import Guard, call_permissions, check_escalation, spawn_permissions
@@ -38,17 +39,21 @@ class Gate:
         """PERMISSION_DENIED unless ``entry`` may make call ``op`` with ``args``."""
         self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
 
-    def _check_spawn(self, entry: ProcEntry, args: Any) -> None:
-        """INVALID for a malformed spawn request, PERMISSION_DENIED unless ``entry`` may make
-        it; marks in its flags what it needs (a new identity, a new context)."""
-        check_spawn_request(args)
+    def _check_spawn(self, entry: ProcEntry, raw: Any) -> SpawnRequest:
+        """The spawn request ``raw`` from ``entry``'s worker, checked: INVALID if malformed,
+        PERMISSION_DENIED unless ``entry`` may make it; its flags mark what it needs (a new
+        identity, a new context)."""
+        req = check_spawn_request(raw)
         # A new identity needs process.security, and a context other than the
         # caller's own process.context, whatever the flags claim: a worker's frames
         # are only as honest as the actor code it runs.
-        if args[wire.SPAWN_ACTOR] is not None or args[wire.SPAWN_SCOPE] is not None:
-            args[wire.SPAWN_FLAGS] |= wire.SPAWN_SECURITY
-        if args[wire.SPAWN_CTX] is not None and args[wire.SPAWN_CTX] != entry.context:
-            args[wire.SPAWN_FLAGS] |= wire.SPAWN_CONTEXT
+        flags = req.flags
+        if req.actor is not None or req.scope is not None:
+            flags |= wire.SPAWN_SECURITY
+        if req.ctx is not None and req.ctx != entry.context:
+            flags |= wire.SPAWN_CONTEXT
+        if flags != req.flags:  # rare: a with_actor/with_scope/with_context spawn
+            req = req._replace(flags=flags)
         # self.evaluator inlined (the spawn path): the cached one unless a reload changed
         # the policies
         evaluator = entry.evaluator
@@ -56,18 +61,22 @@ class Gate:
             evaluator = self.evaluator(entry)
         # SPEC 7: every call is checked before it acts (the common case: one cached
         # permission tuple, each pair a cached policy decision)
-        perms = spawn_permissions(args)
+        perms = spawn_permissions(req)
         for action, resource in perms:
             if not evaluator.check(action, resource, entry.meta):
                 self.guard.require(evaluator, perms, entry.meta)
-        if args[wire.SPAWN_ACTOR] is not None:
-            check_escalation(entry.actor, args[wire.SPAWN_ACTOR])
+        if req.actor is not None:
+            check_escalation(entry.actor, req.actor)
+        return req
 
 
-def check_spawn_request(req: Any) -> None:
-    """Validate a spawn request from a peer at the boundary, so that nothing malformed reaches
-    the target worker's START handler (which trusts the router)."""
-    if type(req) is not list or len(req) != wire.SPAWN_FIELDS:
+def check_spawn_request(req: Any) -> SpawnRequest:
+    """The one door into :class:`~actord.core.wire.SpawnRequest` for a request from a peer (a
+    worker's spawn CALL, the control socket, services): validated at the boundary, so that
+    nothing malformed reaches the target worker's START handler (which trusts the router);
+    INVALID if malformed."""
+    t = type(req)
+    if (t is not list and t is not SpawnRequest) or len(req) != _SPAWN_FIELDS:
         raise InvalidError("malformed spawn request")
     id, host, args, flags, ctx, actor, scope, name, messages = req
     ok = (
@@ -85,6 +94,13 @@ def check_spawn_request(req: Any) -> None:
     )
     if not ok:
         raise InvalidError("malformed spawn request")
+    # tuple.__new__ directly: the fields are checked, and SpawnRequest(*req) or _make would
+    # cost a Python-level call on every spawn
+    return req if t is SpawnRequest else _new_tuple(SpawnRequest, req)
+
+
+_SPAWN_FIELDS = len(SpawnRequest._fields)
+_new_tuple = tuple.__new__
 
 
 def _is_actor(actor: Any) -> bool:
