@@ -12,7 +12,7 @@ from typing import Any
 from actord import ids
 from actord import kernel as _kernel
 from actord.core import wire
-from actord.core.wire import SpawnRequest
+from actord.core.wire import SpawnFields
 from actord.errors import InvalidError
 from actord.kernel import ProcessState, require_process
 from actord.values import check_topic, payload
@@ -69,7 +69,7 @@ class SpawnBuilder:
 
     # -- spawning --------------------------------------------------------------------------------
     def _request(self, proc: ProcessState, id: str, host: str, args: tuple[Any, ...], flags: int
-                 ) -> SpawnRequest:
+                 ) -> SpawnFields:
         """The spawn request; values are checked when it is sent."""
         if type(id) is not str or type(host) is not str:
             raise InvalidError("process id and host must be strings")
@@ -79,10 +79,12 @@ class SpawnBuilder:
             flags |= wire.SPAWN_CONTEXT
         if self.actor is not None or self.scope is not None:
             flags |= wire.SPAWN_SECURITY
-        # actor and scope left None are the caller's: the router fills them in
-        return SpawnRequest(id, host, list(args), flags, ctx or None, self.actor,
-                            None if self.scope is None else list(self.scope), self.name,
-                            [list(m) for m in self.messages] if self.messages else None)
+        # actor and scope left None are the caller's: the router fills them in. A
+        # wire.SpawnRequest's fields, as the list it packs to (every spawn makes one: a
+        # NamedTuple would cost a Python call and a slower pack).
+        return [id, host, list(args), flags, ctx or None, self.actor,
+                None if self.scope is None else list(self.scope), self.name,
+                [list(m) for m in self.messages] if self.messages else None]
 
     # Each spawn variant awaits the router's reply directly (no shared inner coroutine: a
     # coroutine level per spawn is measurable in a spawn burst).

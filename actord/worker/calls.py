@@ -15,7 +15,7 @@ from typing import Any
 
 from actord import ids, security
 from actord.core import wire
-from actord.core.wire import ExitResult, SpawnRequest, error_of, is_abnormal, value_of
+from actord.core.wire import ExitResult, SpawnFields, error_of, is_abnormal, value_of
 from actord.errors import InvalidError, ProcessFailedError, from_kind
 from actord.worker.proc import Proc
 from actord.worker.state import WorkerState
@@ -92,7 +92,7 @@ class Calls(WorkerState):
         else:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
-    async def exec(self, proc: Proc, args: SpawnRequest, timeout: float | None) -> Any:
+    async def exec(self, proc: Proc, args: SpawnFields, timeout: float | None) -> Any:
         """Spawn an exec child and wait for its result (SPEC: ``exec``).
 
         A caller that stops waiting (timeout, its task cancelled, its process ended) leaves
