@@ -118,9 +118,10 @@ def spawn_request(
 class Start(NamedTuple):
     """The START frame: the router tells a worker to run a process (positional, like the
     spawn request: no option map to build in the router and decode in the worker). The router
-    builds it (``actord.router.spawns``), the worker unpacks it in this order
-    (``actord.worker.frames``). A SPAWN_ACK spawn's frame has one more field,
-    :data:`START_ACK`: the worker loads the entry first and answers STARTED."""
+    builds the list it packs to (``actord.router.spawns``: one per spawn, no NamedTuple made),
+    the worker unpacks it in this order (``actord.worker.frames``). A SPAWN_ACK spawn's frame
+    has one more field, :data:`START_ACK`: the worker loads the entry first and answers
+    STARTED."""
 
     op: int  # START
     pid: str
