@@ -12,6 +12,7 @@ from typing import Any
 from actord import ids
 from actord import kernel as _kernel
 from actord.core import wire
+from actord.core.wire import SpawnFields
 from actord.errors import InvalidError
 from actord.kernel import ProcessState, require_process
 from actord.values import check_topic, payload
@@ -68,8 +69,8 @@ class SpawnBuilder:
 
     # -- spawning --------------------------------------------------------------------------------
     def _request(self, proc: ProcessState, id: str, host: str, args: tuple[Any, ...], flags: int
-                 ) -> list[Any]:
-        """The spawn request (see ``wire.spawn_request``); values are checked when it is sent."""
+                 ) -> SpawnFields:
+        """The spawn request; values are checked when it is sent."""
         if type(id) is not str or type(host) is not str:
             raise InvalidError("process id and host must be strings")
         ctx = proc.context
@@ -78,7 +79,9 @@ class SpawnBuilder:
             flags |= wire.SPAWN_CONTEXT
         if self.actor is not None or self.scope is not None:
             flags |= wire.SPAWN_SECURITY
-        # actor and scope left None are the caller's: the router fills them in
+        # actor and scope left None are the caller's: the router fills them in. A
+        # wire.SpawnRequest's fields, as the list it packs to (every spawn makes one: a
+        # NamedTuple would cost a Python call and a slower pack).
         return [id, host, list(args), flags, ctx or None, self.actor,
                 None if self.scope is None else list(self.scope), self.name,
                 [list(m) for m in self.messages] if self.messages else None]
@@ -88,24 +91,28 @@ class SpawnBuilder:
     async def spawn(self, id: str, host: str, *args: Any) -> str:
         """Start a child; its PID."""
         rt, proc = require_process()
-        return await rt.request(proc, "spawn", self._request(proc, id, host, args, 0))
+        pid: str = await rt.request(proc, "spawn", self._request(proc, id, host, args, 0))
+        return pid
 
     async def spawn_monitored(self, id: str, host: str, *args: Any) -> str:
         """Start a child, monitored from before it runs."""
         rt, proc = require_process()
-        return await rt.request(proc, "spawn", self._request(proc, id, host, args, _MONITOR))
+        pid: str = await rt.request(proc, "spawn", self._request(proc, id, host, args, _MONITOR))
+        return pid
 
     async def spawn_linked(self, id: str, host: str, *args: Any) -> str:
         """Start a child, linked from before it runs."""
         rt, proc = require_process()
-        return await rt.request(proc, "spawn", self._request(proc, id, host, args, _LINK))
+        pid: str = await rt.request(proc, "spawn", self._request(proc, id, host, args, _LINK))
+        return pid
 
     async def spawn_linked_monitored(self, id: str, host: str, *args: Any) -> str:
         """Start a child, linked and monitored from before it runs."""
         rt, proc = require_process()
-        return await rt.request(
+        pid: str = await rt.request(
             proc, "spawn", self._request(proc, id, host, args, _LINK | _MONITOR)
         )
+        return pid
 
     async def exec(
         self, id: str, host: str, *args: Any, timeout: float | None = None

@@ -85,7 +85,7 @@ class Kernel(Protocol):
         """PERMISSION_DENIED unless ``proc`` may start a process running as ``actor``."""
         ...
 
-    async def exec(self, proc: Any, args: list[Any], timeout: float | None) -> Any:
+    async def exec(self, proc: Any, args: Any, timeout: float | None) -> Any:
         """Spawn an exec child (``args``: the spawn request) and return its value."""
         ...
 

@@ -82,11 +82,12 @@ class Guard:
 # -- the permission table ------------------------------------------------------------------------
 
 
-def spawn_permissions(req: Sequence[Any]) -> tuple[Permission, ...]:
+def spawn_permissions(req: wire.SpawnFields) -> tuple[Permission, ...]:
     """``spawn*`` / ``exec`` (and a ``with_name`` registration) as SPEC 7 names them, for a
-    spawn request laid out as :func:`actord.core.wire.spawn_request` builds it."""
-    flags = req[wire.SPAWN_FLAGS]
-    key = (req[wire.SPAWN_ID], req[wire.SPAWN_HOST], flags)
+    spawn request."""
+    # by position: one unpack is cheaper than four attribute reads (every spawn comes here)
+    id, host, _, flags, _, _, _, name, _ = req
+    key = (id, host, flags)
     perms = _spawn_cache.get(key)
     if perms is None:
         if len(_spawn_cache) >= 4096:  # a bound, not an LRU: ids and hosts come from config
@@ -101,7 +102,6 @@ def spawn_permissions(req: Sequence[Any]) -> tuple[Permission, ...]:
         if flags & wire.SPAWN_SECURITY:  # likewise with_actor / with_scope
             perms += (("process.security", "security"),)
         _spawn_cache[key] = perms
-    name = req[wire.SPAWN_NAME]
     if name:  # not part of the key: names are mostly unique, each would hold an entry
         perms += (("process.registry.register", str(name)),)
     return perms

@@ -247,7 +247,7 @@ class ServiceManager:
             self._move(svc, ServiceState.FAILED)
             self._settle(svc)
             return
-        self._after_end(svc, {"error": error}, ran_for=0.0)
+        self._after_end(svc, wire.exit_error(error), ran_for=0.0)
 
     def _settle(self, svc: _Service) -> None:
         """The outcome of a start is known: wake whoever waits with the row now."""
@@ -272,32 +272,34 @@ class ServiceManager:
         self._launch(svc)
 
     # -- internals: ends ---------------------------------------------------------------------
-    def _ended(self, svc: _Service, pid: str, result: dict[str, Any]) -> None:
+    def _ended(self, svc: _Service, pid: str, result: wire.ExitResult) -> None:
         """The router's exit callback for the service's process."""
         if svc.pid != pid:
             return
         svc.pid = None
         svc.idle.set()
-        if "error" in result:
-            svc.last_error = str(result["error"])
-        log.log(logging.WARNING if "error" in result else logging.INFO,
+        abnormal = wire.is_abnormal(result)
+        if abnormal:
+            svc.last_error = str(wire.error_of(result))
+        log.log(logging.WARNING if abnormal else logging.INFO,
                 "service %s: %s ended %s", svc.config.name, pid,
-                f"abnormally: {result['error']}" if "error" in result else "normally")
+                f"abnormally: {wire.error_of(result)}" if abnormal else "normally")
         if svc.state is ServiceState.STOPPING:
             self._move(svc, ServiceState.STOPPED)
             self._settle(svc)
             return
         if svc.state is ServiceState.STARTING:  # ended before STARTED: the entry did not load
-            self._start_failed(svc, str(result.get("error", "ended before it started")))
+            self._start_failed(svc, str(wire.error_of(result) if abnormal
+                                        else "ended before it started"))
             return
         self._after_end(svc, result, ran_for=self.clock() - svc.started_at)
 
-    def _after_end(self, svc: _Service, result: dict[str, Any], ran_for: float) -> None:
+    def _after_end(self, svc: _Service, result: wire.ExitResult, ran_for: float) -> None:
         """Decide what follows an end (or a failed spawn) of a RUNNING or STARTING service."""
         cfg = svc.config
-        abnormal = "error" in result
+        abnormal = wire.is_abnormal(result)
         if abnormal:
-            svc.last_error = str(result["error"])
+            svc.last_error = str(wire.error_of(result))
         if self.closing or not should_restart(cfg.restart, abnormal):
             svc.reason = ("daemon shutting down" if self.closing
                           else f"not restarted (restart = {cfg.restart})")

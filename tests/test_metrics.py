@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from actord.core import config as cfg
+from actord.core import wire
 from actord.errors import ConfigError
 from actord.metrics import CONTENT_TYPE, Metric, render
 from actord.testing import Daemon, wait_for
@@ -221,7 +222,7 @@ def test_exits_by_outcome(node: Node) -> None:
     normal, abnormal = exits()
     assert node.d.call("exec", None, id="t:add", host="t:b", args=[1, 2])["value"] == 3
     assert exits() == (normal + 1, abnormal)
-    assert "error" in node.d.call("exec", None, id="t:crasher", host="t:b")
+    assert wire.is_abnormal(node.d.call("exec", None, id="t:crasher", host="t:b"))
     assert exits() == (normal + 1, abnormal + 1)
 
 

@@ -36,7 +36,7 @@ def frames(draw: st.DrawFn, pids: list[str]) -> list[Any]:
     op = draw(st.sampled_from(OPS))
     pid = st.sampled_from(pids) | st.text(max_size=6) | values
     if op == wire.CALL:
-        # target calls take a map; spawn a positional array (wire.spawn_request's layout)
+        # target calls take a map; spawn a positional array (a wire.SpawnRequest)
         args = draw(st.dictionaries(
             st.sampled_from(["dest", "name", "pid", "id", "host", "args", "deadline", "reason"]),
             pid | st.just("f:p") | st.just("f:h"), max_size=5)
@@ -56,6 +56,8 @@ async def _run(batch: list[list[Any]]) -> tuple[Router, list[list[Any]]]:
     _, conn = await loop.connect_accepted_socket(lambda: FrameProtocol(lambda f: None), ours)
     sent: list[list[Any]] = []
     conn.send = sent.append  # type: ignore[method-assign]  # capture what the worker would get
+    # START goes out pre-encoded
+    conn.send_encoded = lambda data: sent.extend(wire.FrameDecoder().feed(data))  # type: ignore[method-assign]
     link = WorkerLink("f:h", 0, conn, 0)
     router.attach(link)
     for _ in range(2):
@@ -69,10 +71,10 @@ async def _run(batch: list[list[Any]]) -> tuple[Router, list[list[Any]]]:
         assert pid in entry.worker.pids
     # and everything it would send to a worker is well-formed for the worker's handlers
     for frame in sent:
-        if frame[0] == wire.START:  # [START, pid, id, entry, args, ctx, actor, scope, messages]
-            args, ctx, messages = frame[4], frame[5], frame[8]
-            assert isinstance(args, list) and isinstance(ctx or {}, dict)
-            assert all(isinstance(t, str) for t, _ in messages or [])
+        if frame[0] == wire.START:
+            start = wire.Start._make(frame[:wire.START_FIELDS])
+            assert isinstance(start.args, list) and isinstance(start.ctx or {}, dict)
+            assert all(isinstance(t, str) for t, _ in start.messages or [])
         if frame[0] == wire.EVENT and frame[5] is not None:
             assert isinstance(frame[5], int | float)
     conn.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from actord.core import wire
 from actord.testing import Daemon, wait_for
 from tests.actors import semantics_probes
 from tests.conftest import module_daemon
@@ -143,7 +144,7 @@ def test_every_end(daemon: Daemon, how: str, host: str) -> None:
     """Names released before any EXIT; one EXIT per monitor; LINK_DOWN iff abnormal."""
     r = run(daemon, "scenario_end", how, host, [SAME, OTHER, OTHER])
     result = ENDS[how]
-    abnormal = "error" in result
+    abnormal = wire.is_abnormal(result)
     assert r["target"] == [result]
     assert set(r["names_at_exit"].values()) == {None}
     plain_end = "linked process failed" if abnormal else "process terminated"

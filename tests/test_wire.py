@@ -169,3 +169,32 @@ def test_decoder_memory_follows_its_reads_not_its_total() -> None:
         for decoder in decoders:
             decoder.feed(frame)
     assert _rss_kib() - before < 3 * 1024
+
+
+def test_named_shapes_pack_to_the_same_bytes_as_lists() -> None:
+    """A SpawnRequest and a Start are msgpack arrays, byte for byte what the positional
+    lists they name encode to, and decode back to those lists."""
+    request = [
+        "p:id", "p:host", [1, "two"], wire.SPAWN_LINK | wire.SPAWN_EXEC, {"k": "v"},
+        {"id": "alice", "meta": {}}, ["s"], "name", [["topic", [1]]],
+    ]
+    assert wire.SpawnRequest._fields == (
+        "id", "host", "args", "flags", "ctx", "actor", "scope", "name", "messages")
+    assert wire.encode(wire.SpawnRequest(*request)) == wire.encode(request)
+    assert wire.encode(wire.spawn_request("p:id", "p:host")) == wire.encode(
+        ["p:id", "p:host", [], 0, None, None, None, None, None])
+    start = [wire.START, "{h|0x00001}", "p:id", "m:f", [1], None, None, None, None]
+    assert len(start) == wire.START_FIELDS
+    assert wire.encode(wire.Start(*start)) == wire.encode(start)
+    assert wire.encode(wire.Start(*start) + wire.START_ACK) == wire.encode([*start, True])
+    call = [wire.CALL, 1, "{h|0x00001}", "spawn", wire.SpawnRequest(*request)]
+    assert wire.FrameDecoder().feed(wire.encode(call)) == [[*call[:4], request]]
+
+
+def test_exit_result_helpers() -> None:
+    """One shape per end: a value for a normal end, an error string for an abnormal one."""
+    normal, abnormal = wire.exit_value([1]), wire.exit_error("ValueError: x")
+    assert normal == {"value": [1]} and abnormal == {"error": "ValueError: x"}
+    assert not wire.is_abnormal(normal) and wire.is_abnormal(abnormal)
+    assert wire.value_of(normal) == [1] and wire.value_of(abnormal) is None
+    assert wire.error_of(abnormal) == "ValueError: x"

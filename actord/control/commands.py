@@ -106,7 +106,7 @@ class Commands:
     async def spawn(self, args: dict[str, Any]) -> str:
         return self.router.spawn("", self._spawn_request(args))
 
-    def _spawn_request(self, args: dict[str, Any], flags: int = 0) -> list[Any]:
+    def _spawn_request(self, args: dict[str, Any], flags: int = 0) -> wire.SpawnRequest:
         spawn_args = args.get("args") or []
         if not isinstance(spawn_args, list):
             raise InvalidError("args must be a list")
@@ -183,7 +183,7 @@ class Commands:
             except ValueError as e:
                 raise InvalidError(f"bad timeout: {e}") from None
         pid = self.router.spawn("", self._spawn_request(args))
-        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[wire.ExitResult] = asyncio.get_running_loop().create_future()
         with contextlib.suppress(NotFoundError):
             self.router.on_exit(pid, lambda r: _settle(done, r))
         try:
@@ -192,7 +192,7 @@ class Commands:
         except TimeoutError:
             with contextlib.suppress(NotFoundError):
                 self.router.cancel("", pid, None, "exec timeout")
-            return {"error": "timeout", "pid": pid}
+            return {**wire.exit_error("timeout"), "pid": pid}
         except asyncio.CancelledError:  # the client went away (or the daemon stops)
             with contextlib.suppress(NotFoundError):
                 self.router.cancel("", pid, None, "exec cancelled")

@@ -24,14 +24,16 @@ unusable after that (the peer is dropped).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgpack
 
 # worker -> router
 SEND = 1  # [SEND, dest_pid, from_pid, topic, payload_bin]
-CALL = 2  # [CALL, req_id, from_pid, op, args]  args: a map, or for "spawn" see below; -> REPLY
-EXITED = 3  # [EXITED, pid, result]                              result {"value": v} | {"error": s}
+CALL = 2  # [CALL, req_id, from_pid, op, args]  args: a map, or a SpawnRequest; -> REPLY
+#           (req_id NO_REPLY: a call whose REPLY the worker drops)
+EXITED = 3  # [EXITED, pid, result]                              result: an ExitResult
 LOG = 4  # [LOG, levelno, logger, message, pid(, traceback)]
 UPGRADED = 5  # [UPGRADED, pid, new_id]
 STATS = 6  # [STATS, req_id, stats_dict]                       answers STATS_REQ
@@ -40,8 +42,8 @@ STARTED = 23  # [STARTED, pid]        a SPAWN_ACK process's entry loaded and its
 
 # router -> worker
 DELIVER = 11  # [DELIVER, dest_pid, from_pid, topic, payload_bin]
-START = 12  # [START, pid, id, entry, args, ctx|None, actor|None, scope|None, messages|None]
-#             a SPAWN_ACK spawn appends one field (True): load the entry now, then STARTED
+START = 12  # a Start: [START, pid, id, entry, args, ctx|None, actor|None, scope|None,
+#             messages|None(, True)]: a SPAWN_ACK spawn appends True (load the entry, STARTED)
 EVENT = 13  # [EVENT, dest_pid, kind, from_pid, result, deadline, reason]
 REPLY = 14  # [REPLY, req_id, error_kind_or_None, value_or_message]
 NAME = 15  # [NAME, name, pid_or_None]                         registry replica update
@@ -55,13 +57,38 @@ SECURITY = 21  # [SECURITY, security_dict]                         policies afte
 # worker -> router, from a timer of the worker's event loop (see actord/router/stall.py)
 HEARTBEAT = 22  # [HEARTBEAT]                                      every INIT["heartbeat"] s
 
-# The arguments of a "spawn" CALL: one positional array, not a map (every spawn pays for
-# each key to be packed, unpacked and looked up). ``None`` means "not given"; an actor or
-# scope not given is the caller's (the router knows it).
-#   [id, host, args, flags, ctx|None, actor|None, scope|None, name|None, messages|None]
-SPAWN_FIELDS = 9
-(SPAWN_ID, SPAWN_HOST, SPAWN_ARGS, SPAWN_FLAGS, SPAWN_CTX, SPAWN_ACTOR, SPAWN_SCOPE, SPAWN_NAME,
- SPAWN_MESSAGES) = range(SPAWN_FIELDS)
+#: The request id of a CALL nobody waits for (abandoning an exec: its child's CANCEL). The
+#: router answers it like any call; the worker's REPLY handler finds no future for it and drops
+#: the reply (real request ids count up from 1).
+NO_REPLY = 0
+
+
+class SpawnRequest(NamedTuple):
+    """The arguments of a "spawn" CALL (and of ``Router.spawn``): one positional array, not a
+    map (every spawn pays for each key to be packed, unpacked and looked up); a NamedTuple
+    packs to the same msgpack array as a list. ``None`` means "not given"; an actor or scope
+    not given is the caller's (the router knows it). Built by :func:`spawn_request` (off the
+    hot path; ``SpawnBuilder`` makes the :data:`SpawnFields` list); every request enters the
+    router through its gate (``actord.router.gate.check_spawn_request``)."""
+
+    id: str
+    host: str
+    args: list[Any]
+    flags: int  # SPAWN_* bits below
+    ctx: dict[str, Any] | None
+    actor: dict[str, Any] | None  # {"id": str, "meta": dict}
+    scope: list[str] | None
+    name: str | None  # registered for the child before it runs (spawn-or-signal)
+    messages: list[list[Any]] | None  # [topic, value] pairs queued before it runs
+
+
+#: A spawn request on the spawn path: a :class:`SpawnRequest`, or the list of its fields in
+#: the same order, which is what ``SpawnBuilder`` makes and a peer's request decodes to. It is
+#: read by unpacking, never by attribute (the type checker refuses attribute reads on it), so
+#: no spawn pays for making a NamedTuple and unpacking it by the generic path a tuple
+#: subclass takes (about 5% of the router's share of a spawn, measured).
+SpawnFields = SpawnRequest | list[Any]
+
 SPAWN_MONITOR = 1  # flags: monitor the child before it runs
 SPAWN_LINK = 2  # link to the child before it runs
 SPAWN_EXEC = 4  # an exec child: its result goes back to the caller as EV_EXEC
@@ -82,9 +109,67 @@ def spawn_request(
     scope: list[str] | None = None,
     name: str | None = None,
     messages: list[list[Any]] | None = None,
-) -> list[Any]:
+) -> SpawnRequest:
     """A spawn request, for callers off the hot path (control socket, services)."""
-    return [id, host, args or [], flags, ctx or None, actor, scope, name, messages or None]
+    return SpawnRequest(id, host, args or [], flags, ctx or None, actor, scope, name,
+                        messages or None)
+
+
+class Start(NamedTuple):
+    """The START frame: the router tells a worker to run a process (positional, like the
+    spawn request: no option map to build in the router and decode in the worker). The router
+    builds the list it packs to (``actord.router.spawns``: one per spawn, no NamedTuple made),
+    the worker unpacks it in this order (``actord.worker.frames``). A SPAWN_ACK spawn's frame
+    has one more field, :data:`START_ACK`: the worker loads the entry first and answers
+    STARTED."""
+
+    op: int  # START
+    pid: str
+    id: str
+    entry: str  # "module:function"
+    args: list[Any]
+    ctx: dict[str, Any] | None
+    actor: dict[str, Any] | None
+    scope: list[str] | None
+    messages: list[list[Any]] | None
+
+
+#: the fields of a START frame without the SPAWN_ACK marker
+START_FIELDS = len(Start._fields)
+#: appended to the START frame of a SPAWN_ACK spawn
+START_ACK = (True,)
+
+
+#: The result of a process, in EXITED frames, EXIT and LINK_DOWN events, exit callbacks and
+#: exec replies: ``{"value": v}`` for a normal end, ``{"error": "ExcType: message"}`` for an
+#: abnormal one. Build and read it with the functions below.
+ExitResult = dict[str, Any]
+
+
+def exit_value(value: Any) -> ExitResult:
+    """The result of a process that returned ``value``: a normal end."""
+    return {"value": value}
+
+
+def exit_error(error: str) -> ExitResult:
+    """The result of a process that ended with ``error``: an abnormal end."""
+    return {"error": error}
+
+
+def is_abnormal(result: ExitResult) -> bool:
+    """True for an abnormal end (an error), False for a returned value."""
+    return "error" in result
+
+
+def error_of(result: ExitResult) -> str:
+    """The error of an abnormal end (``KeyError`` for a normal one: ask :func:`is_abnormal`)."""
+    error: str = result["error"]
+    return error
+
+
+def value_of(result: ExitResult) -> Any:
+    """The value a process returned; None for an abnormal end."""
+    return result.get("value")
 
 
 # event kinds inside EVENT frames
@@ -158,11 +243,11 @@ def new_packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
-_pack = new_packer().pack
+_pack: Callable[[Any], bytes] = new_packer().pack
 # One reused packer for user values: ``msgpack.packb`` builds (and frees) a Packer and its
 # buffer on every call, which was 16% of a same-worker send. Sharing it is safe: packing
 # runs no Python code (no ``default`` hook), and a failed pack resets the buffer.
-_pack_value = new_packer().pack
+_pack_value: Callable[[Any], bytes] = new_packer().pack
 _unpackb = msgpack.unpackb
 
 # Limits of the msgpack format, checked by ``copy_value``'s fast path as packing would.
@@ -208,8 +293,8 @@ def copy_value(value: Any, max_size: int = _MAX_LEN) -> Any:
     return _unpackb(data, raw=False, strict_map_key=False)
 
 
-def encode(frame: list[Any]) -> bytes:
-    """One frame's bytes."""
+def encode(frame: list[Any] | tuple[Any, ...]) -> bytes:
+    """One frame's bytes (a tuple, e.g. a :class:`Start`, packs as the list would)."""
     return _pack(frame)
 
 

@@ -2,8 +2,9 @@
 it names (also the control socket's, with the empty caller ``""``).
 
 A CALL is ``[CALL, req, caller, op, args]``; its REPLY is ``[REPLY, req, error_kind, value]``
-(``error_kind`` None on success). ``spawn`` takes the positional spawn request; every other
-call a map, dispatched through :data:`CALLS`.
+(``error_kind`` None on success). ``spawn`` takes a :class:`~actord.core.wire.SpawnRequest`;
+every other call a map, dispatched through :data:`CALLS`. A CALL with request id
+``wire.NO_REPLY`` is answered all the same: its worker drops the reply.
 
 Invariant: every CALL gets exactly one REPLY (the worker keeps a future per call until it
 comes), and a call is checked by the gate before it acts (SPEC 7).
@@ -35,8 +36,7 @@ class Calls(Spawns):
         try:
             entry = self.procs[caller]
             if op == "spawn":
-                self._check_spawn(entry, args)
-                value: Any = self._spawn(caller, args)
+                value: Any = self._spawn(caller, self._check_spawn(entry, args))
             else:
                 handler = CALLS.get(op)
                 if handler is None:

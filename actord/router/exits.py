@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from actord.core import wire
 from actord.core.registry import Registry
 from actord.core.topology import Topology
+from actord.core.wire import ExitResult, is_abnormal
 from actord.errors import NotFoundError
 from actord.router.slots import Slots
 
-ExitCallback = Callable[[dict[str, Any]], None]
+ExitCallback = Callable[[ExitResult], None]
 
 
 class Exits(Slots):
@@ -39,7 +39,7 @@ class Exits(Slots):
     # exec caller -> its exec children still running (CANCELled if the caller ends first)
     _exec_children: dict[str, set[str]]
 
-    def process_exited(self, pid: str, result: dict[str, Any]) -> None:
+    def process_exited(self, pid: str, result: ExitResult) -> None:
         """Release names, EXIT every monitor, LINK_DOWN every link if abnormal (SPEC 4.4)."""
         entry = self.procs.pop(pid, None)
         if entry is None:
@@ -47,7 +47,7 @@ class Exits(Slots):
         entry.worker.pids.discard(pid)
         for name in self.registry.release(pid):
             self._broadcast([wire.NAME, name, None])
-        abnormal = "error" in result
+        abnormal = is_abnormal(result)
         self.exits["abnormal" if abnormal else "normal"] += 1
         fallout = self.topology.exit(pid, abnormal)
         procs = self.procs
@@ -94,7 +94,7 @@ class Exits(Slots):
         """The exit callback of exec ``child``: ``watcher`` waits for it no more and gets
         one EXEC event."""
 
-        def notify(result: dict[str, Any]) -> None:
+        def notify(result: ExitResult) -> None:
             children = self._exec_children.get(watcher)
             if children is not None:
                 children.discard(child)

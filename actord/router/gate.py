@@ -17,6 +17,7 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.policy import Evaluator
+from actord.core.wire import SpawnFields, SpawnRequest
 from actord.errors import InvalidError
 from actord.router.slots import ProcEntry
 from actord.security import Guard, call_permissions, check_escalation, spawn_permissions
@@ -38,17 +39,23 @@ class Gate:
         """PERMISSION_DENIED unless ``entry`` may make call ``op`` with ``args``."""
         self.guard.require(self.evaluator(entry), call_permissions(op, args), entry.meta)
 
-    def _check_spawn(self, entry: ProcEntry, args: Any) -> None:
-        """INVALID for a malformed spawn request, PERMISSION_DENIED unless ``entry`` may make
-        it; marks in its flags what it needs (a new identity, a new context)."""
-        check_spawn_request(args)
+    def _check_spawn(self, entry: ProcEntry, raw: Any) -> SpawnFields:
+        """The spawn request ``raw`` from ``entry``'s worker, checked: INVALID if malformed,
+        PERMISSION_DENIED unless ``entry`` may make it; its flags mark what it needs (a new
+        identity, a new context)."""
+        req = check_spawn_request(raw)
         # A new identity needs process.security, and a context other than the
         # caller's own process.context, whatever the flags claim: a worker's frames
-        # are only as honest as the actor code it runs.
-        if args[wire.SPAWN_ACTOR] is not None or args[wire.SPAWN_SCOPE] is not None:
-            args[wire.SPAWN_FLAGS] |= wire.SPAWN_SECURITY
-        if args[wire.SPAWN_CTX] is not None and args[wire.SPAWN_CTX] != entry.context:
-            args[wire.SPAWN_FLAGS] |= wire.SPAWN_CONTEXT
+        # are only as honest as the actor code it runs. (By position: one unpack is
+        # cheaper than the attribute reads.)
+        _, _, _, claimed, ctx, actor, scope, _, _ = req
+        flags = claimed
+        if actor is not None or scope is not None:
+            flags |= wire.SPAWN_SECURITY
+        if ctx is not None and ctx != entry.context:
+            flags |= wire.SPAWN_CONTEXT
+        if flags != claimed:  # rare: a with_actor/with_scope/with_context spawn
+            req = SpawnRequest._make(req)._replace(flags=flags)
         # self.evaluator inlined (the spawn path): the cached one unless a reload changed
         # the policies
         evaluator = entry.evaluator
@@ -56,18 +63,23 @@ class Gate:
             evaluator = self.evaluator(entry)
         # SPEC 7: every call is checked before it acts (the common case: one cached
         # permission tuple, each pair a cached policy decision)
-        perms = spawn_permissions(args)
+        perms = spawn_permissions(req)
         for action, resource in perms:
             if not evaluator.check(action, resource, entry.meta):
                 self.guard.require(evaluator, perms, entry.meta)
-        if args[wire.SPAWN_ACTOR] is not None:
-            check_escalation(entry.actor, args[wire.SPAWN_ACTOR])
+        if actor is not None:
+            check_escalation(entry.actor, actor)
+        return req
 
 
-def check_spawn_request(req: Any) -> None:
-    """Validate a spawn request from a peer at the boundary, so that nothing malformed reaches
-    the target worker's START handler (which trusts the router)."""
-    if type(req) is not list or len(req) != wire.SPAWN_FIELDS:
+def check_spawn_request(req: Any) -> SpawnFields:
+    """The one door for a spawn request into the router (a worker's spawn CALL, the control
+    socket, services): a :class:`~actord.core.wire.SpawnRequest` or its decoded list,
+    validated at the boundary, so that nothing malformed reaches the target worker's START
+    handler (which trusts the router); INVALID if malformed. Returned as it came (see
+    :data:`~actord.core.wire.SpawnFields`)."""
+    t = type(req)
+    if (t is not list and t is not SpawnRequest) or len(req) != _SPAWN_FIELDS:
         raise InvalidError("malformed spawn request")
     id, host, args, flags, ctx, actor, scope, name, messages = req
     ok = (
@@ -85,6 +97,11 @@ def check_spawn_request(req: Any) -> None:
     )
     if not ok:
         raise InvalidError("malformed spawn request")
+    checked: SpawnFields = req
+    return checked
+
+
+_SPAWN_FIELDS = len(SpawnRequest._fields)
 
 
 def _is_actor(actor: Any) -> bool:

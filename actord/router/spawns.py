@@ -15,6 +15,7 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.config import Config
+from actord.core.wire import SpawnFields, SpawnRequest
 from actord.errors import InvalidError, NotFoundError
 from actord.router.exits import Exits
 from actord.router.gate import Gate, check_spawn_request
@@ -27,17 +28,17 @@ class Spawns(Exits, Gate):
     config: Config
     serial: int
 
-    def spawn(self, caller: str, req: list[Any]) -> str:
+    def spawn(self, caller: str, req: SpawnRequest) -> str:
         """Start a process (see the handshake in the package docstring); returns its PID.
 
-        ``req`` is laid out as :func:`wire.spawn_request` builds it; INVALID if malformed.
-        An actor or scope not given is the caller's.
+        ``req`` is checked here (INVALID if malformed). An actor or scope not given is the
+        caller's.
         """
-        check_spawn_request(req)
-        return self._spawn(caller, req)
+        return self._spawn(caller, check_spawn_request(req))
 
-    def _spawn(self, caller: str, req: list[Any]) -> str:
+    def _spawn(self, caller: str, req: SpawnFields) -> str:
         """:meth:`spawn` of a request already checked by :func:`check_spawn_request`."""
+        # by position, not by field name: one unpack instead of nine attribute reads
         id, host, args, flags, ctx, actor, scope, name, messages = req
         proc_cfg = self.config.processes.get(id)
         if proc_cfg is None:
@@ -61,12 +62,13 @@ class Spawns(Exits, Gate):
             if scope is None:
                 scope = parent.scope
         pid = ids.format_pid(host, self.serial + 1)
-        # positional (see wire.START): no option map to build here and decode there; encoded
-        # now so a START the worker would refuse (args plus an inherited actor, say) is
-        # refused before anything changes
+        # a wire.Start, built as the list it packs to (a NamedTuple would cost a Python call
+        # and a slower pack on every spawn); positional: no option map to build here and
+        # decode there. Encoded now so a START the worker would refuse (args plus an
+        # inherited actor, say) is refused before anything changes.
         frame = [wire.START, pid, id, proc_cfg.entry, args, ctx, actor, scope, messages]
         if flags & wire.SPAWN_ACK:
-            frame.append(True)
+            frame += wire.START_ACK
         start = wire.encode(frame)
         if len(start) > self.max_frame + wire.FRAME_ENVELOPE:
             raise InvalidError(wire.too_large(len(start), self.max_frame))

@@ -15,6 +15,7 @@ from typing import Any
 
 from actord import ids, security
 from actord.core import wire
+from actord.core.wire import ExitResult, SpawnFields, error_of, is_abnormal, value_of
 from actord.errors import InvalidError, ProcessFailedError, from_kind
 from actord.worker.proc import Proc
 from actord.worker.state import WorkerState
@@ -72,6 +73,7 @@ class Calls(WorkerState):
         return fut
 
     def _on_reply(self, frame: list[Any]) -> None:
+        # the reply to a wire.NO_REPLY call finds no future (none is kept for it): dropped
         fut = self.pending.pop(frame[1], None)
         caller = self.exec_spawns.pop(frame[1], None) if self.exec_spawns else None
         if caller is not None and frame[2] is None:
@@ -90,7 +92,7 @@ class Calls(WorkerState):
         else:
             fut.set_exception(from_kind(frame[2], frame[3]))
 
-    async def exec(self, proc: Proc, args: list[Any], timeout: float | None) -> Any:
+    async def exec(self, proc: Proc, args: SpawnFields, timeout: float | None) -> Any:
         """Spawn an exec child and wait for its result (SPEC: ``exec``).
 
         A caller that stops waiting (timeout, its task cancelled, its process ended) leaves
@@ -101,7 +103,7 @@ class Calls(WorkerState):
         fut = proc.execs[child]  # registered by _on_reply
         try:
             async with asyncio.timeout(timeout):
-                result: dict[str, Any] = await fut
+                result: ExitResult = await fut
         except TimeoutError:
             self._abandon_exec(proc, child, "exec timeout")
             raise
@@ -111,13 +113,13 @@ class Calls(WorkerState):
         finally:
             if proc.execs:
                 proc.execs.pop(child, None)
-        if "error" in result:
-            raise ProcessFailedError(
-                f"{child} failed: {result['error']}", pid=child, error=result["error"]
-            )
-        return result.get("value")
+        if is_abnormal(result):
+            error = error_of(result)
+            raise ProcessFailedError(f"{child} failed: {error}", pid=child, error=error)
+        return value_of(result)
 
     def _abandon_exec(self, proc: Proc, child: str, reason: str) -> None:
         """CANCEL an exec child nobody waits for any more (no-op once ``proc`` is dead)."""
-        if proc.alive:
-            self.conn.send([wire.CALL, 0, proc.pid, "cancel", {"dest": child, "reason": reason}])
+        if proc.alive:  # nobody waits for this call's reply: NO_REPLY, and no future kept
+            self.conn.send([wire.CALL, wire.NO_REPLY, proc.pid, "cancel",
+                            {"dest": child, "reason": reason}])

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from actord.core import wire
+from actord.core.wire import Start
 from actord.messages import Event, Message
 from actord.security import Guard
 from actord.worker.lifecycle import Lifecycle
 from actord.worker.proc import Proc
 
 _Task = asyncio.Task
+_START_FIELDS = wire.START_FIELDS
 # The context of a process spawned without one; never mutated (ctx only reads or copies it),
 # so all such processes share it.
 _NO_CONTEXT: dict[str, Any] = {}
@@ -87,9 +89,10 @@ class RouterFrames(Lifecycle):
 
 
     def _on_start(self, frame: list[Any]) -> None:
-        if len(frame) > 9:  # SPAWN_ACK
+        if len(frame) > _START_FIELDS:  # ends with wire.START_ACK: a SPAWN_ACK spawn
             self._start_acked(frame)
             return
+        # a wire.Start, by position (one unpack, no attribute reads: the spawn path)
         _, pid, id, entry, args, context, actor, scope, messages = frame
         proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
         self.procs[pid] = proc
@@ -104,16 +107,16 @@ class RouterFrames(Lifecycle):
     def _start_acked(self, frame: list[Any]) -> None:
         """START of a SPAWN_ACK spawn: load the entry first; STARTED once the task exists,
         or the process ends at once (one EXITED, no STARTED) with the load error."""
+        start = Start._make(frame[:_START_FIELDS])
         try:
-            self.load_entry(frame[3], reload=False)
+            self.load_entry(start.entry, reload=False)
         except BaseException as e:  # SystemExit at import...: ends this process, not the worker
-            _, pid, id, _entry, _args, context, actor, scope, _messages, _ack = frame
-            proc = Proc(pid, id, context or _NO_CONTEXT, actor, scope)
-            self.procs[pid] = proc
+            proc = Proc(start.pid, start.id, start.ctx or _NO_CONTEXT, start.actor, start.scope)
+            self.procs[start.pid] = proc
             self.finish(proc, self._crashed(proc, e))  # one crash report, with the traceback
             return
-        self._on_start(frame[:9])  # the entry is cached now: the task finds it at once
-        self.conn.send([wire.STARTED, frame[1]])
+        self._on_start(list(start))  # the entry is cached now: the task finds it at once
+        self.conn.send([wire.STARTED, start.pid])
 
     def _on_event(self, frame: list[Any]) -> None:
         _, dest, kind, from_, result, deadline, reason = frame

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from actord.core import wire
+from actord.core.wire import ExitResult, exit_error, exit_value, is_abnormal, value_of
 from actord.kernel import Upgrade, current
 from actord.worker.entries import Entries
 from actord.worker.proc import Proc, TaskList
@@ -55,11 +56,11 @@ class Lifecycle(Entries):
         """The body of a process task: run the entry, follow upgrades, report the end."""
         current.set(proc)
         while True:
-            result: dict[str, Any] = {}
+            result: ExitResult = {}
             upgrade: tuple[str, list[Any]] | None = None
             try:
                 fn = self.load_entry(entry, reload=False)
-                result = {"value": await fn(*args)}
+                result = exit_value(await fn(*args))
             except Upgrade as up:
                 upgrade = (up.id, up.args_)
             except asyncio.CancelledError as e:
@@ -85,7 +86,7 @@ class Lifecycle(Entries):
                 if ok:
                     entry, args = entry_or_error, upgrade[1]
                     continue
-                result = {"error": wire.clip_text(entry_or_error)}
+                result = exit_error(wire.clip_text(entry_or_error))
             break
         if upgrade is not None and proc.alive:  # an upgrade that failed: its error ends it
             self._report(proc, logging.ERROR, result["error"])
@@ -97,14 +98,14 @@ class Lifecycle(Entries):
             current.set(None)
 
     def _crashed(self, proc: Proc, exc: BaseException, error: str | None = None
-                 ) -> dict[str, Any]:
+                 ) -> ExitResult:
         """The result of a process ended by ``exc``, reported with its traceback (unless the
         process is already dead: then whoever ended it reported the end)."""
         if error is None:
             error = error_string(exc)
         if proc.alive:
             self._report(proc, logging.ERROR, error, exc)
-        return {"error": error}
+        return exit_error(error)
 
     def _report(self, proc: Proc, level: int, error: str, exc: BaseException | None = None
                 ) -> None:
@@ -142,7 +143,7 @@ class Lifecycle(Entries):
         self.conn.send([wire.UPGRADED, proc.pid, id])
         return True, entry
 
-    def finish(self, proc: Proc, result: dict[str, Any]) -> None:
+    def finish(self, proc: Proc, result: ExitResult) -> None:
         """Report the end of a process that has not been reported yet."""
         if not proc.alive:
             return
@@ -151,16 +152,16 @@ class Lifecycle(Entries):
         try:
             data = _encode([wire.EXITED, proc.pid, result])
         except (TypeError, ValueError, OverflowError):
-            bad = type(result.get("value")).__name__
+            bad = type(value_of(result)).__name__
             error = f"InvalidError: result of type {bad} is not a msgpack value"
         else:
-            if len(data) > self.max_frame and "value" in result:  # rare: measure the value
-                size = len(_encode_value(result["value"]))
+            if len(data) > self.max_frame and not is_abnormal(result):  # rare: measure the value
+                size = len(_encode_value(value_of(result)))
                 if size > self.max_frame:
                     error = f"result too large: {size} bytes > max_frame ({self.max_frame})"
         if error is not None:
             self._report(proc, logging.ERROR, error)
-            data = _encode([wire.EXITED, proc.pid, {"error": error}])
+            data = _encode([wire.EXITED, proc.pid, exit_error(error)])
         self.conn.send_encoded(data)
         self._cancel_tasks(proc)
 
@@ -173,7 +174,7 @@ class Lifecycle(Entries):
             level = logging.WARNING if error == DEADLINE_EXCEEDED else logging.INFO
             self._report(proc, level, error)
         self._mark_dead(proc)
-        self.conn.send([wire.EXITED, proc.pid, {"error": error}])
+        self.conn.send([wire.EXITED, proc.pid, exit_error(error)])
         if proc.task is not None:
             proc.task.cancel()
         self._cancel_tasks(proc)
