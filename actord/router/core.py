@@ -83,7 +83,7 @@ class Router(Dispatch):
         if pids:
             log.warning("worker %s died with %d processes", link.tag, len(pids))
         for pid in pids:
-            self.process_exited(pid, {"error": "worker crashed"})
+            self.process_exited(pid, wire.exit_error("worker crashed"))
         self._stats_dropped(link)
 
     def apply_config(self, config: Config) -> None:
