@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actord.configfile import load
+from actord.configfile import check, load
 from actord.core.config import (
     Actor,
     Backoff,
@@ -278,6 +278,17 @@ BAD = [
      "non-empty path"),
     ("cluster key", CLUSTER + "nodes = 3\n", "cluster.nodes", "unknown key"),
 ]  # fmt: skip
+
+
+def test_cluster_files_must_be_readable(tmp_path: Path) -> None:
+    """check() refuses a [cluster] credentials or TLS file that cannot be read."""
+    path = tmp_path / "actord.toml"
+    path.write_text(CLUSTER + "credentials = 'missing.creds'\n")
+    with pytest.raises(ConfigError, match=r"cluster\.credentials: no readable file: .*missing"):
+        check(load(path))
+    path.write_text(CLUSTER + "tls = { ca = 'ca.pem' }\n")
+    (tmp_path / "ca.pem").write_text("x")
+    check(load(path))
 
 
 def test_cluster_is_none_without_the_table_and_filled_with_defaults() -> None:
