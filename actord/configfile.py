@@ -52,13 +52,15 @@ def check(config: Config, strict: bool = False) -> None:
             _refuse(config, ("daemon", "socket_group"), f"unknown group {daemon.socket_group!r}")
     cluster = config.cluster
     if cluster is not None:  # NATS would fail later, and less clearly, on a missing file
-        files = [(("cluster", "credentials"), cluster.credentials)]
+        files: list[tuple[tuple[str, ...], str | None]] = [
+            (("cluster", "credentials"), cluster.credentials)
+        ]
         if cluster.tls is not None:
             files += [(("cluster", "tls", k), getattr(cluster.tls, k))
                       for k in ("ca", "cert", "key")]
-        for key, path in files:
-            if path is not None and not os.access(path, os.R_OK):
-                _refuse(config, key, f"no readable file: {path}")
+        for key, file in files:
+            if file is not None and not os.access(file, os.R_OK):
+                _refuse(config, key, f"no readable file: {file}")
     if not strict:
         return
     raw = _raw_socket(config.path)
