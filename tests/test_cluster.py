@@ -191,3 +191,62 @@ def test_a_single_node_never_imports_nats(tmp_path: Path) -> None:
                          check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_losing_nats_is_a_cut_off_and_both_sides_meet_again(
+    tmp_path: Path, nats: NatsServer, nodes: list[Daemon]
+) -> None:
+    """nats-server stopped: each node declares the other down within node_timeout + 1 s
+    (symmetric down); server back on its port: both up again, as fresh members."""
+    n1, n2 = (node(tmp_path, nodes, n, [nats.url]) for n in ("n1", "n2"))
+    wait_for(lambda: states(n1) == states(n2) == {"n1": "up", "n2": "up"}, 5, what="both up")
+    cut = time.monotonic()
+    nats.stop()
+    wait_for(lambda: states(n1)["n2"] == states(n2)["n1"] == "down", NODE_TIMEOUT + 1,
+             interval=0.05, what="each node sees the other down")
+    assert time.monotonic() - cut <= NODE_TIMEOUT + 1
+    assert "cluster: NATS connection lost" in n1.log()
+    nats.start()
+    wait_for(lambda: states(n1) == states(n2) == {"n1": "up", "n2": "up"}, 10,
+             what="both up again after the server came back")
+    assert n1.log().count("node n2 up") == 2 and n2.log().count("node n1 up") == 2
+
+
+def test_malformed_heartbeats_are_dropped() -> None:
+    """A heartbeat that is not a map of a node name and two non-negative ints is None."""
+    import msgpack
+
+    from actord.router.nodes import check_heartbeat
+
+    good = {"node": "n2", "incarnation": 5, "processes": 0, "ts": 1.0}
+    assert check_heartbeat(msgpack.packb(good)) == ("n2", 5, 0)
+    for bad in (
+        b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({**good, "node": "N 2"}),
+        msgpack.packb({**good, "incarnation": -1}), msgpack.packb({**good, "processes": "x"}),
+        msgpack.packb({**good, "incarnation": True}), msgpack.packb({"node": "n2"}),
+    ):
+        assert check_heartbeat(bad) is None, bad
+
+
+def test_garbage_on_the_heartbeat_subject_changes_nothing(
+    tmp_path: Path, nats: NatsServer, nodes: list[Daemon]
+) -> None:
+    """Malformed heartbeats and one claiming our own name reach a node: it stays up, alone."""
+    import asyncio
+
+    import msgpack
+    import nats as nats_py
+
+    n1 = node(tmp_path, nodes, "n1", [nats.url])
+
+    async def publish() -> None:
+        nc = await nats_py.connect(nats.url)
+        for data in (b"\xc1", msgpack.packb([1]), msgpack.packb(
+                {"node": "n1", "incarnation": 1, "processes": 0, "ts": 0.0})):
+            await nc.publish("t.hb", data)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(publish())
+    wait_for(lambda: "also calls itself n1" in n1.log(), 5, what="the impostor logged")
+    assert states(n1) == {"n1": "up"}

@@ -83,6 +83,7 @@ class NodeLink:
         self._seen_wall: dict[str, float] = {}  # node -> epoch seconds of its last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors = 0
+        self._impostors: set[int] = set()  # incarnations heard using our node name
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -184,9 +185,11 @@ class NodeLink:
         node, incarnation, processes = hb
         if node == self.node:
             if incarnation != self.incarnation:
-                self.dropped += 1  # another node calls itself by our name
-                log.warning("cluster: a node of incarnation %#x also calls itself %s",
-                            incarnation, node)
+                self.dropped += 1  # another node calls itself by our name: said once per run
+                if incarnation not in self._impostors:
+                    self._impostors.add(incarnation)
+                    log.warning("cluster: a node of incarnation %#x also calls itself %s",
+                                incarnation, node)
             return
         changes = self.members.heard(node, incarnation, processes, time.monotonic())
         if self.members.members[node].incarnation == incarnation:
