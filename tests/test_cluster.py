@@ -90,6 +90,8 @@ def test_a_clustered_nodes_pids_name_the_node_and_counts_travel(
     wait_for(lambda: {r["node"]: r["processes"] for r in n2.call("nodes")}.get("n1") == 1, 5,
              what="n2 sees n1's one process")
     n1.kill(pid)
+    assert n2.stop() == 0
+    assert "connection lost" not in n2.log() and "failed" not in n2.log()
 
 
 def test_kill9_is_seen_down_within_node_timeout_plus_1s(
@@ -250,3 +252,16 @@ def test_garbage_on_the_heartbeat_subject_changes_nothing(
     asyncio.run(publish())
     wait_for(lambda: "also calls itself n1" in n1.log(), 5, what="the impostor logged")
     assert states(n1) == {"n1": "up"}
+
+
+def test_a_tls_file_that_does_not_load_refuses_the_start(tmp_path: Path) -> None:
+    """A CA file that is no PEM: `actord run` exits 1 with one line naming file and key."""
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    config = tmp_path / "actord.toml"
+    config.write_text(cluster_config("n1", ["nats://127.0.0.1:1"], PROCESSES).replace(
+        "@SOCKET@", str(tmp_path / "actord.sock")) + 'tls = { ca = "ca.pem" }\n')
+    out = subprocess.run([sys.executable, "-m", "actord", "run", "--config", str(config)],
+                         capture_output=True, text=True, check=False, timeout=30)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1 and f"{config}: cluster.tls: cannot load" in out.stderr
+    assert not (tmp_path / "actord.sock").exists()

@@ -51,7 +51,7 @@ class Router(Dispatch):
         self.cluster: NodeLink | None = None
         self.pid_prefix = ""
         if config.cluster is not None:
-            self.cluster = NodeLink(config.cluster, self.procs.__len__)
+            self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path)
             self.pid_prefix = f"{config.cluster.node}@"
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0

@@ -39,6 +39,7 @@ import msgpack
 
 from actord.core.config import ClusterConfig
 from actord.core.nodes import Change, Membership, NodeState, new_incarnation
+from actord.errors import ConfigError
 
 log = logging.getLogger("actord.nodes")
 
@@ -69,8 +70,10 @@ def check_heartbeat(data: bytes) -> tuple[str, int, int] | None:
 class NodeLink:
     """This node in its cluster: the NATS connection, heartbeats and the membership table."""
 
-    def __init__(self, cluster: ClusterConfig, processes: Callable[[], int]) -> None:
+    def __init__(self, cluster: ClusterConfig, processes: Callable[[], int],
+                 source: str = "config") -> None:
         self.config = cluster
+        self._source = source  # the config file, for the one line a bad TLS file gets
         self.node = cluster.node
         self.incarnation = new_incarnation(time.time())
         self.interval = min(cluster.node_timeout / 4, MAX_INTERVAL)
@@ -83,6 +86,7 @@ class NodeLink:
         self._seen_wall: dict[str, float] = {}  # node -> epoch seconds of its last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors = 0
+        self._tls = self._tls_context()  # loaded now: a bad file refuses the start
         self._impostors: set[int] = set()  # incarnations heard using our node name
 
     # -- API ------------------------------------------------------------------------------------
@@ -103,11 +107,11 @@ class NodeLink:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
         nc, self._nc = self._nc, None
+        self.connected = False  # leaving: the close below is no lost connection
         if nc is not None:
             with contextlib.suppress(Exception):  # closing a broken connection may raise anything
                 async with asyncio.timeout(2.0):
                     await nc.close()
-        self.connected = False
 
     def rows(self) -> list[dict[str, Any]]:
         """``actord nodes``: every known node and ourselves, by name (SPEC 11)."""
@@ -121,11 +125,28 @@ class NodeLink:
         return sorted(rows, key=lambda r: r["node"])
 
     # -- internals ------------------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=tls.ca)
+            if tls.cert is not None:
+                context.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise ConfigError(f"{self._source}: cluster.tls: cannot load: {e}") from None
+        return context
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster: %s failed", task.get_name(), exc_info=task.exception())
 
     async def _connect(self) -> None:
         import nats  # only a clustered node loads nats-py
@@ -146,12 +167,8 @@ class NodeLink:
         }
         if self.config.credentials is not None:
             options["user_credentials"] = self.config.credentials
-        tls = self.config.tls
-        if tls is not None:
-            context = ssl.create_default_context(cafile=tls.ca)
-            if tls.cert is not None:
-                context.load_cert_chain(tls.cert, tls.key)
-            options["tls"] = context
+        if self._tls is not None:
+            options["tls"] = self._tls
         nc = await nats.connect(**options)
         self._nc = nc
         await nc.subscribe(self.subject, cb=self._on_heartbeat)
