@@ -3,7 +3,8 @@
 ``actord.core.config`` is pure (TOML text in, a ``Config`` or one ``ConfigError`` out); what
 needs the file system or the system's databases is here. :func:`load` reads the file and
 parses it. ``check(config)`` is what ``actord run`` (and reload's caller) refuses: a
-``python_path`` directory that does not exist, a ``socket_group`` that names no group.
+``python_path`` directory that does not exist, a ``socket_group`` that names no group, a
+``[cluster]`` credentials or TLS file that cannot be read.
 ``check(config, strict=True)`` is ``actord check-config``, which also refuses a relative
 ``[daemon] socket`` (it works, relative to the config file, but the CLI without ``--config``
 will not find it) and an entry module found nowhere on ``python_path`` and ``sys.path`` (found
@@ -49,6 +50,17 @@ def check(config: Config, strict: bool = False) -> None:
             grp.getgrnam(daemon.socket_group)
         except KeyError:
             _refuse(config, ("daemon", "socket_group"), f"unknown group {daemon.socket_group!r}")
+    cluster = config.cluster
+    if cluster is not None:  # NATS would fail later, and less clearly, on a missing file
+        files: list[tuple[tuple[str, ...], str | None]] = [
+            (("cluster", "credentials"), cluster.credentials)
+        ]
+        if cluster.tls is not None:
+            files += [(("cluster", "tls", k), getattr(cluster.tls, k))
+                      for k in ("ca", "cert", "key")]
+        for key, file in files:
+            if file is not None and not os.access(file, os.R_OK):
+                _refuse(config, key, f"no readable file: {file}")
     if not strict:
         return
     raw = _raw_socket(config.path)

@@ -1,7 +1,8 @@
 """The daemon (``actord run``): composes router, worker pool and control socket.
 
 Start-up: load config -> take the lock ``<socket>.lock`` (one daemon per socket for the whole
-life of this process) -> become child subreaper -> router -> control socket -> fork+exec each
+life of this process) -> become child subreaper -> router -> control socket -> with
+``[cluster]``, join it (:mod:`actord.router.nodes`: NATS connected, or 2 s waited) -> fork+exec each
 host's workers -> start ``auto_start`` services in dependency order, each ``running`` once its
 entry loaded -> ``READY=1`` (or, if one of them cannot start, the shutdown below and exit 1), then
 ``WATCHDOG=1`` pings and ``STATUS=`` lines (:mod:`actord.notify`); the optional metrics endpoint
@@ -14,6 +15,7 @@ Shutdown (SIGTERM, SIGINT, ``actord shutdown``)::
     wait until every process ended, or shutdown_timeout
     SHUTDOWN every worker (terminates what is left, reports EXITs, exits)
     reap workers (SIGKILL after a grace period), SIGKILL + reap any leftover descendant
+    leave the cluster (heartbeats stop, NATS connection closed)
     remove the socket (only if it is still the one this daemon bound), exit 0
 
 Invariants: when ``run`` returns, no OS process started by this daemon is alive; while it
@@ -227,6 +229,10 @@ class Daemon:
             log.warning("reload: [daemon] %s changed: takes effect after a restart; not applied",
                         ", ".join(not_applied))
             new = msgspec.structs.replace(new, daemon=old.daemon)
+        if new.cluster != old.cluster:  # the node's name is in its PIDs: a restart only
+            log.warning("reload: [cluster] changed: takes effect after a restart; not applied")
+            not_applied.append("cluster")
+            new = msgspec.structs.replace(new, cluster=old.cluster)
         self.config = new
         self.router.apply_config(new)
         assert self.pool is not None
@@ -271,6 +277,9 @@ class Daemon:
                 self.control.close()
                 remove_own_socket(self.config.daemon.socket, self._socket_id)
                 raise
+        if self.router.cluster is not None:
+            self.notifier.status("joining the cluster")
+            await self.router.cluster.start()
         self.notifier.status("starting workers")
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
@@ -314,6 +323,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
         reap_descendants()
+        if self.router.cluster is not None:
+            await self.router.cluster.close()
         remove_own_socket(self.config.daemon.socket, self._socket_id)
         log.info("stopped")
         self.notifier.close()

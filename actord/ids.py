@@ -1,12 +1,14 @@
 """PID, name and id formats: parsed once, at the boundary.
 
 A PID is ``{host|0xNNNNN}``: lowercase hex, at least five digits, allocated from one counter
-per node so it is never reused while the node runs. Input is read leniently and written
-canonically: ``{h|0x3}``, ``{h|0x00003}`` and ``{h|0X00003}`` are one PID, always handled in
-its canonical spelling ``{h|0x00003}``; anything else that starts with ``{`` is malformed
-(INVALID wherever a PID is taken). Registry names are printable strings (no control
-characters) of 1 to 255 characters that do not start with ``{``. Ids (process ids, hosts,
-services) are ``namespace:name``.
+per node so it is never reused while the node runs. A clustered node's PIDs are
+``{node@host|0xNNNNN}`` (SPEC 11; :func:`split_host`), their counter starting at the run's
+serial base (``actord.core.nodes.serial_base``) so no run reuses an earlier run's PID.
+Input is read leniently and written canonically: ``{h|0x3}``, ``{h|0x00003}`` and
+``{h|0X00003}`` are one PID, always handled in its canonical spelling ``{h|0x00003}``;
+anything else that starts with ``{`` is malformed (INVALID wherever a PID is taken).
+Registry names are printable strings (no control characters) of 1 to 255 characters that do
+not start with ``{``. Ids (process ids, hosts, services) are ``namespace:name``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def parse_pid(pid: str) -> tuple[str, int] | None:
     if m is None:
         return None
     return m["host"], int(m["serial"], 16)
+
+
+def split_host(host: str) -> tuple[str | None, str]:
+    """``(node, host)`` of a PID's host part: ``"n1@app:main"`` -> ``("n1", "app:main")``;
+    a plain host (a single node's, or a local one) has node None."""
+    node, at, rest = host.partition("@")
+    return (node, rest) if at else (None, host)
 
 
 def canonical_pid(pid: object) -> str:

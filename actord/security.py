@@ -158,7 +158,7 @@ def command_permissions(
     command: str, args: Mapping[str, Any], dest: str = ""
 ) -> Sequence[Permission]:
     """The permissions a control-socket command needs; ``dest`` is its resolved target PID."""
-    if command in ("status", "ps", "registry", "services"):
+    if command in ("status", "nodes", "ps", "registry", "services"):
         return [("daemon.status", "daemon")]
     if command in ("reload", "shutdown"):
         return [(f"daemon.{command}", "daemon")]

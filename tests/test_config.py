@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actord.configfile import load
+from actord.configfile import check, load
 from actord.core.config import (
     Actor,
     Backoff,
@@ -117,6 +117,8 @@ def test_shipped_config_comments_every_key() -> None:
 
 
 # -- bad configs: one line, naming the file and the key -------------------------------------------
+
+CLUSTER = "[cluster]\nnode = \"n1\"\nservers = ['nats://h:4222']\n"
 
 BAD = [
     # (case id, text, key path, part of the problem)
@@ -252,7 +254,52 @@ BAD = [
      "missing required key"),
     ("client scope", "[[security.clients]]\nuser = 'a'\nactor = { id = 'x' }\nscope = ['s']\n",
      "security.clients[0].scope[0]", 'unknown scope "s"'),
+    ("cluster node missing", "[cluster]\nservers = ['nats://h:4222']\n", "cluster.node",
+     "missing required key"),
+    ("cluster node name", CLUSTER.replace('"n1"', '"N 1"'), "cluster.node", "not a node name"),
+    ("cluster node long", CLUSTER.replace('"n1"', '"' + "n" * 33 + '"'), "cluster.node",
+     "1-32 of a-z"),
+    ("cluster servers empty", CLUSTER.replace("['nats://h:4222']", "[]"), "cluster.servers",
+     "at least one"),
+    ("cluster server url", CLUSTER.replace("nats://h:4222", "http://h"), "cluster.servers[0]",
+     "not a NATS URL"),
+    ("cluster server twice", CLUSTER.replace("['nats://h:4222']", "['nats://h:1', 'nats://h:1']"),
+     "cluster.servers[1]", "listed twice"),
+    ("cluster name", CLUSTER + "name = 'a.b'\n", "cluster.name", "not a cluster name"),
+    ("cluster node_timeout", CLUSTER + "node_timeout = '100ms'\n", "cluster.node_timeout",
+     "at least 500ms"),
+    ("cluster node_timeout bad", CLUSTER + "node_timeout = 'soon'\n", "cluster.node_timeout",
+     "bad duration"),
+    ("cluster tls half", CLUSTER + "tls = { cert = 'c.pem' }\n", "cluster.tls",
+     "cert and key go together"),
+    ("cluster tls key", CLUSTER + "tls = { cafile = 'c.pem' }\n", "cluster.tls.cafile",
+     "unknown key"),
+    ("cluster credentials", CLUSTER + "credentials = ''\n", "cluster.credentials",
+     "non-empty path"),
+    ("cluster key", CLUSTER + "nodes = 3\n", "cluster.nodes", "unknown key"),
 ]  # fmt: skip
+
+
+def test_cluster_files_must_be_readable(tmp_path: Path) -> None:
+    """check() refuses a [cluster] credentials or TLS file that cannot be read."""
+    path = tmp_path / "actord.toml"
+    path.write_text(CLUSTER + "credentials = 'missing.creds'\n")
+    with pytest.raises(ConfigError, match=r"cluster\.credentials: no readable file: .*missing"):
+        check(load(path))
+    path.write_text(CLUSTER + "tls = { ca = 'ca.pem' }\n")
+    (tmp_path / "ca.pem").write_text("x")
+    check(load(path))
+
+
+def test_cluster_is_none_without_the_table_and_filled_with_defaults() -> None:
+    """No [cluster]: None; with one: paths absolute, name "actord", node_timeout 3 s."""
+    assert parse("", FILE).cluster is None
+    c = parse(CLUSTER + "credentials = 'n.creds'\ntls = { ca = 'ca.pem' }\n", FILE).cluster
+    assert c is not None
+    assert (c.node, c.servers, c.name, c.node_timeout) == ("n1", ("nats://h:4222",), "actord", 3.0)
+    assert c.credentials is not None and os.path.isabs(c.credentials)
+    assert c.tls is not None and c.tls.ca is not None and os.path.isabs(c.tls.ca)
+    assert c.tls.cert is None
 
 
 @pytest.mark.parametrize(("text", "key", "problem"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])

@@ -48,3 +48,14 @@ def test_names_are_printable_and_bounded(name: object, ok: bool) -> None:
     else:
         with pytest.raises(InvalidError, match="bad name"):
             ids.check_name(name)
+
+
+def test_a_clustered_pid_names_its_node() -> None:
+    """{node@host|0x...} is a PID like any other; split_host tells node and host apart."""
+    pid = ids.format_pid("n1@app:main", 0x1A23C272EB000001)
+    assert pid == "{n1@app:main|0x1a23c272eb000001}"
+    assert ids.canonical_pid(pid) == pid and ids.is_pid(pid)
+    assert ids.canonical_pid("{n1@app:main|0X1}") == "{n1@app:main|0x00001}"
+    host, _ = ids.parse_pid(pid) or ("", 0)
+    assert ids.split_host(host) == ("n1", "app:main")
+    assert ids.split_host("app:main") == (None, "app:main")

@@ -64,3 +64,13 @@ def test_ended_processes_are_freed_at_once(daemon: Daemon) -> None:
     for i in range(300):
         daemon.exec("t:add", "t:a", i, 1)
     assert daemon.exec("t:gc", "t:a") - before < 100  # was ~8 objects per ended process
+
+
+def test_a_single_node_has_no_cluster(daemon: Daemon) -> None:
+    """Without [cluster]: status's cluster is null, `nodes` lists nothing, PIDs stay plain."""
+    assert daemon.call("status")["cluster"] is None
+    r = daemon.cli("nodes", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+    pid = daemon.call("spawn", id="t:echo", host="t:a")
+    assert "@" not in pid and pid.startswith("{t:a|0x")
+    daemon.kill(pid)

@@ -1,9 +1,10 @@
-"""The commands on processes and workers: ``status``, ``ps``, ``spawn``, ``send``, ``kill``,
-``cancel``, ``exec``, ``restart-worker``, ``registry``."""
+"""The commands on processes, workers and nodes: ``status``, ``nodes``, ``ps``, ``spawn``,
+``send``, ``kill``, ``cancel``, ``exec``, ``restart-worker``, ``registry``."""
 
 from __future__ import annotations
 
 import fnmatch
+import time
 from typing import Any
 
 import click
@@ -29,7 +30,28 @@ def status(ctx: click.Context, socket_path: str | None, config_path: str | None,
             lines.append(f"  worker {w['index']}  os pid {w['os_pid']}  "
                          f"processes {w['processes']}  restarts {w['restarts']}"
                          + _worker_state(w))
+    if st.get("cluster"):
+        c = st["cluster"]
+        up = [n["node"] for n in c["nodes"] if n["state"] == "up"]
+        lines.append(f"cluster {esc(c['name'])}  node {esc(c['node'])}  "
+                     f"up {esc(', '.join(up))}")
     emit(ctx, st, "\n".join(lines))
+
+
+@main.command()
+@common_options
+def nodes(ctx: click.Context, socket_path: str | None, config_path: str | None,
+          as_json: bool) -> None:
+    """The cluster's nodes (SPEC 11), this one included; nothing without [cluster]."""
+    setup(ctx, socket_path, config_path, as_json)
+    rows = call(ctx, "nodes")
+    header = f"{'NODE':<32} {'STATE':<6} {'LAST SEEN':>10} {'PROCESSES':>9}"
+    now = time.time()
+    text = "\n".join([header] + [
+        f"{esc(r['node']):<32} {esc(r['state']):<6} {now - r['last_seen']:>9.1f}s "
+        f"{r['processes']:>9}" for r in rows
+    ])
+    emit(ctx, rows, text)
 
 
 def _worker_state(w: dict[str, Any]) -> str:

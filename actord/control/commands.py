@@ -48,6 +48,7 @@ class Commands:
         self.router = node.router
         self.handlers: dict[str, Handler] = {
             "status": self.status,
+            "nodes": self.nodes,
             "ps": self.ps,
             "spawn": self.spawn,
             "send": self.send,
@@ -95,7 +96,19 @@ class Commands:
             "dead_letters": self.router.dead_letters,
             "hosts": hosts,
             "services": d.services.rows(),
+            "cluster": self._cluster(),
         }
+
+    def _cluster(self) -> dict[str, Any] | None:
+        link = self.router.cluster
+        if link is None:
+            return None
+        return {"name": link.config.name, "node": link.node, "nodes": link.rows()}
+
+    async def nodes(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """SPEC 11: every node of the cluster, this one included; [] without [cluster]."""
+        link = self.router.cluster
+        return [] if link is None else link.rows()
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         host = args.get("host")

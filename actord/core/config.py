@@ -9,7 +9,8 @@ only defaults read the environment. Defaults the file does not show: a missing
 ``[daemon] socket`` is :func:`default_socket_path`; relative paths are relative to the config
 file's directory; ``workers`` is the CPU count (at most 256); ``[security] mode`` is
 ``"permissive"`` when the table or the key is absent; ``[daemon] metrics`` is off when absent,
-and its host defaults to ``127.0.0.1`` (``":9464"``).
+and its host defaults to ``127.0.0.1`` (``":9464"``); without ``[cluster]``, ``cluster`` is None
+(a single node: no NATS); its ``name`` defaults to ``"actord"``, ``node_timeout`` to 3 s.
 
 Layout (imports go one way: config -> config_build -> config_model): this module is the API
 (:func:`parse`, :func:`service_start_order`) and re-exports the objects, so
@@ -36,6 +37,8 @@ from actord.core.config_model import (
     Actor,
     Backoff,
     Client,
+    ClusterConfig,
+    ClusterTLS,
     Condition,
     Config,
     DaemonConfig,
@@ -65,6 +68,8 @@ __all__ = [
     "Actor",
     "Backoff",
     "Client",
+    "ClusterConfig",
+    "ClusterTLS",
     "Condition",
     "Config",
     "DaemonConfig",

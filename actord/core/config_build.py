@@ -24,13 +24,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
 from actord.core.config_model import (
+    DEFAULT_NODE_TIMEOUT,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_TIMEOUT,
     MAX_WORKERS,
+    MIN_NODE_TIMEOUT,
     MIN_STALL_TIMEOUT,
     Actor,
     Backoff,
     Client,
+    ClusterConfig,
+    ClusterTLS,
     Condition,
     Config,
     DaemonConfig,
@@ -51,6 +55,7 @@ from actord.core.config_shapes import (
     DEFAULT_BACKOFF,
     DEFAULT_INTENSITY,
     RawClient,
+    RawCluster,
     RawCondition,
     RawDaemon,
     RawFile,
@@ -122,7 +127,8 @@ def _build(doc: dict[str, Any], file: str) -> Config:
     security = _security(raw.security)
     services = {n: _service(n, v, hosts, processes, security) for n, v in raw.services.items()}
     _check_services(services)
-    return Config(os.path.abspath(file), daemon, hosts, processes, services, security)
+    cluster = None if raw.cluster is None else _cluster(raw.cluster, base)
+    return Config(os.path.abspath(file), daemon, hosts, processes, services, security, cluster)
 
 
 def _daemon(raw: RawDaemon, base: str) -> DaemonConfig:
@@ -183,6 +189,44 @@ def _listen(value: str, path: KeyPath) -> tuple[str, int]:
     port = int(m[3])
     require(1 <= port <= 65535, path, f"port must be 1..65535, got {port}")
     return (m[1] or m[2] or "127.0.0.1", port)
+
+
+_NODE_RE = re.compile(r"[a-z0-9_-]{1,32}")
+# a NATS subject token: no dots (they separate tokens), no wildcards, no whitespace
+_CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SERVER_RE = re.compile(r"(?:nats|tls)://(?:[^\s/@]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+)(?::\d{1,5})?")
+
+
+def _cluster(raw: RawCluster, base: str) -> ClusterConfig:
+    """The ``[cluster]`` table (SPEC 11): node and cluster names, servers, files, timeout."""
+    require(_NODE_RE.fullmatch(raw.node) is not None, ("cluster", "node"),
+            f"{quote(raw.node)} is not a node name: 1-32 of a-z, 0-9, _ and -")
+    require(_CLUSTER_NAME_RE.fullmatch(raw.name) is not None, ("cluster", "name"),
+            f"{quote(raw.name)} is not a cluster name: 1-64 of A-Z, a-z, 0-9, _ and -")
+    require(bool(raw.servers), ("cluster", "servers"), "must list at least one nats:// URL")
+    for i, url in enumerate(raw.servers):
+        require(_SERVER_RE.fullmatch(url) is not None, ("cluster", "servers", i),
+                f'{quote(url)} is not a NATS URL (e.g. "nats://127.0.0.1:4222")')
+        require(raw.servers.index(url) == i, ("cluster", "servers", i),
+                f"{quote(url)} is listed twice")
+    credentials = None
+    if raw.credentials is not None:
+        credentials = abs_path(raw.credentials, base, ("cluster", "credentials"))
+    tls = None
+    if raw.tls is not None:
+        paths = {
+            k: None if v is None else abs_path(v, base, ("cluster", "tls", k))
+            for k, v in (("ca", raw.tls.ca), ("cert", raw.tls.cert), ("key", raw.tls.key))
+        }
+        require((paths["cert"] is None) == (paths["key"] is None), ("cluster", "tls"),
+                "cert and key go together: give both or neither")
+        tls = ClusterTLS(**paths)
+    path = ("cluster", "node_timeout")
+    timeout = duration(raw.node_timeout, path, DEFAULT_NODE_TIMEOUT)
+    require(timeout >= MIN_NODE_TIMEOUT, path,
+            f"must be at least {MIN_NODE_TIMEOUT * 1000:.0f}ms, got {raw.node_timeout!r}")
+    return ClusterConfig(node=raw.node, servers=raw.servers, name=raw.name,
+                         credentials=credentials, tls=tls, node_timeout=timeout)
 
 
 def _host(name: str, value: object) -> HostConfig:

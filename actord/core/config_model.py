@@ -30,6 +30,9 @@ DEFAULT_LOG_LEVEL = "info"
 DEFAULT_RESTART: Restart = "transient"
 DEFAULT_MODE: Mode = "permissive"
 MAX_WORKERS = 256
+DEFAULT_NODE_TIMEOUT = 3.0  # seconds: [cluster] node_timeout (SPEC 11)
+MIN_NODE_TIMEOUT = 0.5  # below this, scheduling delays on a busy machine look like dead nodes
+DEFAULT_CLUSTER_NAME = "actord"  # [cluster] name: the prefix of subjects and buckets
 
 
 # -- the objects the rest of actord uses --------------------------------------------------------
@@ -148,6 +151,25 @@ class SecurityConfig(msgspec.Struct, frozen=True):
     clients: tuple[Client, ...] = ()
 
 
+class ClusterTLS(msgspec.Struct, frozen=True, kw_only=True):
+    """TLS of the NATS connection: absolute paths; ``cert`` and ``key`` come together."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``[cluster]`` table (SPEC 11): this node's name, its NATS servers and options."""
+
+    node: str
+    servers: tuple[str, ...]
+    name: str = DEFAULT_CLUSTER_NAME
+    credentials: str | None = None  # absolute path of a NATS creds file
+    tls: ClusterTLS | None = None
+    node_timeout: float = DEFAULT_NODE_TIMEOUT
+
+
 class Config(msgspec.Struct, frozen=True):
     """A whole, valid config; ``path`` is the file's absolute path (for reload)."""
 
@@ -157,6 +179,7 @@ class Config(msgspec.Struct, frozen=True):
     processes: dict[str, ProcessConfig] = {}
     services: dict[str, ServiceConfig] = {}
     security: SecurityConfig = SecurityConfig()
+    cluster: ClusterConfig | None = None  # None: a single node, no NATS (SPEC 11)
 
 
 # -- the one default the environment decides ------------------------------------------------------

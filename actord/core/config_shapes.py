@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from actord.core.config_model import (
+    DEFAULT_CLUSTER_NAME,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_FRAME,
     DEFAULT_MODE,
@@ -110,6 +111,21 @@ class RawSecurity(Raw, frozen=True, forbid_unknown_fields=True):
     clients: tuple[RawClient, ...] = ()
 
 
+class RawTLS(Raw, frozen=True, forbid_unknown_fields=True):
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class RawCluster(Raw, frozen=True, forbid_unknown_fields=True):
+    node: str
+    servers: tuple[str, ...]
+    name: str = DEFAULT_CLUSTER_NAME
+    credentials: str | None = None
+    tls: RawTLS | None = None
+    node_timeout: Any = None
+
+
 class RawFile(Raw, frozen=True, forbid_unknown_fields=True):
     # Tables keyed by user ids stay ``Any``: msgspec hides dict keys in its error paths
     # (``$.hosts[...]``), so each entry is converted on its own, with its key in the path.
@@ -118,12 +134,14 @@ class RawFile(Raw, frozen=True, forbid_unknown_fields=True):
     processes: dict[str, Any] = {}
     services: dict[str, Any] = {}
     security: RawSecurity | None = None
+    cluster: RawCluster | None = None
 
 
 __all__ = [
     "DEFAULT_BACKOFF",
     "DEFAULT_INTENSITY",
     "RawClient",
+    "RawCluster",
     "RawCondition",
     "RawDaemon",
     "RawFile",
@@ -133,4 +151,5 @@ __all__ = [
     "RawScope",
     "RawSecurity",
     "RawService",
+    "RawTLS",
 ]

@@ -17,10 +17,12 @@ One module per job; :class:`Router` (``core.py``) only composes them::
     stats.py     the one STATS fan-out, for ps and for metrics
     slots.py     WorkerLink, ProcEntry: host -> worker slots, and sending to what they hold
     stall.py     heartbeats: which workers' event loops are blocked
+    nodes.py     NodeLink ([cluster] only): the NATS connection, node heartbeats, who is up
 
-Node links (SPEC 11) go beside the worker links: a ``nodes.py`` holding the node -> link
-table and its state machine (up, suspect, down), composed by ``Router`` like ``slots.py``;
-the node-down fan-out itself belongs in pure code under ``actord/core`` (as ``topology``).
+Node links (SPEC 11) sit beside the worker links: ``nodes.py`` moves heartbeats in and out;
+the node states and their moves (up, down, incarnations) are pure code in
+``actord/core/nodes.py``, where the node-down fan-out will go too (as ``topology``). First
+step: membership only; frames to other nodes come next.
 
 Spawn handshake (the child's edges exist before its first instruction runs)::
 

@@ -18,10 +18,12 @@ from typing import Any
 
 from actord.core import wire
 from actord.core.config import Config
+from actord.core.nodes import serial_base
 from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.router.dispatch import Dispatch
 from actord.router.exits import ExitCallback
+from actord.router.nodes import NodeLink
 from actord.router.slots import ProcEntry, WorkerLink
 from actord.router.stall import StallWatch
 from actord.security import Guard
@@ -43,6 +45,15 @@ class Router(Dispatch):
         self.registry = Registry()
         self.topology = Topology()
         self.serial = 0  # spawns.py: the last PID's serial
+        # nodes.py: the cluster link (SPEC 11), None for a single node. A clustered node's
+        # PIDs are {node@host|0x...} and its serials start at its incarnation's serial base,
+        # above any serial an earlier run of the node could have reached (core/nodes.py).
+        self.cluster: NodeLink | None = None
+        self.pid_prefix = ""
+        if config.cluster is not None:
+            self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path)
+            self.pid_prefix = f"{config.cluster.node}@"
+            self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0
         self.dead_letters = 0
         # exits.py: counts, exit and start callbacks, exec children

@@ -4,8 +4,8 @@ ways to reach a process or every worker.
 A host has a fixed number of worker slots; ``hosts[host][index]`` is the :class:`WorkerLink`
 of the worker OS process filling that slot now (a restarted worker takes its slot again).
 Every live process has one :class:`ProcEntry` in ``procs``, whose ``worker`` lists its PID in
-``pids``. Node links (SPEC 11) are not worker slots: they get a module of their own beside
-this one (see the package docstring).
+``pids``. Node links (SPEC 11) are not worker slots: they have a module of their own beside
+this one (``nodes.py``).
 
 Invariant: a PID is in ``procs`` exactly while it is in its worker's ``pids``; a frame for a
 process goes to the connection of the worker in its entry, nowhere else.

@@ -27,6 +27,7 @@ class Spawns(Exits, Gate):
 
     config: Config
     serial: int
+    pid_prefix: str  # "node@" on a clustered node (SPEC 11), else ""
 
     def spawn(self, caller: str, req: SpawnRequest) -> str:
         """Start a process (see the handshake in the package docstring); returns its PID.
@@ -61,7 +62,7 @@ class Spawns(Exits, Gate):
                 actor = parent.actor
             if scope is None:
                 scope = parent.scope
-        pid = ids.format_pid(host, self.serial + 1)
+        pid = ids.format_pid(self.pid_prefix + host, self.serial + 1)
         # a wire.Start, built as the list it packs to (a NamedTuple would cost a Python call
         # and a slower pack on every spawn); positional: no option map to build here and
         # decode there. Encoded now so a START the worker would refuse (args plus an
