@@ -71,6 +71,9 @@ def test_a_single_node_has_no_cluster(daemon: Daemon) -> None:
     assert daemon.call("status")["cluster"] is None
     r = daemon.cli("nodes", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+    r = daemon.cli("nodes")
+    assert r.returncode == 0 and r.stdout.strip() == (
+        "not in a cluster (the config has no [cluster] table)"), r
     pid = daemon.call("spawn", id="t:echo", host="t:a")
     assert "@" not in pid and pid.startswith("{t:a|0x")
     daemon.kill(pid)

@@ -45,6 +45,9 @@ def nodes(ctx: click.Context, socket_path: str | None, config_path: str | None,
     """The cluster's nodes (SPEC 11), this one included; nothing without [cluster]."""
     setup(ctx, socket_path, config_path, as_json)
     rows = call(ctx, "nodes")
+    if not rows:
+        emit(ctx, rows, "not in a cluster (the config has no [cluster] table)")
+        return
     header = f"{'NODE':<32} {'STATE':<6} {'LAST SEEN':>10} {'PROCESSES':>9}"
     now = time.time()
     text = "\n".join([header] + [
