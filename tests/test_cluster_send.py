@@ -26,6 +26,8 @@ PROCESSES = {
     "t:checker": "cluster_probes:seq_checker",
     "t:sender": "cluster_probes:seq_sender",
     "t:one": "cluster_probes:one_message",
+    "t:sizes": "cluster_probes:size_checker",
+    "t:big": "cluster_probes:size_sender",
 }
 
 
@@ -179,3 +181,63 @@ def test_a_gap_or_a_stale_batch_is_logged_and_counted(
     checker = n2.call("spawn", id="t:checker", host="t:a", args=[10])
     got = n1.exec("t:sender", "t:a", checker, 10, timeout=30)
     assert got["report"]["in_order"] and got["report"]["n"] == 10
+
+
+def test_big_messages_are_cut_into_batches_and_one_over_max_payload_is_a_dead_letter(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """Three 600 KB messages in one tick go out as several batches (NATS's max_payload is
+    1 MB), in order; a 2 MB one is counted in `too_large` and logged, the next one arrives."""
+    n1, n2 = pair
+    kb = 1024
+    checker = n2.call("spawn", id="t:sizes", host="t:a", args=[4])
+    got = n1.exec("t:big", "t:a", checker, [600 * kb, 600 * kb, 600 * kb, 2048 * kb, 10],
+                  timeout=30)
+    assert got == [[0, 600 * kb], [1, 600 * kb], [2, 600 * kb], [4, 10]], got
+    assert row(n1, "n1")["too_large"] == 1
+    assert "over NATS's max_payload" in n1.log()
+    assert row(n2, "n1")["gaps"] == 0
+
+
+def test_inbound_sequencing_rules() -> None:
+    """Per sender node: seq 0 first, then +1; another seq is a gap (going on after it); an
+    older incarnation, or a batch for another run of us, is stale."""
+    from actord.core.batches import Inbound, check_batch
+
+    def b(inc: int, seq: int, to: int = 7) -> Any:
+        batch = check_batch(encode_batch("n1", inc, to, seq, []), "n2", 100)
+        assert batch is not None
+        return batch
+
+    inb = Inbound(7)
+    assert [inb.accept(b(5, s), 5)[0] for s in (0, 1, 2)] == ["ok"] * 3
+    assert inb.accept(b(5, 4), 5) == ("gap", 3)
+    assert inb.accept(b(5, 5), 5) == ("ok", 5)
+    assert inb.accept(b(5, 2), 5) == ("gap", 6)  # a replay is a gap too, never silent
+    assert inb.accept(b(4, 0), 5)[0] == "stale"  # an older run of n1
+    assert inb.accept(b(5, 3, to=6), 5)[0] == "stale"  # for an earlier run of us
+    assert inb.accept(b(9, 0), 5)[0] == "ok"  # a new run of n1 starts at 0
+    assert inb.accept(b(10, 1), 9) == ("gap", 0)  # a new run whose first batch was lost
+    assert inb.gaps == {"n1": 3} and inb.stale == {"n1": 2}
+
+
+def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
+    """Header and every frame checked; one bad frame refuses the batch."""
+    from actord.core.batches import check_batch
+
+    ok = [wire.SEND, "{n2@t:a|0x00001}", "{n1@t:a|0x00002}", "t", b"\x01"]
+    good = encode_batch("n1", 1, 2, 0, [ok, [*ok[:2], "", "t", b""]])
+    batch = check_batch(good, "n2", 10)
+    assert batch is not None and len(batch.frames) == 2 and batch.frames[0][4] == b"\x01"
+    for bad in (
+        b"", b"\xc1", msgpack.packb(["n1", 1, 2]), msgpack.packb(["n2", 1, 2, 0]),
+        msgpack.packb(["n1", 1, 2, True]), msgpack.packb(["n1", 1.0, 2, 0]),
+        encode_batch("n1", 1, 2, 0, [[*ok[:4], b"x" * 11]]),  # over max_frame
+        encode_batch("n1", 1, 2, 0, [[ok[0], ok[1], "{n3@t:a|0x00002}", "t", b""]]),
+        encode_batch("n1", 1, 2, 0, [[ok[0], "{t:a|0x00001}", "", "t", b""]]),
+        encode_batch("n1", 1, 2, 0, [ok[:4]]), encode_batch("n1", 1, 2, 0, [[wire.DELIVER,
+                                                                           *ok[1:]]]),
+        encode_batch("n1", 1, 2, 0, [[*ok[:3], "t" * wire.MAX_ADDRESS, b""]]),
+        msgpack.packb(["n1", 1, 2, 0, "frame"]),
+    ):
+        assert check_batch(bad, "n2", 10) is None, bad

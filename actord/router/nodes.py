@@ -57,6 +57,10 @@ MAX_INTERVAL = 0.5
 #: seconds start() waits for the first NATS connection before the daemon goes on alone
 CONNECT_WAIT = 2.0
 _NODE_RE = re.compile(r"[a-z0-9_-]{1,32}")
+#: bytes of a batch besides its frames' strings and payloads (header, msgpack framing), and
+#: per frame: a bound, so a batch cut by these never exceeds NATS's max_payload
+BATCH_OVERHEAD = 256
+FRAME_OVERHEAD = 32
 
 
 def check_heartbeat(data: bytes) -> tuple[str, int, int] | None:
@@ -111,6 +115,7 @@ class NodeLink:
         self.sent: dict[str, int] = {}  # frames published, per node
         self.received: dict[str, int] = {}  # frames delivered from, per node
         self.lost = 0  # frames whose publish failed (the receiver sees a gap)
+        self.too_large = 0  # frames over NATS's max_payload: dead letters
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -162,23 +167,49 @@ class NodeLink:
         try:
             while self._outbox:
                 out, self._outbox = self._outbox, {}
-                for (node, inc), frames in out.items():
-                    seq = self._seq_out.get((node, inc), 0)
-                    self._seq_out[(node, inc)] = seq + 1
-                    data = encode_batch(self.node, self.incarnation, inc, seq, frames)
-                    nc = self._nc
-                    try:
-                        if nc is None:
-                            raise ConnectionError("no NATS connection")
-                        await nc.publish(f"{self.config.name}.node.{node}", data)
-                    except Exception as e:  # nats-py raises many kinds; the frames are lost
-                        self.lost += len(frames)
-                        log.warning("cluster: %d frames to %s lost (%s); it will see a gap",
-                                    len(frames), node, e or type(e).__name__)
-                        continue
-                    self.sent[node] = self.sent.get(node, 0) + len(frames)
+                for (node, inc), queued in out.items():
+                    for frames in self._chunks(node, queued):
+                        await self._publish_batch(node, inc, frames)
         finally:
             self._flushing = False
+
+    def _chunks(self, node: str, frames: list[list[Any]]) -> list[list[list[Any]]]:
+        """``frames`` cut into batches that fit NATS's max_payload; a frame that fits in
+        none is a dead letter, counted in ``too_large`` (logged the first time)."""
+        nc = self._nc
+        limit = (nc.max_payload if nc is not None else 1 << 20) - BATCH_OVERHEAD
+        chunks: list[list[list[Any]]] = [[]]
+        size = 0
+        for f in frames:
+            n = len(f[4]) + 4 * (len(f[1]) + len(f[2]) + len(f[3])) + FRAME_OVERHEAD  # UTF-8 <= 4x
+            if n > limit:
+                self.too_large += 1
+                if self.too_large == 1:
+                    log.warning("cluster: a %d-byte message to %s is over NATS's max_payload "
+                                "(%d): dead letter", len(f[4]), node, limit + BATCH_OVERHEAD)
+                continue
+            if size + n > limit and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(f)
+            size += n
+        return [c for c in chunks if c]
+
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
+        seq = self._seq_out.get((node, inc), 0)
+        self._seq_out[(node, inc)] = seq + 1
+        data = encode_batch(self.node, self.incarnation, inc, seq, frames)
+        nc = self._nc
+        try:
+            if nc is None:
+                raise ConnectionError("no NATS connection")
+            await nc.publish(f"{self.config.name}.node.{node}", data)
+        except Exception as e:  # nats-py raises many kinds; the frames are lost
+            self.lost += len(frames)
+            log.warning("cluster: %d frames to %s lost (%s); it will see a gap",
+                        len(frames), node, e or type(e).__name__)
+            return
+        self.sent[node] = self.sent.get(node, 0) + len(frames)
 
     async def _on_batch(self, msg: Any) -> None:
         b = check_batch(msg.data, self.node, self._max_frame)
@@ -205,7 +236,8 @@ class NodeLink:
         now = time.time()
         rows = [{"node": self.node, "state": "up", "last_seen": round(now, 3),
                  "processes": self._processes(), "incarnation": self.incarnation,
-                 "malformed": self.malformed, "lost": self.lost}]
+                 "malformed": self.malformed, "lost": self.lost,
+                 "too_large": self.too_large}]
         inb = self.inbound
         for m in self.members.members.values():
             n = m.node

@@ -40,3 +40,25 @@ async def one_message() -> list[Any]:
     """The first message that arrives: ``[topic, payload, from]``."""
     msg = (await channel.select(process.inbox(), timeout=WAIT))[1]
     return [msg.topic, msg.payload, msg.from_]
+
+
+async def size_checker(n: int) -> list[Any]:
+    """Take ``n`` messages of bytes; report ``[i, len]`` of each (``i``: its first byte)."""
+    inbox = process.inbox()
+    got: list[Any] = []
+    sender = ""
+    for _ in range(n):
+        msg = (await channel.select(inbox, timeout=WAIT))[1]
+        sender = msg.from_
+        got.append([msg.payload[0], len(msg.payload)])
+    process.send(sender, "report", got)
+    return got
+
+
+async def size_sender(dest: str, sizes: list[int]) -> Any:
+    """Send one message of ``sizes[i]`` bytes (first byte ``i``) each, then end with a
+    marker and wait for the report."""
+    for i, size in enumerate(sizes):
+        process.send(dest, "big", bytes([i]) * size)
+    msg = (await channel.select(process.inbox(), timeout=WAIT))[1]
+    return msg.payload
