@@ -145,8 +145,10 @@ class NodeLink:
         """Queue a SEND frame for the node its PID names; False (a dead letter for the
         caller) when that is no other node up now."""
         dest = frame[1]
+        if type(dest) is not str or dest[:1] != "{":
+            return False
         at = dest.find("@")
-        if at < 1 or dest[0] != "{":
+        if at < 1:
             return False
         m = self.members.members.get(dest[1:at])
         if m is None or m.state is not NodeState.UP:
