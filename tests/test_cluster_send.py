@@ -14,6 +14,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actord.client import Client
 from actord.core import wire
@@ -241,3 +243,25 @@ def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
         msgpack.packb(["n1", 1, 2, 0, "frame"]),
     ):
         assert check_batch(bad, "n2", 10) is None, bad
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+                  st.text(max_size=20), st.binary(max_size=20),
+                  st.sampled_from(["n1", "n2", "{n2@t:a|0x00001}", "{n1@t:a|0x00002}", ""]),
+                  st.just(wire.SEND))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.recursive(_leaf, lambda c: st.lists(c, max_size=6), max_leaves=20),
+             max_size=8).map(msgpack.packb),
+))
+def test_check_batch_never_raises(data: bytes) -> None:
+    """Any bytes from another node: a Batch or None, never an exception (and a Batch's
+    frames are all SENDs to us)."""
+    from actord.core.batches import check_batch
+
+    batch = check_batch(data, "n2", 100)
+    if batch is not None:
+        assert all(f[0] == wire.SEND and f[1].startswith("{n2@") for f in batch.frames)

@@ -203,8 +203,10 @@ class NodeLink:
         data = encode_batch(self.node, self.incarnation, inc, seq, frames)
         nc = self._nc
         try:
-            if nc is None:
-                raise ConnectionError("no NATS connection")
+            if nc is None or not nc.is_connected:
+                # nothing buffered while cut off (as heartbeats): it would arrive after the
+                # cut as if nothing had happened; lost now, the receiver sees the gap
+                raise ConnectionError("not connected to NATS")
             await nc.publish(f"{self.config.name}.node.{node}", data)
         except Exception as e:  # nats-py raises many kinds; the frames are lost
             self.lost += len(frames)
