@@ -265,3 +265,26 @@ def test_check_batch_never_raises(data: bytes) -> None:
     batch = check_batch(data, "n2", 100)
     if batch is not None:
         assert all(f[0] == wire.SEND and f[1].startswith("{n2@") for f in batch.frames)
+
+
+def test_a_nats_restart_that_loses_a_frame_shows_as_a_gap(
+    pair: tuple[Daemon, Daemon], nats: NatsServer
+) -> None:
+    """nats-server stopped: a send from n1 meanwhile is counted `lost` on n1; once the server
+    is back and both are up, the next batch shows n2 the gap, and it is delivered."""
+    n1, n2 = pair
+    thread, out = exec_in_thread(n2, "t:one")
+    pid = wait_for(lambda: next((p["pid"] for p in n2.call("ps") if p["id"] == "t:one"), None),
+                   10, what="t:one running on n2")
+    nats.stop()
+    wait_for(lambda: "cluster: NATS connection lost" in n1.log(), 5, what="n1 cut off")
+    n1.call("send", dest=pid, topic="during")
+    assert row(n1, "n1")["lost"] == 1
+    nats.start()
+    wait_for(lambda: row(n1, "n2")["state"] == row(n2, "n1")["state"] == "up" and
+             row(n1, "n2")["last_seen"] > 0, 10, what="both up again")
+    wait_for(lambda: n1.call("send", dest=pid, topic="after") is None and
+             row(n2, "n1")["gaps"] == 1, 10, what="the gap seen on n2")
+    thread.join(25)
+    assert out and out[0].get("value", [None])[0] == "after", out
+    assert "gap from n1" in n2.log()
