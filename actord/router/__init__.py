@@ -17,12 +17,15 @@ One module per job; :class:`Router` (``core.py``) only composes them::
     stats.py     the one STATS fan-out, for ps and for metrics
     slots.py     WorkerLink, ProcEntry: host -> worker slots, and sending to what they hold
     stall.py     heartbeats: which workers' event loops are blocked
-    nodes.py     NodeLink ([cluster] only): the NATS connection, node heartbeats, who is up
+    nodes.py     NodeLink ([cluster] only): the NATS connection, node heartbeats, who is up,
+                 batches of SENDs to and from other nodes
 
 Node links (SPEC 11) sit beside the worker links: ``nodes.py`` moves heartbeats in and out;
 the node states and their moves (up, down, incarnations) are pure code in
-``actord/core/nodes.py``, where the node-down fan-out will go too (as ``topology``). First
-step: membership only; frames to other nodes come next.
+``actord/core/nodes.py``, where the node-down fan-out will go too (as ``topology``). SENDs to
+another node's PID leave the hot path's miss branch for ``nodes.py`` (one batch per node per
+tick; format, check and per-pair seqs in ``actord/core/batches.py``); links, monitors and
+remote spawn come next.
 
 Spawn handshake (the child's edges exist before its first instruction runs)::
 

@@ -51,7 +51,8 @@ class Router(Dispatch):
         self.cluster: NodeLink | None = None
         self.pid_prefix = ""
         if config.cluster is not None:
-            self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path)
+            self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path,
+                                    self.deliver_remote, self.max_frame)
             self.pid_prefix = f"{config.cluster.node}@"
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0

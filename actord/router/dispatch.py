@@ -35,7 +35,9 @@ class Dispatch(Calls, Stats):
                 # hot path: reuse the frame as the DELIVER frame (no re-encoding of the payload)
                 entry = self.procs.get(frame[1])
                 if entry is None:
-                    self.dead_letters += 1
+                    # slow path: another node's PID is forwarded (nodes.py), else dead
+                    if not self._remote(frame):
+                        self.dead_letters += 1
                     return
                 self.routed += 1
                 frame[0] = wire.DELIVER

@@ -20,6 +20,14 @@ Start: :meth:`start` waits at most ``connect_wait`` for the first connection. A 
 that cannot be reached then does not stop the daemon: it starts alone (``nodes`` lists only
 itself), logs it, and nats-py keeps trying (``max_reconnect_attempts=-1``) until one answers.
 
+Messages to other nodes (:meth:`forward`): a SEND whose PID names another node that is up is
+queued for that node; once per loop tick, everything queued for a node goes out as one batch
+on ``<name>.node.<node>`` (format, sequence and gap rules: :mod:`actord.core.batches`). A
+node down or unknown takes nothing (the caller counts a dead letter). Batches arriving on our
+own subject are checked at the boundary (malformed: dropped, counted in ``malformed``, the
+first logged), sequenced (:class:`~actord.core.batches.Inbound`: a gap or a stale batch is one
+log line and a count in the node's row) and handed to ``deliver`` (the Router's).
+
 Invariant: every task is owned here and cancelled by :meth:`close`; the membership table is
 only changed by the callbacks of this one connection, on the daemon's event loop.
 """
@@ -37,6 +45,7 @@ from typing import Any
 
 import msgpack
 
+from actord.core.batches import Inbound, check_batch, encode_batch
 from actord.core.config import ClusterConfig
 from actord.core.nodes import Change, Membership, NodeState, new_incarnation
 from actord.errors import ConfigError
@@ -48,6 +57,10 @@ MAX_INTERVAL = 0.5
 #: seconds start() waits for the first NATS connection before the daemon goes on alone
 CONNECT_WAIT = 2.0
 _NODE_RE = re.compile(r"[a-z0-9_-]{1,32}")
+#: bytes of a batch besides its frames' strings and payloads (header, msgpack framing), and
+#: per frame: a bound, so a batch cut by these never exceeds NATS's max_payload
+BATCH_OVERHEAD = 256
+FRAME_OVERHEAD = 32
 
 
 def check_heartbeat(data: bytes) -> tuple[str, int, int] | None:
@@ -71,7 +84,9 @@ class NodeLink:
     """This node in its cluster: the NATS connection, heartbeats and the membership table."""
 
     def __init__(self, cluster: ClusterConfig, processes: Callable[[], int],
-                 source: str = "config") -> None:
+                 source: str = "config",
+                 deliver: Callable[[list[list[Any]]], None] | None = None,
+                 max_frame: int = 2**20) -> None:
         self.config = cluster
         self._source = source  # the config file, for the one line a bad TLS file gets
         self.node = cluster.node
@@ -88,6 +103,19 @@ class NodeLink:
         self._errors = 0
         self._tls = self._tls_context()  # loaded now: a bad file refuses the start
         self._impostors: set[int] = set()  # incarnations heard using our node name
+        # frames between nodes (core/batches.py)
+        self.inbox_subject = f"{cluster.name}.node.{cluster.node}"
+        self._deliver = deliver or (lambda frames: None)
+        self._max_frame = max_frame
+        self.inbound = Inbound(self.incarnation)
+        self.malformed = 0  # batches dropped at the boundary
+        self._outbox: dict[tuple[str, int], list[list[Any]]] = {}  # (node, its inc) -> frames
+        self._flushing = False
+        self._seq_out: dict[tuple[str, int], int] = {}  # (node, its inc) -> next seq
+        self.sent: dict[str, int] = {}  # frames published, per node
+        self.received: dict[str, int] = {}  # frames delivered from, per node
+        self.lost = 0  # frames whose publish failed (the receiver sees a gap)
+        self.too_large = 0  # frames over NATS's max_payload: dead letters
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -113,15 +141,115 @@ class NodeLink:
                 async with asyncio.timeout(2.0):
                     await nc.close()
 
+    def forward(self, frame: list[Any]) -> bool:
+        """Queue a SEND frame for the node its PID names; False (a dead letter for the
+        caller) when that is no other node up now."""
+        dest = frame[1]
+        if type(dest) is not str or dest[:1] != "{":
+            return False
+        at = dest.find("@")
+        if at < 1:
+            return False
+        m = self.members.members.get(dest[1:at])
+        if m is None or m.state is not NodeState.UP:
+            return False
+        key = (m.node, m.incarnation)
+        queued = self._outbox.get(key)
+        if queued is None:
+            self._outbox[key] = [frame]
+            if not self._flushing:
+                self._flushing = True
+                self._spawn(self._flush())
+        else:
+            queued.append(frame)
+        return True
+
+    async def _flush(self) -> None:
+        """Publish what was queued this tick: one batch per destination, in order."""
+        try:
+            while self._outbox:
+                out, self._outbox = self._outbox, {}
+                for (node, inc), queued in out.items():
+                    for frames in self._chunks(node, queued):
+                        await self._publish_batch(node, inc, frames)
+        finally:
+            self._flushing = False
+
+    def _chunks(self, node: str, frames: list[list[Any]]) -> list[list[list[Any]]]:
+        """``frames`` cut into batches that fit NATS's max_payload; a frame that fits in
+        none is a dead letter, counted in ``too_large`` (logged the first time)."""
+        nc = self._nc
+        limit = (nc.max_payload if nc is not None else 1 << 20) - BATCH_OVERHEAD
+        chunks: list[list[list[Any]]] = [[]]
+        size = 0
+        for f in frames:
+            n = len(f[4]) + 4 * (len(f[1]) + len(f[2]) + len(f[3])) + FRAME_OVERHEAD  # UTF-8 <= 4x
+            if n > limit:
+                self.too_large += 1
+                if self.too_large == 1:
+                    log.warning("cluster: a %d-byte message to %s is over NATS's max_payload "
+                                "(%d): dead letter", len(f[4]), node, limit + BATCH_OVERHEAD)
+                continue
+            if size + n > limit and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(f)
+            size += n
+        return [c for c in chunks if c]
+
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
+        seq = self._seq_out.get((node, inc), 0)
+        self._seq_out[(node, inc)] = seq + 1
+        data = encode_batch(self.node, self.incarnation, inc, seq, frames)
+        nc = self._nc
+        try:
+            if nc is None or not nc.is_connected:
+                # nothing buffered while cut off (as heartbeats): it would arrive after the
+                # cut as if nothing had happened; lost now, the receiver sees the gap
+                raise ConnectionError("not connected to NATS")
+            await nc.publish(f"{self.config.name}.node.{node}", data)
+        except Exception as e:  # nats-py raises many kinds; the frames are lost
+            self.lost += len(frames)
+            log.warning("cluster: %d frames to %s lost (%s); it will see a gap",
+                        len(frames), node, e or type(e).__name__)
+            return
+        self.sent[node] = self.sent.get(node, 0) + len(frames)
+
+    async def _on_batch(self, msg: Any) -> None:
+        b = check_batch(msg.data, self.node, self._max_frame)
+        if b is None:
+            self.malformed += 1
+            (log.warning if self.malformed == 1 else log.debug)(
+                "cluster: malformed batch on %s dropped (%d so far)", msg.subject, self.malformed)
+            return
+        m = self.members.members.get(b.node)
+        verdict, expected = self.inbound.accept(b, None if m is None else m.incarnation)
+        if verdict == "stale":
+            log.warning("cluster: stale batch from %s (incarnation %#x, for %#x) dropped",
+                        b.node, b.incarnation, b.to_incarnation)
+            return
+        if verdict == "gap":
+            log.warning("cluster: gap from %s: batch %d, expected %d; pair broken, "
+                        "going on as a fresh meeting", b.node, b.seq, expected)
+        if b.frames:
+            self.received[b.node] = self.received.get(b.node, 0) + len(b.frames)
+            self._deliver(b.frames)
+
     def rows(self) -> list[dict[str, Any]]:
         """``actord nodes``: every known node and ourselves, by name (SPEC 11)."""
         now = time.time()
         rows = [{"node": self.node, "state": "up", "last_seen": round(now, 3),
-                 "processes": self._processes(), "incarnation": self.incarnation}]
+                 "processes": self._processes(), "incarnation": self.incarnation,
+                 "malformed": self.malformed, "lost": self.lost,
+                 "too_large": self.too_large}]
+        inb = self.inbound
         for m in self.members.members.values():
-            rows.append({"node": m.node, "state": m.state.value,
-                         "last_seen": round(self._seen_wall.get(m.node, 0.0), 3),
-                         "processes": m.processes, "incarnation": m.incarnation})
+            n = m.node
+            rows.append({"node": n, "state": m.state.value,
+                         "last_seen": round(self._seen_wall.get(n, 0.0), 3),
+                         "processes": m.processes, "incarnation": m.incarnation,
+                         "sent": self.sent.get(n, 0), "received": self.received.get(n, 0),
+                         "gaps": inb.gaps.get(n, 0), "stale": inb.stale.get(n, 0)})
         return sorted(rows, key=lambda r: r["node"])
 
     # -- internals ------------------------------------------------------------------------------
@@ -171,6 +299,8 @@ class NodeLink:
             options["tls"] = self._tls
         nc = await nats.connect(**options)
         self._nc = nc
+        # our inbox first: a node that hears our heartbeat may send to us at once
+        await nc.subscribe(self.inbox_subject, cb=self._on_batch)
         await nc.subscribe(self.subject, cb=self._on_heartbeat)
         self.connected = True
         log.info("cluster: connected to %s", nc.connected_url.netloc if nc.connected_url else "?")

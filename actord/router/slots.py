@@ -14,12 +14,15 @@ process goes to the connection of the worker in its entry, nowhere else.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actord.core import wire
 from actord.core.policy import Evaluator
 from actord.errors import InvalidError, NotFoundError
 from actord.transport import FrameProtocol
+
+if TYPE_CHECKING:
+    from actord.router.nodes import NodeLink
 
 
 class WorkerLink:
@@ -86,6 +89,26 @@ class Slots:
     hosts: dict[str, list[WorkerLink]]
     routed: int
     dead_letters: int
+    cluster: NodeLink | None
+
+    def _remote(self, frame: list[Any]) -> bool:
+        """A SEND to no local PID: forwarded when its PID names another node that is up
+        (False: a dead letter). The slow path only: local PIDs never come here."""
+        cluster = self.cluster
+        return cluster is not None and cluster.forward(frame)
+
+    def deliver_remote(self, frames: list[list[Any]]) -> None:
+        """Checked SEND frames from another node (core/batches.py): delivered as DELIVER,
+        each to a dead PID a dead letter."""
+        procs = self.procs
+        for frame in frames:
+            entry = procs.get(frame[1])
+            if entry is None:
+                self.dead_letters += 1
+                continue
+            self.routed += 1
+            frame[0] = wire.DELIVER
+            entry.worker.conn.send(frame)
 
     def _take_slot(self, link: WorkerLink) -> None:
         """A (re)started worker fills its slot (growing the host's list up to it)."""
@@ -137,7 +160,8 @@ class Slots:
             raise InvalidError(wire.address_too_large(topic, dest))
         entry = self.procs.get(dest)
         if entry is None:
-            self.dead_letters += 1
+            if not self._remote([wire.SEND, dest, from_, topic, payload]):
+                self.dead_letters += 1
             return
         self.routed += 1
         entry.worker.conn.send([wire.DELIVER, dest, from_, topic, payload])

@@ -1,0 +1,290 @@
+"""SPEC 11, second step: messages cross nodes, in order, and a lost frame is never silent.
+
+A real nats-server (tests/cluster_support.py) and two real daemons with ``node_timeout =
+"1s"``; frames are published by hand (nats-py) to play a malformed or gapped peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actord.client import Client
+from actord.core import wire
+from actord.core.batches import encode_batch
+from actord.testing import Daemon, wait_for
+from tests.cluster_support import NatsServer, cluster_config
+
+PROCESSES = {
+    "t:idle": "semantics_probes:idle",
+    "t:checker": "cluster_probes:seq_checker",
+    "t:sender": "cluster_probes:seq_sender",
+    "t:one": "cluster_probes:one_message",
+    "t:sizes": "cluster_probes:size_checker",
+    "t:big": "cluster_probes:size_sender",
+}
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
+    """Nodes n1 and n2, each seeing the other up."""
+    ds = [Daemon(tmp_path / n, cluster_config(n, [nats.url], PROCESSES)) for n in ("n1", "n2")]
+    try:
+        for d in ds:
+            d.start()
+        wait_for(lambda: all(len(up(d)) == 2 for d in ds), 5, what="n1 and n2 up")
+        yield ds[0], ds[1]
+    finally:
+        for d in ds:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+
+
+def up(d: Daemon) -> list[str]:
+    return [r["node"] for r in d.call("nodes") if r["state"] == "up"]
+
+
+def row(d: Daemon, node: str) -> dict[str, Any]:
+    return {r["node"]: r for r in d.call("nodes")}[node]
+
+
+def dead_letters(d: Daemon) -> int:
+    return int(d.call("status")["dead_letters"])
+
+
+def publish(url: str, subject: str, *datas: bytes) -> None:
+    """Publish raw bytes as another node would (nats-py, from the test)."""
+    import nats as nats_py
+
+    async def run() -> None:
+        nc = await nats_py.connect(url)
+        for data in datas:
+            await nc.publish(subject, data)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def exec_in_thread(d: Daemon, id: str, *args: Any) -> tuple[threading.Thread, list[Any]]:
+    """``exec`` on its own client in a thread (the test goes on while it runs)."""
+    out: list[Any] = []
+
+    def run() -> None:
+        with Client(d.socket, timeout=30.0) as c:
+            out.append(c.call("exec", 30.0, id=id, host="t:a", args=list(args), timeout=20))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_1000_messages_cross_in_order_and_the_report_comes_back(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """An actor on n1 sends 1,000 numbered messages to one on n2, which checks order and
+    completeness and reports back across the nodes."""
+    n1, n2 = pair
+    n = 1000
+    checker = n2.call("spawn", id="t:checker", host="t:a", args=[n])
+    assert checker.startswith("{n2@")
+    got = n1.exec("t:sender", "t:a", checker, n, timeout=30)
+    assert got["topic"] == "report" and got["from"] == checker, got
+    assert got["report"] == {"n": n, "in_order": True, "first_bad": None}, got
+    assert row(n1, "n2")["sent"] >= n and row(n2, "n1")["received"] >= n
+    assert row(n2, "n1")["gaps"] == row(n1, "n2")["gaps"] == 0
+    assert row(n2, "n2")["malformed"] == 0
+
+
+def test_the_cli_sends_to_a_remote_pid(pair: tuple[Daemon, Daemon]) -> None:
+    """`actord send` on n1 to a PID on n2: delivered there, with no sender."""
+    n1, n2 = pair
+    thread, out = exec_in_thread(n2, "t:one")
+    pid = wait_for(lambda: next((p["pid"] for p in n2.call("ps") if p["id"] == "t:one"), None),
+                   10, what="t:one running on n2")
+    sent = n1.cli("send", pid, "hello", "42")
+    assert sent.returncode == 0, sent.stderr
+    thread.join(25)
+    assert not thread.is_alive() and out, "no exec result"
+    assert out[0].get("value") == ["hello", 42, ""], out
+
+
+def test_sends_to_a_dead_remote_pid_or_a_down_node_are_dead_letters(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """A dead PID on n2: a dead letter on n2. An unknown node, or n2 once down: a dead letter
+    on n1. No error either way."""
+    n1, n2 = pair
+    pid = n2.call("spawn", id="t:idle", host="t:a")
+    n2.kill(pid)
+    before = dead_letters(n2)
+    assert n1.cli("send", pid, "x", "1").returncode == 0
+    wait_for(lambda: dead_letters(n2) == before + 1, 5, what="the dead letter counted on n2")
+    mine = dead_letters(n1)
+    assert n1.cli("send", "{n9@t:a|0x00001}", "x").returncode == 0
+    assert dead_letters(n1) == mine + 1
+    n2.kill9()
+    wait_for(lambda: row(n1, "n2")["state"] == "down", 3, what="n2 down on n1")
+    n1.call("send", dest=pid, topic="x")
+    assert dead_letters(n1) == mine + 2
+
+
+def test_a_malformed_batch_is_dropped_counted_and_logged_once(
+    pair: tuple[Daemon, Daemon], nats: NatsServer
+) -> None:
+    """Garbage on n2's subject: dropped, counted, one log line; n2 keeps routing."""
+    n1, n2 = pair
+    inc1, inc2 = row(n2, "n1")["incarnation"], row(n2, "n2")["incarnation"]
+    bad = [
+        b"\xc1", msgpack.packb({"a": 1}), msgpack.packb(["n1", inc1, inc2]),
+        msgpack.packb(["N 1", inc1, inc2, 0]), msgpack.packb(["n1", -1, inc2, 0]),
+        msgpack.packb(["n1", inc1, inc2, 0, [wire.SEND, "{n2@t:a|0x00001}", "", "t", "str"]]),
+        msgpack.packb(["n1", inc1, inc2, 0, [wire.SEND, "{n1@t:a|0x00001}", "", "t", b"\x01"]]),
+        msgpack.packb(["n1", inc1, inc2, 0, [99, "{n2@t:a|0x00001}", "", "t", b"\x01"]]),
+    ]
+    publish(nats.url, "t.node.n2", *bad)
+    wait_for(lambda: row(n2, "n2")["malformed"] == len(bad), 5, what="every bad batch counted")
+    assert n2.log().count("malformed batch") == 1, n2.log()
+    checker = n2.call("spawn", id="t:checker", host="t:a", args=[10])
+    got = n1.exec("t:sender", "t:a", checker, 10, timeout=30)
+    assert got["report"]["in_order"] and got["report"]["n"] == 10
+    assert row(n2, "n1")["gaps"] == 0
+
+
+def test_a_gap_or_a_stale_batch_is_logged_and_counted(
+    pair: tuple[Daemon, Daemon], nats: NatsServer
+) -> None:
+    """A batch that skips seqs (the test pretending to be n1): one log line, `gaps` counted;
+    one from an older incarnation of n1: `stale`, dropped. Traffic goes on after both."""
+    n1, n2 = pair
+    inc1, inc2 = row(n2, "n1")["incarnation"], row(n2, "n2")["incarnation"]
+    publish(nats.url, "t.node.n2", encode_batch("n1", inc1, inc2, 1_000_000, []))
+    wait_for(lambda: row(n2, "n1")["gaps"] == 1, 5, what="the gap counted")
+    assert "gap from n1: batch 1000000, expected 0; pair broken" in n2.log(), n2.log()
+    stale = encode_batch("n1", inc1 - 1, inc2, 0, [[wire.SEND, "{n2@t:a|0x00001}", "", "t",
+                                                    b"\x01"]])
+    publish(nats.url, "t.node.n2", stale)
+    wait_for(lambda: row(n2, "n1")["stale"] == 1, 5, what="the stale batch counted")
+    assert "stale batch from n1" in n2.log()
+    checker = n2.call("spawn", id="t:checker", host="t:a", args=[10])
+    got = n1.exec("t:sender", "t:a", checker, 10, timeout=30)
+    assert got["report"]["in_order"] and got["report"]["n"] == 10
+
+
+def test_big_messages_are_cut_into_batches_and_one_over_max_payload_is_a_dead_letter(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """Three 600 KB messages in one tick go out as several batches (NATS's max_payload is
+    1 MB), in order; a 2 MB one is counted in `too_large` and logged, the next one arrives."""
+    n1, n2 = pair
+    kb = 1024
+    checker = n2.call("spawn", id="t:sizes", host="t:a", args=[4])
+    got = n1.exec("t:big", "t:a", checker, [600 * kb, 600 * kb, 600 * kb, 2048 * kb, 10],
+                  timeout=30)
+    assert got == [[0, 600 * kb], [1, 600 * kb], [2, 600 * kb], [4, 10]], got
+    assert row(n1, "n1")["too_large"] == 1
+    assert "over NATS's max_payload" in n1.log()
+    assert row(n2, "n1")["gaps"] == 0
+
+
+def test_inbound_sequencing_rules() -> None:
+    """Per sender node: seq 0 first, then +1; another seq is a gap (going on after it); an
+    older incarnation, or a batch for another run of us, is stale."""
+    from actord.core.batches import Inbound, check_batch
+
+    def b(inc: int, seq: int, to: int = 7) -> Any:
+        batch = check_batch(encode_batch("n1", inc, to, seq, []), "n2", 100)
+        assert batch is not None
+        return batch
+
+    inb = Inbound(7)
+    assert [inb.accept(b(5, s), 5)[0] for s in (0, 1, 2)] == ["ok"] * 3
+    assert inb.accept(b(5, 4), 5) == ("gap", 3)
+    assert inb.accept(b(5, 5), 5) == ("ok", 5)
+    assert inb.accept(b(5, 2), 5) == ("gap", 6)  # a replay is a gap too, never silent
+    assert inb.accept(b(4, 0), 5)[0] == "stale"  # an older run of n1
+    assert inb.accept(b(5, 3, to=6), 5)[0] == "stale"  # for an earlier run of us
+    assert inb.accept(b(9, 0), 5)[0] == "ok"  # a new run of n1 starts at 0
+    assert inb.accept(b(10, 1), 9) == ("gap", 0)  # a new run whose first batch was lost
+    assert inb.gaps == {"n1": 3} and inb.stale == {"n1": 2}
+
+
+def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
+    """Header and every frame checked; one bad frame refuses the batch."""
+    from actord.core.batches import check_batch
+
+    ok = [wire.SEND, "{n2@t:a|0x00001}", "{n1@t:a|0x00002}", "t", b"\x01"]
+    good = encode_batch("n1", 1, 2, 0, [ok, [*ok[:2], "", "t", b""]])
+    batch = check_batch(good, "n2", 10)
+    assert batch is not None and len(batch.frames) == 2 and batch.frames[0][4] == b"\x01"
+    for bad in (
+        b"", b"\xc1", msgpack.packb(["n1", 1, 2]), msgpack.packb(["n2", 1, 2, 0]),
+        msgpack.packb(["n1", 1, 2, True]), msgpack.packb(["n1", 1.0, 2, 0]),
+        encode_batch("n1", 1, 2, 0, [[*ok[:4], b"x" * 11]]),  # over max_frame
+        encode_batch("n1", 1, 2, 0, [[ok[0], ok[1], "{n3@t:a|0x00002}", "t", b""]]),
+        encode_batch("n1", 1, 2, 0, [[ok[0], "{t:a|0x00001}", "", "t", b""]]),
+        encode_batch("n1", 1, 2, 0, [ok[:4]]), encode_batch("n1", 1, 2, 0, [[wire.DELIVER,
+                                                                           *ok[1:]]]),
+        encode_batch("n1", 1, 2, 0, [[*ok[:3], "t" * wire.MAX_ADDRESS, b""]]),
+        msgpack.packb(["n1", 1, 2, 0, "frame"]),
+    ):
+        assert check_batch(bad, "n2", 10) is None, bad
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+                  st.text(max_size=20), st.binary(max_size=20),
+                  st.sampled_from(["n1", "n2", "{n2@t:a|0x00001}", "{n1@t:a|0x00002}", ""]),
+                  st.just(wire.SEND))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.recursive(_leaf, lambda c: st.lists(c, max_size=6), max_leaves=20),
+             max_size=8).map(msgpack.packb),
+))
+def test_check_batch_never_raises(data: bytes) -> None:
+    """Any bytes from another node: a Batch or None, never an exception (and a Batch's
+    frames are all SENDs to us)."""
+    from actord.core.batches import check_batch
+
+    batch = check_batch(data, "n2", 100)
+    if batch is not None:
+        assert all(f[0] == wire.SEND and f[1].startswith("{n2@") for f in batch.frames)
+
+
+def test_a_nats_restart_that_loses_a_frame_shows_as_a_gap(
+    pair: tuple[Daemon, Daemon], nats: NatsServer
+) -> None:
+    """nats-server stopped: a send from n1 meanwhile is counted `lost` on n1; once the server
+    is back and both are up, the next batch shows n2 the gap, and it is delivered."""
+    n1, n2 = pair
+    thread, out = exec_in_thread(n2, "t:one")
+    pid = wait_for(lambda: next((p["pid"] for p in n2.call("ps") if p["id"] == "t:one"), None),
+                   10, what="t:one running on n2")
+    nats.stop()
+    wait_for(lambda: "cluster: NATS connection lost" in n1.log(), 5, what="n1 cut off")
+    n1.call("send", dest=pid, topic="during")
+    assert row(n1, "n1")["lost"] == 1
+    nats.start()
+    wait_for(lambda: row(n1, "n2")["state"] == row(n2, "n1")["state"] == "up" and
+             row(n1, "n2")["last_seen"] > 0, 10, what="both up again")
+    wait_for(lambda: n1.call("send", dest=pid, topic="after") is None and
+             row(n2, "n1")["gaps"] == 1, 10, what="the gap seen on n2")
+    thread.join(25)
+    assert out and out[0].get("value", [None])[0] == "after", out
+    assert "gap from n1" in n2.log()
