@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,14 @@ def module_daemon(
                 assert_nothing_left(d, left)
         finally:
             assert d.stop() == 0, d.log()
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[Any]:
+    """A real nats-server with JetStream on a free loopback port, for one test (cluster tests;
+    imported here, not at the top: ``tests.cluster_support`` builds on this module)."""
+    from tests.cluster_support import NatsServer
+
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.stop()

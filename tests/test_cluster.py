@@ -29,14 +29,6 @@ NODE_TIMEOUT = 1.0
 
 
 @pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server with JetStream for one test."""
-    server = NatsServer(tmp_path / "nats").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[list[Daemon]]:
     """The daemons a test starts (append them); all stopped at teardown."""
     started: list[Daemon] = []

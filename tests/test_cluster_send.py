@@ -34,13 +34,6 @@ PROCESSES = {
 
 
 @pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def pair(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
     """Nodes n1 and n2, each seeing the other up."""
     ds = [Daemon(tmp_path / n, cluster_config(n, [nats.url], PROCESSES)) for n in ("n1", "n2")]
