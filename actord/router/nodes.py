@@ -40,7 +40,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -116,6 +116,9 @@ class NodeLink:
         self.received: dict[str, int] = {}  # frames delivered from, per node
         self.lost = 0  # frames whose publish failed (the receiver sees a gap)
         self.too_large = 0  # frames over NATS's max_payload: dead letters
+        #: awaited with the connection once it is up, before our first heartbeat (so a node
+        #: that hears of us finds their subscriptions in place); e.g. control/node_queries.py
+        self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -302,6 +305,8 @@ class NodeLink:
         # our inbox first: a node that hears our heartbeat may send to us at once
         await nc.subscribe(self.inbox_subject, cb=self._on_batch)
         await nc.subscribe(self.subject, cb=self._on_heartbeat)
+        for hook in self.on_connect:
+            await hook(nc)
         self.connected = True
         log.info("cluster: connected to %s", nc.connected_url.netloc if nc.connected_url else "?")
         self._publish()
