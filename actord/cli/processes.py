@@ -71,22 +71,41 @@ def _worker_state(w: dict[str, Any]) -> str:
 @click.option("--name", "name_glob", default=None, metavar="GLOB",
               help="Only processes with a registered name that matches (a glob).")
 @click.option("--state", default=None, help="Only processes in this state (e.g. running).")
+@click.option("--cluster", is_flag=True,
+              help="Every node that is up (a NODE column; --json rows gain \"node\").")
 @common_options
 def ps(ctx: click.Context, host: str | None, id_glob: str | None, name_glob: str | None,
-       state: str | None, socket_path: str | None, config_path: str | None,
+       state: str | None, cluster: bool, socket_path: str | None, config_path: str | None,
        as_json: bool) -> None:
-    """Live processes with their mailbox depth (- when unknown: its worker is stalled)."""
+    """Live processes with their mailbox depth (- when unknown: its worker is stalled).
+
+    With --cluster, a node that is up but does not answer in time is named on stderr (its
+    processes are not listed); the exit code stays 0."""
     setup(ctx, socket_path, config_path, as_json)
     checked(incoming, [id_glob, name_glob, state], "ps filter", 0)
+    if cluster:
+        answer = call(ctx, "ps", host=host, cluster=True)
+        for node in answer["missing"]:
+            click.echo(f"actord: node {esc(node)} did not answer within {answer['wait']}s: "
+                       "its processes are not listed", err=True)
+        for node, n in answer["omitted"].items():
+            click.echo(f"actord: node {esc(node)}: {n} processes not listed (its answer "
+                       "was cut to NATS's max_payload)", err=True)
+        found = answer["processes"]
+    else:
+        found = call(ctx, "ps", host=host)
     rows = [
-        r for r in call(ctx, "ps", host=host)
+        r for r in found
         if (id_glob is None or fnmatch.fnmatchcase(str(r["id"]), id_glob))
         and (name_glob is None or any(fnmatch.fnmatchcase(n, name_glob) for n in r["names"]))
         and (state is None or r.get("state") == state)
     ]
-    header = f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES"
+    width = max([4, *(len(esc(r["node"])) for r in rows)]) + 1 if cluster else 0
+    header = (f"{'NODE':<{width}}" if cluster else "") + (
+        f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES")
     text = "\n".join([header] + [
-        f"{esc(r['pid']):<28} {esc(r['id']):<28} {esc(r['host']):<20} {r['worker']:>2} "
+        (f"{esc(r['node']):<{width}}" if cluster else "")
+        + f"{esc(r['pid']):<28} {esc(r['id']):<28} {esc(r['host']):<20} {r['worker']:>2} "
         f"{esc(r['state']):<12} {'-' if r['mailbox'] is None else r['mailbox']:>6} "
         f"{esc(','.join(r['names']))}" for r in rows
     ])

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from actord import ids
+from actord.control.node_queries import NodeQueries
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
 from actord.errors import InvalidError, NotFoundError, ProcessError
@@ -46,6 +47,9 @@ class Commands:
     def __init__(self, node: ControlledNode) -> None:
         self.node = node
         self.router = node.router
+        link = self.router.cluster
+        # answers other nodes' queries from the moment the node link connects
+        self.queries = None if link is None else NodeQueries(self.router, link)
         self.handlers: dict[str, Handler] = {
             "status": self.status,
             "nodes": self.nodes,
@@ -103,18 +107,29 @@ class Commands:
         link = self.router.cluster
         if link is None:
             return None
-        return {"name": link.config.name, "node": link.node, "nodes": link.rows()}
+        queries = {} if self.queries is None else {"queries": self.queries.counts()}
+        return {"name": link.config.name, "node": link.node, "nodes": link.rows(), **queries}
 
     async def nodes(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """SPEC 11: every node of the cluster, this one included; [] without [cluster]."""
         link = self.router.cluster
         return [] if link is None else link.rows()
 
-    async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        """This node's processes; with ``cluster``, every up node's (node_queries.py), as
+        ``{"processes", "missing", "omitted", "wait"}`` (a single node: its own, tagged)."""
         host = args.get("host")
+        if args.get("cluster") and self.queries is not None:
+            if host is not None and not isinstance(host, str):
+                raise InvalidError("host: a string")
+            return await self.queries.ps(host)
         if host is not None and host not in self.router.hosts:
             raise NotFoundError(f"unknown host {host!r}")
-        return await self.router.ps(host)
+        rows = await self.router.ps(host)
+        if args.get("cluster"):
+            return {"processes": [dict(r, node=self.node.node) for r in rows],
+                    "missing": [], "omitted": {}, "wait": 0}
+        return rows
 
     async def spawn(self, args: dict[str, Any]) -> str:
         return self.router.spawn("", self._spawn_request(args))

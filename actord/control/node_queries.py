@@ -1,0 +1,194 @@
+"""Questions one node asks the others over NATS request-reply: ``actord ps --cluster`` (SPEC 11).
+
+Only a node with ``[cluster]`` has one. Once the node link is connected (its ``on_connect``
+hook, before our first heartbeat), every node answers on ``<cluster>.ctl.<node>``::
+
+    request  msgpack {"op": "ps", "from": node, "host": str | None}
+    reply    msgpack {"node", "incarnation", "processes": [row, ...], "omitted": n}
+
+A row is a ``ps`` row (SPEC 9); ``omitted`` counts the rows cut to fit NATS's max_payload
+(said on stderr by the CLI, never silent). The asking node sends one request to every node
+that is up, all at once, and waits at most :data:`REPLY_WAIT` for each: a node that does not
+answer in time, or answers something malformed, is listed in ``missing``, never waited for
+longer. Both sides check the other's bytes at the boundary: a malformed request is dropped
+and counted (``malformed``, the first logged), a malformed reply counted (``bad_replies``)
+and its node reported missing; neither ever raises.
+
+Trust: the NATS credentials are the boundary between nodes (as for frames, router/nodes.py);
+the control-socket client's ``daemon.status`` permission was checked on the asking node.
+Invariant: requests are answered one at a time (nats-py runs a subscription's callbacks in
+turn), so a flood of them costs one ``ps`` at a time, each bounded by :data:`WORKER_WAIT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from actord.core.nodes import NodeState
+
+if TYPE_CHECKING:
+    from actord.router import Router
+    from actord.router.nodes import NodeLink
+
+log = logging.getLogger("actord.nodes")
+
+#: seconds the asking node waits for each node's answer
+REPLY_WAIT = 2.0
+#: seconds an answering node waits for its own workers (a stalled one is listed "stalled")
+WORKER_WAIT = 1.0
+#: the longest host name a request may carry
+MAX_HOST = 256
+#: bytes of a reply besides its rows (map keys, node name, counts)
+REPLY_OVERHEAD = 256
+#: the keys and types of a ps row from another node; anything else in a row is dropped
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (str,), "id": (str,), "host": (str,), "worker": (int,), "state": (str,),
+    "names": (list,), "mailbox": (int, type(None)),
+}
+
+
+def check_request(data: bytes) -> tuple[str | None] | None:
+    """``(host,)`` of a ``ps`` request's bytes, or None when malformed."""
+    try:
+        req = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    if not isinstance(req, dict) or req.get("op") != "ps" or not isinstance(req.get("from"), str):
+        return None
+    host = req.get("host")
+    if host is not None and (not isinstance(host, str) or len(host) > MAX_HOST):
+        return None
+    return (host,)
+
+
+def check_reply(data: bytes, node: str) -> tuple[list[dict[str, Any]], int] | None:
+    """``(rows, omitted)`` of ``node``'s reply, each row tagged ``"node"``; None when malformed
+    (not msgpack, another node's, or a row of the wrong shape)."""
+    try:
+        rep = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    if not isinstance(rep, dict) or rep.get("node") != node:
+        return None
+    procs, omitted = rep.get("processes"), rep.get("omitted", 0)
+    if not isinstance(procs, list) or type(omitted) is not int or omitted < 0:
+        return None
+    rows: list[dict[str, Any]] = []
+    for p in procs:
+        if not isinstance(p, dict):
+            return None
+        for key, types in _ROW_TYPES.items():
+            v = p.get(key)
+            if type(v) not in types or (type(v) is int and key == "worker" and v < 0):
+                return None
+        if not all(isinstance(n, str) for n in p["names"]):
+            return None
+        rows.append({"pid": p["pid"], "id": p["id"], "host": p["host"], "worker": p["worker"],
+                     "state": p["state"], "names": p["names"], "mailbox": p["mailbox"],
+                     "node": node})
+    return rows, omitted
+
+
+def pack_reply(node: str, incarnation: int, rows: list[dict[str, Any]], limit: int) -> bytes:
+    """The reply's bytes, at most ``limit`` long: rows cut from the end (counted in
+    ``omitted``) until it fits."""
+    keep = len(rows)
+    while True:
+        data: bytes = msgpack.packb({"node": node, "incarnation": incarnation,
+                                     "processes": rows[:keep], "omitted": len(rows) - keep})
+        if len(data) <= limit or keep == 0:
+            return data
+        keep = min(keep - 1, keep * (limit - REPLY_OVERHEAD) // len(data))
+        keep = max(keep, 0)
+
+
+class NodeQueries:
+    """This node's side of the queries: answers them, and asks every other node."""
+
+    def __init__(self, router: Router, link: NodeLink) -> None:
+        self.router, self.link = router, link
+        self.subject = f"{link.config.name}.ctl.{link.node}"
+        self.answered = 0  # requests answered
+        self.malformed = 0  # requests dropped at the boundary
+        self.bad_replies = 0  # replies dropped at the boundary (their node: missing)
+        self._nc: Any = None  # nats.aio.client.Client, once connected
+        link.on_connect.append(self._subscribe)
+
+    def counts(self) -> dict[str, int]:
+        """The counters, for ``status``."""
+        return {"answered": self.answered, "malformed": self.malformed,
+                "bad_replies": self.bad_replies}
+
+    async def ps(self, host: str | None) -> dict[str, Any]:
+        """Every up node's processes (this node's first), and the up nodes that did not
+        answer within :data:`REPLY_WAIT` (``missing``) or had rows cut (``omitted``)."""
+        link = self.link
+        asked = sorted(m.node for m in link.members.members.values()
+                       if m.state is NodeState.UP)
+        request = msgpack.packb({"op": "ps", "from": link.node, "host": host})
+        local, *answers = await asyncio.gather(
+            self._local(host), *(self._ask(n, request) for n in asked))
+        rows = [dict(r, node=link.node) for r in local]
+        missing: list[str] = []
+        omitted: dict[str, int] = {}
+        for node, answer in zip(asked, answers, strict=True):
+            if answer is None:
+                missing.append(node)
+                continue
+            rows.extend(answer[0])
+            if answer[1]:
+                omitted[node] = answer[1]
+        return {"processes": rows, "missing": missing, "omitted": omitted,
+                "wait": REPLY_WAIT}
+
+    # -- internals ------------------------------------------------------------------------------
+    async def _local(self, host: str | None, timeout: float = 3.0) -> list[dict[str, Any]]:
+        """This node's rows; none for a host it does not have (another node may)."""
+        if host is not None and host not in self.router.hosts:
+            return []
+        return await self.router.ps(host, timeout)
+
+    async def _subscribe(self, nc: Any) -> None:
+        self._nc = nc
+        await nc.subscribe(self.subject, cb=self._on_request)
+
+    async def _ask(self, node: str, request: bytes) -> tuple[list[dict[str, Any]], int] | None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return None
+        try:
+            msg = await nc.request(f"{self.link.config.name}.ctl.{node}", request,
+                                   timeout=REPLY_WAIT)
+        except Exception as e:  # timeout, no responders, connection lost: missing
+            log.debug("cluster: ps: no answer from %s (%s)", node, e or type(e).__name__)
+            return None
+        answer = check_reply(msg.data, node)
+        if answer is None:
+            self.bad_replies += 1
+            (log.warning if self.bad_replies == 1 else log.debug)(
+                "cluster: malformed ps reply from %s dropped (%d so far)", node, self.bad_replies)
+        return answer
+
+    async def _on_request(self, msg: Any) -> None:
+        req = check_request(msg.data)
+        if req is None or not msg.reply:
+            self.malformed += 1
+            (log.warning if self.malformed == 1 else log.debug)(
+                "cluster: malformed query on %s dropped (%d so far)", msg.subject, self.malformed)
+            return
+        rows = await self._local(req[0], WORKER_WAIT)
+        nc = self._nc
+        try:
+            await msg.respond(pack_reply(self.link.node, self.link.incarnation, rows,
+                                         nc.max_payload))
+        except Exception as e:  # connection lost meanwhile: the asker reports us missing
+            log.debug("cluster: ps reply not sent (%s)", e or type(e).__name__)
+            return
+        self.answered += 1
+
+
+__all__ = ["NodeQueries", "check_reply", "check_request", "pack_reply"]

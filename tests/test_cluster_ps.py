@@ -1,0 +1,257 @@
+"""SPEC 11: ``actord ps --cluster`` asks every up node over NATS request-reply (node_queries.py).
+
+One real nats-server and three real daemons for the module, ``node_timeout = "6s"`` so a
+node SIGSTOPped for a few seconds stays up (it must be asked, and not answer). Other nodes'
+misbehaviour is played from the test with nats-py: a fake node that heartbeats and answers
+its query subject with garbage, or with a cut answer; garbage requests to a real node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from actord.control.node_queries import REPLY_WAIT, check_reply, check_request, pack_reply
+from actord.core.nodes import new_incarnation
+from actord.testing import Daemon, wait_for
+from tests.cluster_support import NatsServer, cluster_config
+from tests.conftest import config_text
+
+PROCESSES = {"t:idle": "semantics_probes:idle"}
+NODES = ("n1", "n2", "n3")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server for the module."""
+    s = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory,
+            server: NatsServer) -> Iterator[dict[str, Daemon]]:
+    """n1, n2, n3 all up, each running one idle process (stopped cleanly at the end)."""
+    base = tmp_path_factory.mktemp("cluster")
+    ds = {n: Daemon(base / n, cluster_config(n, [server.url], PROCESSES, node_timeout="6s"))
+          for n in NODES}
+    try:
+        for d in ds.values():
+            d.start()
+        wait_for(lambda: all(up(d) == set(NODES) for d in ds.values()), 10, what="all up")
+        pids = {n: d.call("spawn", id="t:idle", host="t:a") for n, d in ds.items()}
+        yield ds
+        for n, d in ds.items():
+            d.kill(pids[n])  # it ignores CANCEL: the stop would wait shutdown_timeout for it
+            assert "Traceback" not in d.log(), d.log()
+    finally:
+        for d in ds.values():
+            if d.proc is not None and d.proc.poll() is None:
+                assert d.stop() == 0, d.log()
+
+
+def up(d: Daemon) -> set[str]:
+    return {r["node"] for r in d.call("nodes") if r["state"] == "up"}
+
+
+def ps_cluster(d: Daemon, *args: str) -> tuple[list[dict[str, Any]], str, float]:
+    """``actord ps --cluster --json ARGS`` on ``d``: rows, stderr and seconds taken."""
+    t0 = time.monotonic()
+    out = d.cli("ps", "--cluster", "--json", *args)
+    took = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout), out.stderr, took
+
+
+class FakeNode:
+    """A node played by the test: heartbeats as ``node`` and answers its query subject
+    with ``answer(request_bytes)``, on its own NATS connection in a thread."""
+
+    def __init__(self, url: str, node: str, answer: Callable[[bytes], bytes]) -> None:
+        self.url, self.node, self.answer = url, node, answer
+        self.stop = threading.Event()
+        self.asked = 0
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        import nats as nats_py
+
+        nc = await nats_py.connect(self.url)
+
+        async def on_request(msg: Any) -> None:
+            self.asked += 1
+            await msg.respond(self.answer(msg.data))
+
+        await nc.subscribe(f"t.ctl.{self.node}", cb=on_request)
+        inc = new_incarnation(time.time())
+        while not self.stop.is_set():
+            await nc.publish("t.hb", msgpack.packb(
+                {"node": self.node, "incarnation": inc, "processes": 1, "ts": time.time()}))
+            await asyncio.sleep(0.2)
+        await nc.close()
+
+    def __enter__(self) -> FakeNode:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def publish(url: str, subject: str, *datas: bytes, reply: bool = False) -> int:
+    """Publish raw bytes to ``subject`` (as requests when ``reply``); how many got an answer
+    within 0.3 s."""
+    import nats as nats_py
+
+    async def run() -> int:
+        nc = await nats_py.connect(url)
+        answered = 0
+        for data in datas:
+            if reply:
+                try:
+                    await nc.request(subject, data, timeout=0.3)
+                    answered += 1
+                except Exception:  # timeout: not answered
+                    pass
+            else:
+                await nc.publish(subject, data)
+        await nc.flush()
+        await nc.close()
+        return answered
+
+    return asyncio.run(run())
+
+
+def test_every_node_lists_every_nodes_processes(cluster: dict[str, Daemon]) -> None:
+    """From any node: the processes of all three, each row's node naming its PID's node;
+    filters apply across nodes; the text output has a NODE column."""
+    for name, d in cluster.items():
+        rows, err, _ = ps_cluster(d)
+        assert err == "", err
+        assert sorted(r["node"] for r in rows) == list(NODES), rows
+        assert all(r["pid"].startswith("{" + r["node"] + "@") for r in rows), rows
+        assert all(set(r) >= {"pid", "id", "host", "worker", "state", "names", "mailbox"}
+                   for r in rows), rows
+        assert rows[0]["node"] == name  # its own first
+    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:a", "--id", "t:*", "--state", "running")
+    assert sorted(r["node"] for r in rows) == list(NODES), rows
+    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:none")
+    assert rows == []
+    text = cluster["n2"].cli("ps", "--cluster")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("NODE ") and len(lines) == 4, text.stdout
+    assert [ln.split()[0] for ln in lines[1:]] == ["n2", "n1", "n3"], text.stdout
+    plain = cluster["n1"].call("ps")
+    assert len(plain) == 1 and "node" not in plain[0]  # a plain ps is unchanged
+
+
+def test_a_node_that_does_not_answer_is_named_and_never_waited_for_long(
+    cluster: dict[str, Daemon]
+) -> None:
+    """n3 SIGSTOPped (still up: shorter than node_timeout): n1's ps --cluster returns in
+    about REPLY_WAIT with n1's and n2's rows and one stderr line naming n3; after SIGCONT
+    n3 answers again and nothing was declared down."""
+    n1, n3 = cluster["n1"], cluster["n3"]
+    os.kill(n3.pid, signal.SIGSTOP)
+    try:
+        rows, err, took = ps_cluster(n1)
+    finally:
+        os.kill(n3.pid, signal.SIGCONT)
+    assert sorted(r["node"] for r in rows) == ["n1", "n2"], rows
+    assert err.splitlines() == [
+        f"actord: node n3 did not answer within {REPLY_WAIT}s: its processes are not listed"
+    ], err
+    assert REPLY_WAIT - 0.1 < took < REPLY_WAIT + 5, took
+    wait_for(lambda: sorted(r["node"] for r in ps_cluster(n1)[0]) == list(NODES), 10,
+             what="n3 answering again")
+    assert "node n3 down" not in n1.log()
+
+
+def test_malformed_requests_are_dropped_and_counted(
+    cluster: dict[str, Daemon], server: NatsServer
+) -> None:
+    """Garbage on n2's query subject: no answer, counted, logged once; n2 keeps answering."""
+    n2 = cluster["n2"]
+    before = n2.call("status")["cluster"]["queries"]
+    bad = [b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"op": "kill", "from": "x"}),
+           msgpack.packb({"op": "ps"}), msgpack.packb({"op": "ps", "from": "x", "host": 7}),
+           msgpack.packb({"op": "ps", "from": "x", "host": "h" * 300})]
+    assert publish(server.url, "t.ctl.n2", *bad, reply=True) == 0
+    good = msgpack.packb({"op": "ps", "from": "x", "host": None})
+    assert publish(server.url, "t.ctl.n2", good) == 0  # no reply subject: nobody to answer
+    after = wait_for(lambda: (q := n2.call("status")["cluster"]["queries"])["malformed"]
+                     == before["malformed"] + len(bad) + 1 and q, 5, what="7 counted")
+    assert after["answered"] == before["answered"]
+    assert n2.log().count("malformed query on t.ctl.n2 dropped") == 1
+    assert publish(server.url, "t.ctl.n2", good, reply=True) == 1
+    assert sorted(r["node"] for r in ps_cluster(cluster["n1"])[0]) == list(NODES)
+
+
+def test_malformed_or_cut_answers_from_a_node(
+    cluster: dict[str, Daemon], server: NatsServer
+) -> None:
+    """A node answering garbage is reported missing (the reply counted); a node whose answer
+    was cut has its rows listed and the cut said on stderr."""
+    n1 = cluster["n1"]
+    row = {"pid": "{n8@t:a|0x00001}", "id": "t:x", "host": "t:a", "worker": 0,
+           "state": "running", "names": ["x"], "mailbox": 0}
+    cut = msgpack.packb({"node": "n8", "incarnation": 1, "processes": [row], "omitted": 5})
+    bad_before = n1.call("status")["cluster"]["queries"]["bad_replies"]
+    with FakeNode(server.url, "n8", lambda _: cut) as n8, \
+            FakeNode(server.url, "n9", lambda _: msgpack.packb({"node": "n9",
+                                                                "processes": [{"pid": 1}]})):
+        wait_for(lambda: {"n8", "n9"} <= up(n1), 5, what="n8 and n9 up on n1")
+        rows, err, _ = ps_cluster(n1)
+        assert n8.asked >= 1
+    assert sorted(r["node"] for r in rows) == [*NODES, "n8"], rows
+    assert [r for r in rows if r["node"] == "n8"] == [dict(row, node="n8")]
+    assert err.splitlines() == [
+        f"actord: node n9 did not answer within {REPLY_WAIT}s: its processes are not listed",
+        "actord: node n8: 5 processes not listed (its answer was cut to NATS's max_payload)",
+    ], err
+    assert n1.call("status")["cluster"]["queries"]["bad_replies"] == bad_before + 1
+
+
+def test_a_single_node_lists_its_own(tmp_path: Path) -> None:
+    """Without [cluster], ps --cluster lists this node's processes, tagged with its name."""
+    with Daemon(tmp_path, config_text(PROCESSES, hosts={"t:a": 1})) as d:
+        pid = d.call("spawn", id="t:idle", host="t:a")
+        rows, err, _ = ps_cluster(d)
+        assert err == "" and [r["pid"] for r in rows] == [pid]
+        assert rows[0]["node"] == d.call("status")["node"]
+        d.kill(pid)
+
+
+def test_answers_are_cut_to_fit_and_checked() -> None:
+    """pack_reply cuts rows to the limit and counts them; check_reply and check_request refuse
+    malformed bytes and never raise."""
+    rows = [{"pid": f"{{n2@t:a|0x{i:05x}}}", "id": "t:idle", "host": "t:a", "worker": 0,
+             "state": "running", "names": [], "mailbox": 0} for i in range(2000)]
+    data = pack_reply("n2", 7, rows, 10_000)
+    assert len(data) <= 10_000
+    got, omitted = check_reply(data, "n2") or ([], -1)
+    assert 0 < len(got) < 2000 and len(got) + omitted == 2000
+    assert [r["pid"] for r in got] == [r["pid"] for r in rows[:len(got)]]
+    assert check_reply(pack_reply("n2", 7, rows, 1 << 20), "n2") == (
+        [dict(r, node="n2") for r in rows], 0)
+    assert check_reply(data, "n3") is None  # another node's answer
+    for bad in (b"", b"\xc1", msgpack.packb(None), msgpack.packb({"node": "n2"}),
+                msgpack.packb({"node": "n2", "processes": [dict(rows[0], worker=True)]}),
+                msgpack.packb({"node": "n2", "processes": [dict(rows[0], names=[1])]}),
+                msgpack.packb({"node": "n2", "processes": [], "omitted": -1})):
+        assert check_reply(bad, "n2") is None, bad
+    assert check_request(msgpack.packb({"op": "ps", "from": "n1", "host": "t:a"})) == ("t:a",)
+    assert check_request(b"\x00") is None
