@@ -101,11 +101,12 @@ def ps(ctx: click.Context, host: str | None, id_glob: str | None, name_glob: str
         and (state is None or r.get("state") == state)
     ]
     width = max([4, *(len(esc(r["node"])) for r in rows)]) + 1 if cluster else 0
+    pw = max([28, *(len(esc(r["pid"])) for r in rows)])  # a clustered PID is longer
     header = (f"{'NODE':<{width}}" if cluster else "") + (
-        f"{'PID':<28} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES")
+        f"{'PID':<{pw}} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES")
     text = "\n".join([header] + [
         (f"{esc(r['node']):<{width}}" if cluster else "")
-        + f"{esc(r['pid']):<28} {esc(r['id']):<28} {esc(r['host']):<20} {r['worker']:>2} "
+        + f"{esc(r['pid']):<{pw}} {esc(r['id']):<28} {esc(r['host']):<20} {r['worker']:>2} "
         f"{esc(r['state']):<12} {'-' if r['mailbox'] is None else r['mailbox']:>6} "
         f"{esc(','.join(r['names']))}" for r in rows
     ])
