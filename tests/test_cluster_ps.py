@@ -158,6 +158,24 @@ def test_every_node_lists_every_nodes_processes(cluster: dict[str, Daemon]) -> N
     assert len(plain) == 1 and "node" not in plain[0]  # a plain ps is unchanged
 
 
+def test_ps_of_another_nodes_host(cluster: dict[str, Daemon]) -> None:
+    """`ps --host n2@t:a` on n1 lists n2's processes of that host (rows with "node"); an
+    unknown host on n2 or an unknown node is NOT_FOUND (exit 1); n1@t:a on n1 is local."""
+    n1 = cluster["n1"]
+    out = n1.cli("ps", "--host", "n2@t:a", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["node"] for r in rows] == ["n2"] and rows[0]["pid"].startswith("{n2@t:a|"), rows
+    rows, err, _ = ps_cluster(n1, "--host", "n3@t:a")
+    assert [r["node"] for r in rows] == ["n3"] and err == "", (rows, err)
+    for host, why in (("n2@t:none", "unknown host 't:none' on node 'n2'"),
+                      ("n9@t:a", "node 'n9' is unknown")):
+        out = n1.cli("ps", "--host", host)
+        assert out.returncode == 1 and "NOT_FOUND" in out.stderr and why in out.stderr, out
+    local = n1.call("ps", host="n1@t:a")
+    assert [r["pid"][:4] for r in local] == ["{n1@"] and "node" not in local[0]
+
+
 def test_a_node_that_does_not_answer_is_named_and_never_waited_for_long(
     cluster: dict[str, Daemon]
 ) -> None:
@@ -242,16 +260,18 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
              "state": "running", "names": [], "mailbox": 0} for i in range(2000)]
     data = pack_reply("n2", 7, rows, 10_000)
     assert len(data) <= 10_000
-    got, omitted = check_reply(data, "n2") or ([], -1)
-    assert 0 < len(got) < 2000 and len(got) + omitted == 2000
+    got, omitted, known = check_reply(data, "n2") or ([], -1, False)
+    assert 0 < len(got) < 2000 and len(got) + omitted == 2000 and known
     assert [r["pid"] for r in got] == [r["pid"] for r in rows[:len(got)]]
     assert check_reply(pack_reply("n2", 7, rows, 1 << 20), "n2") == (
-        [dict(r, node="n2") for r in rows], 0)
+        [dict(r, node="n2") for r in rows], 0, True)
+    assert check_reply(pack_reply("n2", 7, None, 1 << 20), "n2") == ([], 0, False)
     assert check_reply(data, "n3") is None  # another node's answer
     for bad in (b"", b"\xc1", msgpack.packb(None), msgpack.packb({"node": "n2"}),
                 msgpack.packb({"node": "n2", "processes": [dict(rows[0], worker=True)]}),
                 msgpack.packb({"node": "n2", "processes": [dict(rows[0], names=[1])]}),
-                msgpack.packb({"node": "n2", "processes": [], "omitted": -1})):
+                msgpack.packb({"node": "n2", "processes": [], "omitted": -1}),
+                msgpack.packb({"node": "n2", "processes": [], "known": 1})):
         assert check_reply(bad, "n2") is None, bad
     assert check_request(msgpack.packb({"op": "ps", "from": "n1", "host": "t:a"})) == ("t:a",)
     assert check_request(b"\x00") is None

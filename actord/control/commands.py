@@ -117,11 +117,20 @@ class Commands:
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         """This node's processes; with ``cluster``, every up node's (node_queries.py), as
-        ``{"processes", "missing", "omitted", "wait"}`` (a single node: its own, tagged)."""
+        ``{"processes", "missing", "omitted", "wait"}`` (a single node: its own, tagged). A
+        ``node@host`` names another node's host (its rows tagged with ``node``)."""
         host = args.get("host")
+        if host is not None and not isinstance(host, str):
+            raise InvalidError("host: a string")
+        node, plain = (None, None) if host is None else ids.split_host(host)
+        link = self.router.cluster
+        if node is not None and (link is None or node != link.node):
+            if self.queries is None:
+                raise NotFoundError(f"unknown node {node!r} (this node is in no cluster)")
+            answer = await self.queries.ps_of(node, plain or "")
+            return answer if args.get("cluster") else answer["processes"]
+        host = plain
         if args.get("cluster") and self.queries is not None:
-            if host is not None and not isinstance(host, str):
-                raise InvalidError("host: a string")
             return await self.queries.ps(host)
         if host is not None and host not in self.router.hosts:
             raise NotFoundError(f"unknown host {host!r}")

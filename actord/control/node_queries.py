@@ -4,15 +4,17 @@ Only a node with ``[cluster]`` has one. Once the node link is connected (its ``o
 hook, before our first heartbeat), every node answers on ``<cluster>.ctl.<node>``::
 
     request  msgpack {"op": "ps", "from": node, "host": str | None}
-    reply    msgpack {"node", "incarnation", "processes": [row, ...], "omitted": n}
+    reply    msgpack {"node", "incarnation", "processes": [row, ...], "omitted": n,
+                      "known": bool}
 
 A row is a ``ps`` row (SPEC 9); ``omitted`` counts the rows cut to fit NATS's max_payload
-(said on stderr by the CLI, never silent). The asking node sends one request to every node
-that is up, all at once, and waits at most :data:`REPLY_WAIT` for each: a node that does not
-answer in time, or answers something malformed, is listed in ``missing``, never waited for
-longer. Both sides check the other's bytes at the boundary: a malformed request is dropped
-and counted (``malformed``, the first logged), a malformed reply counted (``bad_replies``)
-and its node reported missing; neither ever raises.
+(said on stderr by the CLI, never silent); ``known`` is False when the node has no such
+host. The asking node sends one request to every node that is up (or to the one a
+``node@host`` names), all at once, and waits at most :data:`REPLY_WAIT` for each: a node
+that does not answer in time, or answers something malformed, is listed in ``missing``,
+never waited for longer. Both sides check the other's bytes at the boundary: a malformed
+request is dropped and counted (``malformed``, the first logged), a malformed reply counted
+(``bad_replies``) and its node reported missing; neither ever raises.
 
 Trust: the NATS credentials are the boundary between nodes (as for frames, router/nodes.py);
 the control-socket client's ``daemon.status`` permission was checked on the asking node.
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from actord.core.nodes import NodeState
+from actord.errors import NotFoundError
 
 if TYPE_CHECKING:
     from actord.router import Router
@@ -65,17 +68,21 @@ def check_request(data: bytes) -> tuple[str | None] | None:
     return (host,)
 
 
-def check_reply(data: bytes, node: str) -> tuple[list[dict[str, Any]], int] | None:
-    """``(rows, omitted)`` of ``node``'s reply, each row tagged ``"node"``; None when malformed
-    (not msgpack, another node's, or a row of the wrong shape)."""
+Answer = tuple[list[dict[str, Any]], int, bool]
+
+
+def check_reply(data: bytes, node: str) -> Answer | None:
+    """``(rows, omitted, known)`` of ``node``'s reply, each row tagged ``"node"``; None when
+    malformed (not msgpack, another node's, or a row of the wrong shape)."""
     try:
         rep = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
         return None
     if not isinstance(rep, dict) or rep.get("node") != node:
         return None
-    procs, omitted = rep.get("processes"), rep.get("omitted", 0)
-    if not isinstance(procs, list) or type(omitted) is not int or omitted < 0:
+    procs, omitted, known = rep.get("processes"), rep.get("omitted", 0), rep.get("known", True)
+    if (not isinstance(procs, list) or type(omitted) is not int or omitted < 0
+            or type(known) is not bool):
         return None
     rows: list[dict[str, Any]] = []
     for p in procs:
@@ -90,15 +97,17 @@ def check_reply(data: bytes, node: str) -> tuple[list[dict[str, Any]], int] | No
         rows.append({"pid": p["pid"], "id": p["id"], "host": p["host"], "worker": p["worker"],
                      "state": p["state"], "names": p["names"], "mailbox": p["mailbox"],
                      "node": node})
-    return rows, omitted
+    return rows, omitted, known
 
 
-def pack_reply(node: str, incarnation: int, rows: list[dict[str, Any]], limit: int) -> bytes:
-    """The reply's bytes, at most ``limit`` long: rows cut from the end (counted in
-    ``omitted``) until it fits."""
+def pack_reply(node: str, incarnation: int, rows: list[dict[str, Any]] | None,
+               limit: int) -> bytes:
+    """The reply's bytes (``rows`` None: no such host), at most ``limit`` long: rows cut from
+    the end (counted in ``omitted``) until it fits."""
+    known, rows = rows is not None, rows or []
     keep = len(rows)
     while True:
-        data: bytes = msgpack.packb({"node": node, "incarnation": incarnation,
+        data: bytes = msgpack.packb({"node": node, "incarnation": incarnation, "known": known,
                                      "processes": rows[:keep], "omitted": len(rows) - keep})
         if len(data) <= limit or keep == 0:
             return data
@@ -132,7 +141,7 @@ class NodeQueries:
         request = msgpack.packb({"op": "ps", "from": link.node, "host": host})
         local, *answers = await asyncio.gather(
             self._local(host), *(self._ask(n, request) for n in asked))
-        rows = [dict(r, node=link.node) for r in local]
+        rows = [dict(r, node=link.node) for r in local or []]
         missing: list[str] = []
         omitted: dict[str, int] = {}
         for node, answer in zip(asked, answers, strict=True):
@@ -145,18 +154,35 @@ class NodeQueries:
         return {"processes": rows, "missing": missing, "omitted": omitted,
                 "wait": REPLY_WAIT}
 
+    async def ps_of(self, node: str, host: str) -> dict[str, Any]:
+        """The processes of ``host`` on ``node`` (another node), as :meth:`ps` shapes them;
+        NOT_FOUND when that node is not up, does not answer, or has no such host."""
+        m = self.link.members.members.get(node)
+        if m is None or m.state is not NodeState.UP:
+            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
+        answer = await self._ask(node, msgpack.packb(
+            {"op": "ps", "from": self.link.node, "host": host}))
+        if answer is None:
+            raise NotFoundError(f"node {node!r} did not answer within {REPLY_WAIT}s")
+        rows, omitted, known = answer
+        if not known:
+            raise NotFoundError(f"unknown host {host!r} on node {node!r}")
+        return {"processes": rows, "missing": [], "omitted": {node: omitted} if omitted else {},
+                "wait": REPLY_WAIT}
+
     # -- internals ------------------------------------------------------------------------------
-    async def _local(self, host: str | None, timeout: float = 3.0) -> list[dict[str, Any]]:
-        """This node's rows; none for a host it does not have (another node may)."""
+    async def _local(self, host: str | None,
+                     timeout: float = 3.0) -> list[dict[str, Any]] | None:
+        """This node's rows; None for a host it does not have (another node may)."""
         if host is not None and host not in self.router.hosts:
-            return []
+            return None
         return await self.router.ps(host, timeout)
 
     async def _subscribe(self, nc: Any) -> None:
         self._nc = nc
         await nc.subscribe(self.subject, cb=self._on_request)
 
-    async def _ask(self, node: str, request: bytes) -> tuple[list[dict[str, Any]], int] | None:
+    async def _ask(self, node: str, request: bytes) -> Answer | None:
         nc = self._nc
         if nc is None or not nc.is_connected:
             return None
