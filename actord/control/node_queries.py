@@ -125,6 +125,7 @@ class NodeQueries:
         self.malformed = 0  # requests dropped at the boundary
         self.bad_replies = 0  # replies dropped at the boundary (their node: missing)
         self._nc: Any = None  # nats.aio.client.Client, once connected
+        self._sub: Any = None  # our subscription to ``subject``
         link.on_connect.append(self._subscribe)
 
     def counts(self) -> dict[str, int]:
@@ -179,8 +180,11 @@ class NodeQueries:
         return await self.router.ps(host, timeout)
 
     async def _subscribe(self, nc: Any) -> None:
+        """Subscribe once: nats-py keeps a subscription across reconnects (the hook may run
+        again after each one)."""
         self._nc = nc
-        await nc.subscribe(self.subject, cb=self._on_request)
+        if self._sub is None:
+            self._sub = await nc.subscribe(self.subject, cb=self._on_request)
 
     async def _ask(self, node: str, request: bytes) -> Answer | None:
         nc = self._nc
