@@ -24,6 +24,7 @@ from actord.core.topology import Topology
 from actord.router.dispatch import Dispatch
 from actord.router.exits import ExitCallback
 from actord.router.nodes import NodeLink
+from actord.router.remote import PendingCall
 from actord.router.slots import ProcEntry, WorkerLink
 from actord.router.stall import StallWatch
 from actord.security import Guard
@@ -52,7 +53,7 @@ class Router(Dispatch):
         self.pid_prefix = ""
         if config.cluster is not None:
             self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path,
-                                    self.deliver_remote, self.max_frame)
+                                    self.deliver_remote, self.max_frame, self.pair_broken)
             self.pid_prefix = f"{config.cluster.node}@"
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0
@@ -62,6 +63,11 @@ class Router(Dispatch):
         self._exit_callbacks: dict[str, list[ExitCallback]] = {}
         self._start_callbacks: dict[str, Callable[[], None]] = {}
         self._exec_children: dict[str, set[str]] = {}
+        # remote.py: calls sent to other nodes awaiting their REPLY, and which nodes each
+        # local caller has called (they get its EXITED)
+        self._pending: dict[int, PendingCall] = {}
+        self._next_call = 0
+        self._calling: dict[str, set[str]] = {}
         # stats.py: STATS requests awaiting their answer
         self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
         self._next_req = 0
