@@ -19,6 +19,7 @@ import nats
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats import connect as nats_connect
 from nats.js.errors import KeyNotFoundError
 
 from actord.ids import MAX_NAME, is_name
@@ -336,6 +337,48 @@ def test_claims_need_a_connection_and_a_release_undoes_a_claim_in_flight(
             await a.names.claim("global:y", P1B)
 
     run(server, body, "n1", "n2")
+
+
+def test_names_survive_a_nats_server_restart(nats: NatsServer) -> None:
+    """While nats-server restarts, claims raise NamesUnavailable and a release is dropped at
+    once; after the reconnect start() completes the release and claims and watches work again."""
+    name = "global:db"
+
+    async def ignore(e: Exception) -> None:
+        pass
+
+    async def connect() -> Any:
+        return await nats_connect(nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                                  error_cb=ignore)  # refused reconnects are expected here
+
+    async def main() -> None:
+        a, b = Node("r", "n1"), Node("r", "n2")
+        a.nc, b.nc = await connect(), await connect()
+        await a.names.start(a.nc)
+        await b.names.start(b.nc)
+        try:
+            assert await a.names.claim(name, P1)
+            await until(lambda: b.names.lookup(name) == P1, "n2 sees n1's claim")
+            nats.stop()
+            await until(lambda: not a.nc.is_connected, "n1 sees NATS gone")
+            began = time.monotonic()
+            with pytest.raises(NamesUnavailable):
+                await a.names.claim("global:other", P1B)
+            assert time.monotonic() - began < 1.0  # at once, not after the request timeout
+            assert a.names.release(P1) == [name]
+            nats.start()
+            await until(lambda: a.nc.is_connected and b.nc.is_connected, "both reconnected")
+            await a.names.start(a.nc)
+            await b.names.start(b.nc)
+            await until(lambda: b.names.lookup(name) is None, "n2 sees the release")
+            assert await b.names.claim(name, Q1)
+            await until(lambda: a.names.lookup(name) == Q1, "n1 sees n2's claim")
+            assert a.changes == [(name, P1), (name, None), (name, Q1)]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
 
 
 _NAME_CHARS = st.characters(blacklist_categories=("Cs", "Cc"))

@@ -22,7 +22,8 @@ await. The interface the router uses::
 update, a local claim or release, drop_node, the load in ``start``), and never twice in a row
 with the same ``(name, pid)``. ``release``/``unregister``/``drop_node`` call it (with None) for
 each dropped name before they return, so the router can release names before any EXIT goes out
-(SPEC 4 rule 4); the bucket deletes run in the background.
+(SPEC 4 rule 4); the bucket deletes run in the background. It should not raise: an exception
+from it propagates out of the call that changed the replica (one from a watch update is logged).
 
 Invariants:
 
@@ -55,6 +56,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from actord.errors import InvalidError
 from actord.ids import check_name, is_name, parse_pid, split_host
 
 log = logging.getLogger("actord.names")
@@ -253,13 +255,16 @@ class GlobalNames:
         self._kv = None
 
     async def claim(self, name: str, pid: str) -> bool:
-        """Compare-and-set ``name`` -> ``pid``: True if ``pid`` holds it now (also when it held
-        it already), False if another PID does. The replica has the answer before this returns.
+        """Compare-and-set ``name`` -> ``pid`` (a clustered PID, else INVALID, as is a name that
+        is no registry name): True if ``pid`` holds it now (also when it held it already),
+        False if another PID does. The replica has the answer before this returns.
         Raises :class:`NamesUnavailable` when the bucket cannot answer (nothing changed then,
         unless the claim landed and its answer was lost: the next ``start`` deletes it)."""
         import nats.errors
 
         check_name(name)
+        if node_of(pid) is None or not pid.startswith("{"):
+            raise InvalidError(f"a global name needs a clustered PID, not {pid!r}")
         held = self._held.get(name)
         if held is not None and held[0] == pid:
             return True
