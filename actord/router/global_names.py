@@ -36,9 +36,9 @@ Invariants:
   is done: the name already has a later holder or was released by another node.
 - A claim in flight for a PID that is released meanwhile is undone when its answer arrives: no
   name is ever left to a PID that ended.
-- ``start`` deletes every entry held by a PID of this node that this run did not claim: it is
-  from an earlier run (whose PIDs are all dead), or a claim whose answer we never got (the
-  caller was told it failed).
+- ``start`` deletes every entry held by a PID of this node that this run's replica does not
+  have: it is from an earlier run (whose PIDs are all dead), or a claim of this run whose answer
+  and watch update were both lost (its caller was told it failed).
 
 While NATS is unreachable: ``lookup``/``names_of``/``release``/``drop_node`` go on from the
 replica; ``claim`` raises :class:`NamesUnavailable` at once (or after the JetStream timeout, when
@@ -258,8 +258,10 @@ class GlobalNames:
         """Compare-and-set ``name`` -> ``pid`` (a clustered PID, else INVALID, as is a name that
         is no registry name): True if ``pid`` holds it now (also when it held it already),
         False if another PID does. The replica has the answer before this returns.
-        Raises :class:`NamesUnavailable` when the bucket cannot answer (nothing changed then,
-        unless the claim landed and its answer was lost: the next ``start`` deletes it)."""
+        Raises :class:`NamesUnavailable` when the bucket cannot answer: nothing changed, unless
+        the claim landed and only its answer was lost; then the watch update still gives the
+        name to ``pid`` (``on_change`` says so; ``release(pid)`` drops it as any other), or,
+        when that is lost too, the next ``start`` deletes it."""
         import nats.errors
 
         check_name(name)
