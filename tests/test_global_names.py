@@ -156,8 +156,7 @@ def test_lookup_on_another_node_follows_a_re_registration(server: NatsServer) ->
 
 
 def test_a_late_release_never_deletes_a_later_holders_claim(server: NatsServer) -> None:
-    """n2 drops n1 while cut off from NATS; meanwhile the name passed to n3's PID; when n2
-    reconnects its delete (conditional on n1's claim) loses, and n3's claim survives."""
+    """A delete of n1's claim sent late (after a reconnect) leaves n3's later claim in place."""
     name = "global:db"
 
     async def body(a: Node, b: Node, c: Node) -> None:
@@ -185,8 +184,7 @@ def test_a_late_release_never_deletes_a_later_holders_claim(server: NatsServer) 
 def test_a_drop_while_cut_off_is_done_by_the_next_start_and_never_undone(
     server: NatsServer,
 ) -> None:
-    """n2 drops n1 while cut off; after the reconnect its snapshot still shows n1's claim, which
-    n2 neither reports again nor keeps: start() deletes it and n1 sees its name released."""
+    """A drop while cut off is deleted by the next start(), never shown again from its snapshot."""
     name = "global:db"
 
     async def body(a: Node, b: Node) -> None:
@@ -211,8 +209,7 @@ def test_a_drop_while_cut_off_is_done_by_the_next_start_and_never_undone(
 def test_drop_node_releases_exactly_that_nodes_names_before_returning(
     server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """drop_node("n1") on n2 and n3 drops n1's two names (on_change None before it returns),
-    keeps n2's, and the two conditional deletes racing log nothing."""
+    """drop_node drops exactly that node's names, on_change(None) before it returns; quiet races."""
 
     async def body(a: Node, b: Node, c: Node) -> None:
         assert await a.names.claim("global:a1", P1)
@@ -243,8 +240,7 @@ def test_drop_node_releases_exactly_that_nodes_names_before_returning(
 
 
 def test_start_deletes_this_nodes_entries_from_an_earlier_run(server: NatsServer) -> None:
-    """n1's names from an earlier run (never released) are gone once a new n1 has started;
-    n2's stay; the new n1 never reports the stale names; n2 sees them released."""
+    """start() deletes this node's entries of an earlier run, unreported; other nodes' stay."""
 
     async def body(b: Node) -> None:
         old = await Node(b.names.bucket.removesuffix("_names"), "n1").start(server.url)
@@ -277,8 +273,7 @@ def test_start_deletes_this_nodes_entries_from_an_earlier_run(server: NatsServer
 def test_malformed_entries_are_ignored_and_logged(
     server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Keys that decode to no name and values that are no clustered PID, in the bucket before
-    and after start, are logged and ignored; the good names still work."""
+    """Keys that are no name, values that are no PID: ignored and logged, before and after start."""
     bad_keys = ["x", "a.b", "_w", encode_key("{bad"), "AA"]  # AA: a NUL, no printable name
     bad_values = [b"not a pid", b"\xff\xfe", b"{t:a|0x00001}", b""]
 
@@ -317,8 +312,7 @@ def test_malformed_entries_are_ignored_and_logged(
 def test_claims_need_a_connection_and_a_release_undoes_a_claim_in_flight(
     server: NatsServer,
 ) -> None:
-    """A claim before start or after the connection closed raises NamesUnavailable; a PID
-    released while its claim is in flight never keeps the name."""
+    """No connection: claim raises NamesUnavailable; a release undoes a claim still in flight."""
 
     async def body(a: Node, b: Node) -> None:
         idle = GlobalNames("never", "n9", lambda n, p: None)
@@ -340,8 +334,7 @@ def test_claims_need_a_connection_and_a_release_undoes_a_claim_in_flight(
 
 
 def test_names_survive_a_nats_server_restart(nats: NatsServer) -> None:
-    """While nats-server restarts, claims raise NamesUnavailable and a release is dropped at
-    once; after the reconnect start() completes the release and claims and watches work again."""
+    """Across a nats-server restart: claims fail at once, a release is finished by start() after."""
     name = "global:db"
 
     async def ignore(e: Exception) -> None:
