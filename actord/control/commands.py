@@ -68,7 +68,7 @@ class Commands:
 
     def resolve(self, dest: Any) -> str:
         """The canonical PID of a PID or a registered name (INVALID, NOT_FOUND)."""
-        return ids.resolve(dest, self.router.registry.lookup)
+        return ids.resolve(dest, self.router.lookup_name)
 
     # -- commands --------------------------------------------------------------------------------
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +246,7 @@ class Commands:
         return {**result, "pid": pid}
 
     async def registry(self, args: dict[str, Any]) -> dict[str, str]:
-        return self.router.registry.snapshot()
+        return self.router.names_snapshot()
 
     async def services(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.node.services.rows()

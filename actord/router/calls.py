@@ -19,7 +19,7 @@ from actord import ids
 from actord.core import wire
 from actord.core.wire import SpawnFields
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
-from actord.router.remote import Remote
+from actord.router.remote import GLOBAL, Remote
 from actord.router.slots import ProcEntry, WorkerLink
 
 
@@ -53,6 +53,9 @@ class Calls(Remote):
                     node = self.remote_node(args.get("dest"))
                     if node is not None:
                         self.remote_call_from_worker(link, req, caller, node, op, args)
+                        return
+                    if op in _NAME_CALLS and str(args.get("name")).startswith(GLOBAL):
+                        self.global_call(link, req, op, args)
                         return
                 value = handler(self, caller, args)
         except ProcessError as e:  # clipped: a message may quote a (huge) argument
@@ -134,6 +137,8 @@ class Calls(Remote):
             return True
         return False
 
+
+_NAME_CALLS = ("register", "unregister")
 
 #: the calls other than spawn: op -> handler(router, caller, args); the gate has checked them
 CALLS: dict[str, Callable[[Calls, str, dict[str, Any]], Any]] = {

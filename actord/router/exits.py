@@ -28,6 +28,7 @@ from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.core.wire import ExitResult, is_abnormal
 from actord.errors import NotFoundError
+from actord.router.global_names import GlobalNames
 from actord.router.slots import Slots
 
 ExitCallback = Callable[[ExitResult], None]
@@ -48,6 +49,7 @@ class Exits(Slots):
     _exec_children: dict[str, set[str]]
     # local caller -> the other nodes it has called (remote.py): they get its EXITED
     _calling: dict[str, set[str]]
+    global_names: GlobalNames | None  # global: names (SPEC 11), None for a single node
 
     def process_exited(self, pid: str, result: ExitResult) -> None:
         """Release names, EXIT every monitor, LINK_DOWN every link if abnormal (SPEC 4.4)."""
@@ -101,6 +103,8 @@ class Exits(Slots):
         pending from it (they fan it out to their processes), after its messages."""
         cluster = self.cluster
         assert cluster is not None
+        if self.global_names is not None:
+            self.global_names.release(pid)  # before any EXIT (SPEC 4 rule 4)
         nodes = self._calling.pop(pid, set())
         for other in self.topology.neighbours(pid):
             node = ids.node_of(other)
@@ -112,6 +116,8 @@ class Exits(Slots):
     def remote_exited(self, pid: str, result: ExitResult) -> None:
         """A process of another node ended (its EXITED, or its node down): EXIT and
         LINK_DOWN to our processes with edges to it, its exec children here cancelled."""
+        if self.global_names is not None:
+            self.global_names.release(pid)  # as its node does: before the EXITs
         self._fan_out(pid, result, is_abnormal(result))
         if self._exec_children:
             for child in self._exec_children.pop(pid, ()):

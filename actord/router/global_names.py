@@ -137,6 +137,10 @@ class GlobalNames:
         held = self._held.get(name)
         return None if held is None else held[0]
 
+    def snapshot(self) -> dict[str, str]:
+        """Every name the replica has, with its holder."""
+        return {name: held[0] for name, held in self._held.items()}
+
     def names_of(self, pid: str) -> list[str]:
         """The global names the replica has for ``pid`` (sorted)."""
         return sorted(self._by_pid.get(pid, ()))

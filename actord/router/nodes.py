@@ -47,7 +47,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -139,6 +139,9 @@ class NodeLink:
         self.received: dict[str, int] = {}  # frames delivered from, per node
         self.lost = 0  # frames whose publish failed (the pair is broken)
         self.too_large = 0  # frames over NATS's max_payload: dead letters (SEND) or a break
+        # awaited with the connection once connected, and again after each reconnect
+        # (global: names bind their bucket); a failure is one log line
+        self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -392,6 +395,14 @@ class NodeLink:
         self.connected = True
         log.info("cluster: connected to %s", nc.connected_url.netloc if nc.connected_url else "?")
         self._publish()
+        await self._connected(nc)
+
+    async def _connected(self, nc: Any) -> None:
+        for hook in self.on_connect:
+            try:
+                await hook(nc)
+            except Exception as e:  # a hook's trouble (NATS again) must not end the link
+                log.warning("cluster: after connecting: %s", e or type(e).__name__)
 
     async def _beat(self) -> None:
         next_beat = 0.0
@@ -461,6 +472,8 @@ class NodeLink:
         # frames may have been lost while we were away: every pair still up is broken
         for node in self.members.up():
             self.break_pair(node, "NATS reconnect")
+        if self._nc is not None:
+            self._spawn(self._connected(self._nc))
 
 
 __all__ = ["NodeLink", "check_heartbeat"]

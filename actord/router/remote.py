@@ -37,6 +37,9 @@ from actord.router.spawns import Spawns
 
 log = logging.getLogger("actord.router")
 
+#: the prefix of a cluster-wide registry name (SPEC 11)
+GLOBAL = "global:"
+
 
 class PendingCall:
     """A call sent to another node, awaiting its REPLY."""
@@ -59,6 +62,7 @@ class Remote(Spawns):
     _next_call: int
     # local caller -> the nodes it has called: they get its EXITED (exits.py)
     _calling: dict[str, set[str]]
+    _claims: set[asyncio.Task[None]]  # global: name claims in flight
     # target operations (calls.py)
     terminate: Callable[[str], None]
     cancel: Callable[[str, str, float | None, str | None], None]
@@ -102,6 +106,62 @@ class Remote(Spawns):
             self.cancel("", pid, None, reason)
         else:
             self.tell_remote(node, "", "cancel", {"dest": pid, "reason": reason})
+
+    # -- global: names (SPEC 11) -------------------------------------------------------------
+    def _global_changed(self, name: str, pid: str | None) -> None:
+        """The global names' replica changed (global_names.py): every worker hears it."""
+        self._broadcast([wire.NAME, name, pid])
+
+    def lookup_name(self, name: str) -> str | None:
+        """The PID holding registry name ``name``: a ``global:`` one from the cluster's
+        bucket (its replica here), any other from this node's registry."""
+        names = self.global_names
+        if names is not None and name.startswith(GLOBAL):
+            return names.lookup(name)
+        return self.registry.lookup(name)
+
+    def names_snapshot(self) -> dict[str, str]:
+        """Every name this node resolves: its registry's and the cluster's ``global:`` ones."""
+        snapshot = self.registry.snapshot()
+        if self.global_names is not None:
+            snapshot.update(self.global_names.snapshot())
+        return snapshot
+
+    def global_call(self, link: WorkerLink, req: int, op: str, args: Any) -> None:
+        """``register`` / ``unregister`` of a ``global:`` name (checked by the gate): a
+        compare-and-set claim in the bucket, answered when it is done (ALREADY_EXISTS when
+        another process holds the name, on any node)."""
+        names = self.global_names
+        assert names is not None
+        name = args.get("name")
+        if not ids.is_name(name):
+            raise InvalidError(f"bad name {name!r}")
+        if op == "unregister":
+            holder = names.lookup(name)
+            done = holder is not None and names.unregister(name, holder)
+            link.conn.send([wire.REPLY, req, None, done])
+            return
+        pid = args.get("pid")
+        if type(pid) is not str:
+            raise InvalidError(f"bad pid {pid!r}")
+        self._alive(pid)
+
+        async def claim() -> None:
+            try:
+                if not await names.claim(name, pid):
+                    raise AlreadyExistsError(
+                        f"name {name!r} is already registered to {names.lookup(name)}")
+            except ProcessError as e:
+                link.conn.send([wire.REPLY, req, e.kind, wire.clip_text(str(e))])
+            except ConnectionError as e:  # NamesUnavailable: no bucket to ask now
+                link.conn.send([wire.REPLY, req, ProcessError.kind,
+                                f"global names unavailable: {e}"])
+            else:
+                link.conn.send([wire.REPLY, req, None, None])
+
+        task = asyncio.get_running_loop().create_task(claim())
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
 
     # -- calls we make -----------------------------------------------------------------------
     def call_remote(self, node: str, caller: str, op: str, args: Any) -> asyncio.Future[Any]:
@@ -214,6 +274,8 @@ class Remote(Spawns):
         and every process of ours that watched or was linked to one of its processes, or
         waits for an exec child there, hears of it once (``"node down: <node>"``)."""
         self._fail_pending(node)
+        if down and self.global_names is not None:
+            self.global_names.drop_node(node)  # released before the EXITs (SPEC 4 rule 4)
         self.node_fallout(node)
         for nodes in self._calling.values():
             nodes.discard(node)

@@ -48,6 +48,9 @@ class Spawns(Exits, Gate):
         if not slots:
             raise NotFoundError(f"unknown host {host!r}")
         if name:
+            if self.cluster is not None and name.startswith("global:"):
+                raise InvalidError("with_name takes a node's own name, not a global: one "
+                                   "(register it from the child)")
             existing = self.registry.lookup(name)
             if existing is not None:
                 return self._signal_existing(caller, existing, flags, messages)
