@@ -302,9 +302,12 @@ class NodeLink:
                 self.break_pair(b.node, f"malformed batch: {b.bad}")
             return
         m = self.members.members.get(b.node)
-        if m is None or b.incarnation > m.incarnation:
-            # a batch is a sign of life: a node (or a new run of one) may speak before its
-            # heartbeat reaches us; its old run goes down first
+        if m is None or b.incarnation > m.incarnation or (
+            m.state is NodeState.DOWN and b.incarnation == m.incarnation
+        ):
+            # a batch is a sign of life: a node (a new run of one, one back after a cut) may
+            # speak before its heartbeat reaches us, and we must be able to answer it; a
+            # restarted node's old run goes down first
             self._act(self.members.heard(b.node, b.incarnation,
                                          0 if m is None else m.processes, time.monotonic()))
             m = self.members.members[b.node]
