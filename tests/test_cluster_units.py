@@ -165,7 +165,9 @@ def node_config(node: str, i: int, tls: Path, client_ports: list[int]) -> str:
     paths = {k: v.replace("/etc/actord/tls", str(tls)).replace("n1", node)
              for k, v in table["tls"].items()}
     tls_line = ", ".join(f'{k} = "{v}"' for k, v in paths.items())
-    return config_text({"t:idle": "semantics_probes:idle"}, hosts={"t:a": 1}, extra=(
+    processes = {"t:idle": "semantics_probes:idle", "r:holder": "remote_probes:name_holder",
+                 "r:claim": "remote_probes:claim"}
+    return config_text(processes, hosts={"t:a": 1}, extra=(
         f'[cluster]\nnode = "{node}"\nservers = [{servers}]\nname = "{table["name"]}"\n'
         f'node_timeout = "{table["node_timeout"]}"\ntls = {{ {tls_line} }}\n'))
 
@@ -174,8 +176,9 @@ def test_three_nodes_join_through_a_tls_nats_cluster(
     tmp_path: Path, tls_nats: tuple[Path, list[int]]
 ) -> None:
     """Each node on its own server of the cluster, with its certificate: all see all up, a
-    process of n1 is listed by ps --cluster on n3 and reached by a send from n2; a client
-    that trusts the CA but has no certificate of its own is refused."""
+    process of n1 is listed by ps --cluster on n3 and reached by a send from n2, a global:
+    name claimed on n1 is held against n2 and reached from n3 (the users' permissions cover
+    JetStream); a client that trusts the CA but has no certificate of its own is refused."""
     import asyncio
     import ssl
 
@@ -197,6 +200,12 @@ def test_three_nodes_join_through_a_tls_nats_cluster(
                  what="n2's message received on n1")
         assert ds[0].call("status")["dead_letters"] == dead  # delivered to the live process
         ds[0].kill(pid)
+        holder = ds[0].call("spawn", id="r:holder", host="t:a", args=["global:db"])
+        wait_for(lambda: ds[1].call("registry").get("global:db") == holder, 10,
+                 what="global:db on n2")
+        assert ds[1].exec("r:claim", "t:a", "global:db") == "ALREADY_EXISTS"
+        assert ds[2].cli("send", "global:db", "go", "1").returncode == 0
+        wait_for(lambda: "global:db" not in ds[0].call("registry"), 10, what="the holder's end")
 
         async def bare() -> None:
             nc = await nats_py.connect(f"tls://localhost:{client_ports[0]}",

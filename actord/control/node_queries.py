@@ -1,7 +1,7 @@
 """Questions one node asks the others over NATS request-reply: ``actord ps --cluster`` (SPEC 11).
 
 Only a node with ``[cluster]`` has one. Once the node link is connected (its ``on_connect``
-hook, before our first heartbeat), every node answers on ``<cluster>.ctl.<node>``::
+hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
 
     request  msgpack {"op": "ps", "from": node, "host": str | None}
     reply    msgpack {"node", "incarnation", "processes": [row, ...], "omitted": n,
@@ -126,7 +126,8 @@ class NodeQueries:
         self.bad_replies = 0  # replies dropped at the boundary (their node: missing)
         self._nc: Any = None  # nats.aio.client.Client, once connected
         self._sub: Any = None  # our subscription to ``subject``
-        link.on_connect.append(self._subscribe)
+        # first: a subscription is quick, and must not wait for slower hooks (JetStream)
+        link.on_connect.insert(0, self._subscribe)
 
     def counts(self) -> dict[str, int]:
         """The counters, for ``status``."""
