@@ -145,7 +145,6 @@ class Demo:
         self.url = f"nats://127.0.0.1:{port}"
         self.nats: Child | None = None
         self.nodes: dict[str, Child] = {}
-        self.starts: dict[str, int] = {}
         self.ring_complete = False  # the coordinator logged the ring through all three
 
     # -- start ------------------------------------------------------------------------------
@@ -177,7 +176,6 @@ class Demo:
                             f'python_path = ["{ROOT / "examples"}"]')
         config = self.run / f"{node}.toml"
         config.write_text(text)
-        self.starts[node] = self.starts.get(node, 0) + 1
         self.nodes[node] = Child(node, [sys.executable, "-m", "actord", "run", "--config",
                                         str(config)], self.run / f"{node}.log", self.shown)
         wait_until(f"node {node} ready", lambda: self._ready(node), 30, self.stop)
