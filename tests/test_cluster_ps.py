@@ -20,6 +20,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actord.control.node_queries import REPLY_WAIT, check_reply, check_request, pack_reply
 from actord.core.nodes import new_incarnation
@@ -275,3 +277,26 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
         assert check_reply(bad, "n2") is None, bad
     assert check_request(msgpack.packb({"op": "ps", "from": "n1", "host": "t:a"})) == ("t:a",)
     assert check_request(b"\x00") is None
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+                  st.text(max_size=12), st.binary(max_size=12),
+                  st.sampled_from(["ps", "n2", "t:a", "pid", "node", "processes", "omitted"]))
+_value = st.recursive(_leaf, lambda c: st.lists(c, max_size=5)
+                      | st.dictionaries(st.sampled_from(
+                          ["op", "from", "host", "node", "processes", "omitted", "known",
+                           "pid", "id", "worker", "state", "names", "mailbox"]), c, max_size=8),
+                      max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _value.map(msgpack.packb)))
+def test_checks_of_peer_bytes_never_raise(data: bytes) -> None:
+    """Any bytes another node may send as a request or an answer: a checked value or None,
+    never an exception; a checked answer's rows have exactly the ps keys."""
+    req = check_request(data)
+    assert req is None or req[0] is None or isinstance(req[0], str)
+    answer = check_reply(data, "n2")
+    if answer is not None:
+        assert all(set(r) == {"pid", "id", "host", "worker", "state", "names", "mailbox",
+                              "node"} for r in answer[0])
