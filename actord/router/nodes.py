@@ -165,11 +165,20 @@ class NodeLink:
         return True
 
     async def _flush(self) -> None:
-        """Publish what was queued this tick: one batch per destination, in order."""
+        """Publish what was queued this tick: one batch per destination, in order. A tick's
+        frames are encoded whole first: only a batch over max_payload is cut (:meth:`_chunks`,
+        a Python step per frame that the common case skips)."""
         try:
             while self._outbox:
                 out, self._outbox = self._outbox, {}
+                nc = self._nc
+                limit = nc.max_payload if nc is not None else 1 << 20
                 for (node, inc), queued in out.items():
+                    seq = self._seq_out.get((node, inc), 0)
+                    data = encode_batch(self.node, self.incarnation, inc, seq, queued)
+                    if len(data) <= limit:
+                        await self._publish_batch(node, inc, queued, data)
+                        continue
                     for frames in self._chunks(node, queued):
                         await self._publish_batch(node, inc, frames)
         finally:
@@ -197,10 +206,14 @@ class NodeLink:
             size += n
         return [c for c in chunks if c]
 
-    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]],
+                             data: bytes | None = None) -> None:
+        """Publish ``frames`` as the pair's next batch (``data``: them already encoded with
+        that seq, by :meth:`_flush`)."""
         seq = self._seq_out.get((node, inc), 0)
         self._seq_out[(node, inc)] = seq + 1
-        data = encode_batch(self.node, self.incarnation, inc, seq, frames)
+        if data is None:
+            data = encode_batch(self.node, self.incarnation, inc, seq, frames)
         nc = self._nc
         try:
             if nc is None or not nc.is_connected:
