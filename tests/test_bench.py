@@ -1,7 +1,8 @@
 """The benchmark still works: ``scripts/bench.py --quick`` runs every scenario and prints its table.
 
 A smoke test only: no timing is asserted (the numbers of a quick run mean nothing, and this
-machine is shared), only that every scenario and baseline produced a number.
+machine is shared), only that every scenario and baseline produced a number, the cross-node
+ones (h), (i) included (a real nats-server and two clustered daemons, started by the bench).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
+SCENARIOS = ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)", "(h)", "(i)"]
 
 
 def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
-    """`bench.py --quick --json` exits 0, prints the table and writes a sample per scenario."""
+    """`bench.py --quick --json` exits 0, prints the table and writes a sample per scenario,
+    (h) and (i) beside their raw nats-py baselines."""
     out = tmp_path / "bench.json"
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
@@ -31,8 +33,12 @@ def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
         row = next(line for line in r.stdout.splitlines() if line.startswith(key))
         assert "ERROR" not in row, row
     result = json.loads(out.read_text())
-    assert [s["key"] for s in result["scenarios"]] == list("abcdefg")
+    assert [s["key"] for s in result["scenarios"]] == list("abcdefghi")
     assert all(len(s["actord"]["samples"]) == 1 for s in result["scenarios"])
+    by_key = {s["key"]: s for s in result["scenarios"]}
+    for key, baseline in (("h", "nats_pingpong"), ("i", "nats_stream")):
+        assert by_key[key]["baseline_of"] == baseline
+        assert by_key[key]["baseline"] == result["baselines"][baseline]["median"] > 0
     assert result["errors"] == {}
 
 
