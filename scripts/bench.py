@@ -61,6 +61,7 @@ checkout's for both trees (public API only); no baselines and no peers are run (
 the variable).
 
 Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b] [--no-peers]
+      .venv/bin/python scripts/bench.py --only h,i   (only the cross-node scenarios)
       .venv/bin/python scripts/bench.py --quick     (a smoke run: checks it works, in seconds)
       .venv/bin/python scripts/bench.py --against /tmp/old [--repeat 5] [--only a,b,c,d,e]
 """
