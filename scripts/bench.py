@@ -692,9 +692,11 @@ def report(result: dict[str, Any]) -> str:
                      f"{r['ratio']:.2f}x" if r["ratio"] else "-", r["target"] or "-", met])
     out.append(table(["scenario", "actord median", "min", "max", "baseline median", "ratio",
                       "target", "met?"], rows))
+    cross = any(r["key"] in CROSS for r in result["scenarios"])
     out.append("(e)'s baseline is (a)'s actord median; (f)'s target is absolute (its baseline, "
-               "an idle asyncio task, is the floor); (g) has no target (relay stream for scale); "
-               "(h), (i): nodes n1 and n2 and the raw nats-py baselines share one nats-server.")
+               "an idle asyncio task, is the floor); (g) has no target (relay stream for scale)"
+               + ("; (h), (i): nodes n1 and n2 and the raw nats-py baselines share one "
+                  "nats-server." if cross else "."))
     if result["daemon_log_problems"]:
         out.append(f"daemon log: {len(result['daemon_log_problems'])} warning/error line(s), "
                    "see stderr")
