@@ -89,3 +89,20 @@ def test_bench_against_refuses_a_tree_without_actord(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "not a checkout of actord" in r.stderr
+
+
+def test_bench_cpu_quick_prints_cpu_per_operation() -> None:
+    """`bench_cpu.py --quick` exits 0 and prints a CPU row for each side of (h) and (i), each
+    naming every process of its chain."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_cpu.py"), "--quick"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("(h)", "(i)"))]
+    assert len(rows) == 4, r.stdout
+    cells = [[c.strip() for c in row.split("|")] for row in rows]
+    assert [c[1] for c in cells] == ["actord", "raw nats-py", "actord", "raw nats-py"], r.stdout
+    for c in cells[::2]:
+        for name in ("router n1", "worker n1", "router n2", "worker n2", "nats-server"):
+            assert name in c[2], c
