@@ -493,6 +493,7 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
             "msgpack": ".".join(map(str, msgpack.version)), "cpus": os.cpu_count(),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "nats": nats_common.versions() if cluster is not None else None,
         },
         "scenarios": rows,
         "baselines": {b.key: {"title": b.title, "unit": b.unit, **base_stats[b.key]}
@@ -676,7 +677,9 @@ def report(result: dict[str, Any]) -> str:
     out = [
         f"actord benchmark{' (QUICK smoke run: the numbers mean nothing)' if meta['quick'] else ''}"
         f": {meta['repeat']} run(s) each; python {meta['python']}, uvloop {meta['uvloop']}, "
-        f"msgpack {meta['msgpack']}, {meta['cpus']} cpus, load "
+        f"msgpack {meta['msgpack']}, "
+        + (f"{meta['nats']}, " if meta.get("nats") else "")
+        + f"{meta['cpus']} cpus, load "
         f"{meta['loadavg_before'][0]:.2f} -> {meta['loadavg_after'][0]:.2f}",
         "",
     ]

@@ -89,6 +89,18 @@ def available() -> str | None:
     return None
 
 
+def versions() -> str:
+    """``nats-py X, nats-server Y`` (what the cross-node figures were measured with)."""
+    from importlib.metadata import version
+
+    try:
+        server = subprocess.run([NATS_SERVER, "--version"], capture_output=True, text=True,
+                                timeout=10, check=False).stdout.strip().rpartition(" ")[2]
+    except OSError:
+        server = "?"
+    return f"nats-py {version('nats-py')}, nats-server {server.lstrip('v') or '?'}"
+
+
 class NatsServer:
     """One nats-server with JetStream on 127.0.0.1, its store and log in a temporary dir."""
 
