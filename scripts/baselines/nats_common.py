@@ -8,8 +8,9 @@ the same server.
 
 A message is what actord puts on the wire between nodes: a SEND frame ``[1, dest, from, topic,
 payload_bin]`` (``payload_bin`` the user value pre-encoded as msgpack), and a batch is
-``[node, incarnation, incarnation, seq, frame, ...]`` in one NATS message. Both sides decode
-every frame and its payload, as actord's processes do.
+``[node, incarnation, incarnation, session, seq, frame, ...]`` in one NATS message (the
+header of cluster step 3; one int more than before it). Both sides decode every frame and
+its payload, as actord's processes do.
 
 Peers are fresh interpreters (``python nats_common.py --role ROLE --url URL --prefix P``) with
 their own connection, on uvloop; each publishes on ``P.ready`` once subscribed, and exits on a
@@ -57,13 +58,13 @@ def frame(dest: str, from_: str, topic: str, value: Any) -> list[Any]:
 
 def batch(seq: int, frames: list[list[Any]]) -> bytes:
     """The bytes of one batch of ``frames`` (a header as long as actord's)."""
-    return _pack(["n1", 0x1A23C2730F9E716C, 0x1A23C2730F9E716D, seq, *frames])
+    return _pack(["n1", 0x1A23C2730F9E716C, 0x1A23C2730F9E716D, 1, seq, *frames])
 
 
 def unbatch(data: bytes) -> list[list[Any]]:
     """A batch's frames, each checked to be a SEND frame (as actord's boundary does)."""
     b = msgpack.unpackb(data, raw=False)
-    frames: list[list[Any]] = b[4:]
+    frames: list[list[Any]] = b[5:]
     for f in frames:
         if type(f) is not list or len(f) != 5 or f[0] != SEND:
             raise ValueError("not a SEND frame")
