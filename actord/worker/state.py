@@ -39,6 +39,9 @@ class WorkerState:
         self.exec_spawns: dict[int, Proc] = {}
         self.next_req = 0
         self.dead_letters = 0
+        # messages sent by this worker's processes / put in their mailboxes (STATS, metrics)
+        self.sent = 0
+        self.received = 0
         # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
         self._checked_pids: set[str] = set()
         self.stopping = asyncio.Event()
