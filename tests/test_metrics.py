@@ -381,7 +381,7 @@ def test_cluster_counters(tmp_path: Path) -> None:
             started.append((d, Node(d, port)))
         (d1, n1), (_, n2) = started
         wait_for(lambda: all(n.value("actord_cluster_node_up", node=other) == 1
-                             for n, other in ((n1, "n2"), (n2, "n1"))), what="both nodes up")
+                             for n, other in ((n1, "n2"), (n2, "n1"))), 20, what="both nodes up")
         pid = str(d1.call("spawn", id="t:deaf", host="n2@t:a"))
         out = n1.value("actord_cluster_sent_total", node="n2")
         got = n2.value("actord_cluster_received_total", node="n1")
