@@ -145,8 +145,11 @@ class RouterFrames(Lifecycle):
     def _on_stats(self, frame: list[Any]) -> None:
         """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,
         given True, only the mailbox total (metrics: no list of thousands to send)."""
+        local = self.sent_local  # a same-worker message is one sent and one received
         stats: dict[str, Any] = {
-            "dead_letters": self.dead_letters, "sent": self.sent, "received": self.received,
+            "dead_letters": self.dead_letters,
+            "sent": local + self.sent_remote,
+            "received": local + self.received,
         }
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
