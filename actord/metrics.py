@@ -137,9 +137,10 @@ class WorkerCollector(Collector):
             depth[link.host] = depth.get(link.host, 0) + n
             worker = [link.host, str(link.index)]
             mailbox.add_metric(worker, n)
-            sent.add_metric(worker, int(stats.get("sent", 0)))
-            received.add_metric(worker, int(stats.get("received", 0)))
-            dead.add_metric(worker, int(stats.get("dead_letters", 0)))
+            if "sent" in stats:  # not the empty answer of a worker that went down meanwhile
+                sent.add_metric(worker, int(stats["sent"]))
+                received.add_metric(worker, int(stats["received"]))
+                dead.add_metric(worker, int(stats["dead_letters"]))
         for host, slots in router.hosts.items():
             for w in slots:
                 if w.up and w not in answered:  # stalled or late: its last known depth, not 0
