@@ -9,6 +9,7 @@ over a real nats-server.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -400,3 +401,13 @@ def test_cluster_counters(tmp_path: Path) -> None:
             if d.proc is not None and d.proc.poll() is None:
                 d.stop()
         nats.stop()
+
+
+def test_bench_metrics_smoke() -> None:
+    """`scripts/bench_metrics.py` on a few processes exits 0 and prints its timing line."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_metrics.py"
+    out = subprocess.run([sys.executable, str(script), "--processes", "20", "--scrapes", "3"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"20 processes, 3 scrapes: median [\d.]+ ms, p90 [\d.]+ ms, "
+                        r"min [\d.]+ ms, body \d+ bytes\n", out.stdout), out.stdout
