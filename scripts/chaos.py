@@ -444,7 +444,8 @@ class ClusterChaos:
         self.poll_only()
         for n in self.c.live():
             for _ in range(self.args.receivers - len(self.alive[n]["receiver"])):
-                self.spawn(n, "receiver", [self.collector, REPORT])
+                self.spawn(n, "receiver", [self.collector, REPORT,
+                                           bool(self.args.remote_monitors)])
         for n in self.c.live():
             for _ in range(self.args.senders - len(self.alive[n]["sender"])):
                 pool = [r for m in self.c.live() if m != n for r in self.alive[m]["receiver"]]
@@ -558,16 +559,20 @@ class ClusterChaos:
                 if pid not in still:
                     self.procs[pid].setdefault("gone", round(now, 3))
 
-    def _quiet(self, dest: str, key: str, timeout: float = 60.0) -> None:
-        """Wait until ``dest``'s summary ``key`` stayed the same for 1.5 s."""
+    def _quiet(self, dest: str, *keys: str, timeout: float = 60.0) -> None:
+        """Wait until ``dest``'s summary ``keys`` stayed the same for 1.5 s."""
+        def sample() -> list[Any]:
+            summary = self.ask(dest, "summary")
+            return [summary[k] for k in keys]
+
         deadline = time.monotonic() + timeout
-        prev = self.ask(dest, "summary")[key]
+        prev = sample()
         still = time.monotonic()
         while time.monotonic() - still < 1.5:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{key} never settled")
+                raise TimeoutError(f"{keys} never settled")
             time.sleep(0.25)
-            cur = self.ask(dest, "summary")[key]
+            cur = sample()
             if cur != prev:
                 prev, still = cur, time.monotonic()
 
@@ -587,7 +592,9 @@ class ClusterChaos:
                     self.c.daemons[n].call("cancel", dest=pid, reason="final")
             wait_for(lambda role=role: not self._everywhere(role), 60, interval=0.2,
                      what=f"every {role} ended")
-            self._quiet(self.collector, "received" if role == "sender" else "rstat")
+            # after the senders: their last seqs, fins and EXITs reach the receivers
+            self._quiet(self.collector, *(("received", "exits") if role == "sender"
+                                          else ("rstat",)))
         self._quiet(self.watcher, "exits")
         leaks = []
         for n in self.c.live():
@@ -734,8 +741,9 @@ def print_cluster_report(report: dict[str, Any]) -> None:
         ("streams: exact / floor / prefix / cut by a break",
          f"{v['streams_exact']} / {v['streams_floor']} / {v['streams_prefix']} / "
          f"{v['streams_cut_by_break']}"),
-        ("monitors: EXITs checked (node down)", f"{v['monitored']}: {v['events_checked']} "
-                                                 f"({v['node_down_exits']})"),
+        ("monitors: watcher / receivers", f"{v['monitored']} / {v['receiver_monitors']}"),
+        ("EXITs checked (watcher's node down)", f"{v['events_checked']} "
+                                                f"({v['node_down_exits']})"),
         ("pair breaks logged (not from a kill)", f"{report['pair_breaks_logged']} "
                                                  f"({len(report['spontaneous_breaks'])})"),
         ("lost", v["lost"]),

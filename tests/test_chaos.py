@@ -124,7 +124,8 @@ CK = "{n3@chaos:a|0x6}"  # K -> R, K's node killed at 110
 
 def _stream(n: int, fin: int | None = None) -> dict[str, Any]:
     return {"n": n, "exp": n, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
-            "fin": fin, "nfin": None if fin is None else n, "late": 0}
+            "fin": fin, "nfin": None if fin is None else n, "late": 0, "mon": None,
+            "exits": [], "after": 0}
 
 
 def _cluster_records() -> dict[str, Any]:
@@ -147,7 +148,9 @@ def _cluster_records() -> dict[str, Any]:
         CS2: {"kind": "sstat", "sent": {CR2: 4}, "done": True},
         CS3: {"kind": "sstat", "sent": {CR2: 6}, "done": False},
         CK: {"kind": "sstat", "sent": {CR: 2}, "done": False},
-        CR: {"kind": "rstat", "done": True, "peers": {CS: _stream(5, fin=5), CK: _stream(3)}},
+        CR: {"kind": "rstat", "done": True, "peers": {
+            CS: {**_stream(5, fin=5), "mon": True, "exits": [{"value": {}}]},
+            CK: {**_stream(3), "mon": True, "exits": [{"error": "node down: n3"}]}}},
         CR2: {"kind": "rstat", "done": True, "peers": {CS2: _stream(4), CS3: _stream(7)}},
     }
     watch = {
@@ -170,11 +173,13 @@ def _clean(v: dict[str, Any]) -> bool:
 
 def test_cluster_verdict_of_a_clean_history_is_clean() -> None:
     """The three-node history passes: streams judged exactly (fin, final count), against a
-    floor, as a prefix (the killed node's), and the watcher's EXITs incl. a node down."""
+    floor, as a prefix (the killed node's), the watcher's and a receiver's EXITs incl. node
+    downs."""
     v = _verify_cluster(_cluster_records())
     assert _clean(v), v
     assert (v["streams_exact"], v["streams_floor"], v["streams_prefix"]) == (2, 1, 1), v
     assert v["messages_checked"] == 19 and v["node_down_exits"] == 1 and v["monitored"] == 3
+    assert v["receiver_monitors"] == 2 and v["events_checked"] == 5, v
 
 
 def test_cluster_verdict_tolerates_a_gap_only_where_the_pair_broke() -> None:
@@ -219,6 +224,18 @@ CLUSTER_MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "killed node's target ends otherwise": (
         _exits(CK, {"error": "process terminated"}),
         "watcher: a target on a killed node ended otherwise"),
+    "receiver: second EXIT": (lambda h: _cpeer(h, CR, CS)["exits"].append({"value": {}}),
+                              "receiver: EXIT count != 1"),
+    "receiver: seq after EXIT": (lambda h: _cpeer(h, CR, CS).update(after=1),
+                                 "receiver: seq after the sender's EXIT"),
+    "receiver: no EXIT": (lambda h: _cpeer(h, CR, CS).update(exits=[]),
+                          "receiver: monitor got no EXIT"),
+    "receiver: node down without a cut": (
+        lambda h: _cpeer(h, CR, CS).update(exits=[{"error": "node down: n1"}]),
+        "receiver: node down without a cut of that node"),
+    "receiver: EXIT differs": (
+        lambda h: _cpeer(h, CR, CS).update(exits=[{"error": "process terminated"}]),
+        "receiver: EXIT differs from the watcher's"),
     "EXIT of a stranger": (
         lambda h: h["watch"].update({"{n2@chaos:a|0x99}": {"mon": None, "stranger": True,
                                                            "exits": [["pid.exit", {}, 1.0]]}}),

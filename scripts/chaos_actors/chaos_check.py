@@ -307,10 +307,15 @@ def verify_cluster(
     the watcher's, and comes only when that run was killed or the pair ``{watcher_node, X}``
     broke between the target's spawn and that EXIT; the EXIT of a target on a killed run is
     ``node down: <node>`` unless it came less than 2 s after the kill (it had ended before).
+    A receiver's monitor of a sender (when the build monitors across nodes): at most one
+    EXIT, exactly one if the receiver lived to the final CANCEL, no seq after it; a ``node
+    down`` names the sender's node, whose run was killed or whose pair with the receiver's
+    broke; any other result is the watcher's.
     """
     v = Verdict()
     extra = {"streams_prefix": 0, "streams_cut_by_break": 0, "tolerated_missing": 0,
-             "monitored": 0, "node_down_exits": 0, "monitors_refused": 0}
+             "monitored": 0, "node_down_exits": 0, "monitors_refused": 0,
+             "receiver_monitors": 0}
     killed_runs = {(k[0], k[1]) for k in killed}
 
     def broke(s: dict[str, Any], r: dict[str, Any]) -> bool:
@@ -340,6 +345,7 @@ def verify_cluster(
                     _cluster_stream(rpid, rrec, spid, srec, None, True, reports.get(spid),
                                     killed_runs, broke(srec, rrec), v, extra)
     _cluster_monitors(procs, watch, killed, killed_runs, breaks, watcher_node, v, extra)
+    _receiver_monitors(procs, reports, watch, killed_runs, breaks, v, extra)
     return {**v.as_dict(), **extra}
 
 
@@ -433,3 +439,45 @@ def _cluster_monitors(procs: dict[str, dict[str, Any]], watch: dict[str, dict[st
                       rec["run"], result)
         elif (rec["node"], rec["run"]) in kill_t and t > kill_t[(rec["node"], rec["run"])] + 2.0:
             v.bad("watcher: a target on a killed node ended otherwise", pid, rec["node"], result)
+
+
+def _receiver_monitors(procs: dict[str, dict[str, Any]], reports: dict[str, dict[str, Any]],
+                       watch: dict[str, dict[str, Any]], killed_runs: set[tuple[str, int]],
+                       breaks: list[list[Any]], v: Verdict, extra: dict[str, int]) -> None:
+    """Receivers' monitors of their senders, by the rules of :func:`verify_cluster`."""
+    for rpid, rrec in procs.items():
+        rep = reports.get(rpid) or {}
+        for spid, p in (rep.get("peers") or {}).items():
+            exits = p.get("exits") or []
+            if p.get("mon") is not True:
+                if exits:
+                    v.bad("receiver: EXIT without a monitor", rpid, spid, exits)
+                continue
+            srec = procs.get(spid)
+            if srec is None:
+                continue  # reported as a stranger's stream
+            extra["receiver_monitors"] += 1
+            v.events += len(exits)
+            if len(exits) > 1:
+                v.bad("receiver: EXIT count != 1", rpid, spid, exits)
+            if p.get("after"):
+                v.bad("receiver: seq after the sender's EXIT", rpid, spid, p["after"])
+            if not exits:
+                if rep.get("done"):
+                    v.bad("receiver: monitor got no EXIT", rpid, spid)
+                continue
+            result = exits[0]
+            err = result.get("error") if isinstance(result, dict) else None
+            if isinstance(err, str) and err.startswith("node down: "):
+                node = err.removeprefix("node down: ")
+                pair = {node, rrec["node"]}
+                cut = (srec["node"], srec["run"]) in killed_runs or any(
+                    tb >= srec["t"] - BREAK_SLACK
+                    and (x in pair if y == "*" else {x, y} == pair) for x, y, tb, *_ in breaks)
+                if node != srec["node"] or not cut:
+                    v.bad("receiver: node down without a cut of that node", rpid, spid, result)
+                continue
+            w = (watch.get(spid) or {}).get("exits") or []
+            if w and w[0][1] != result and not str(w[0][1].get("error", "")).startswith(
+                    "node down: "):
+                v.bad("receiver: EXIT differs from the watcher's", rpid, spid, result, w[0][1])

@@ -11,7 +11,8 @@ Roles (process ids ``chaos:c<role>``)::
                ``n`` taken, ``exp`` next seq expected, ``gaps``/``miss`` (seqs skipped, and
                when: ``gap_t`` is the wall time of the first gap), ``dup``, ``reo``, the
                sender's own count ``fin`` with ``nfin`` taken when it came and ``late``
-               seqs after it; reports
+               seqs after it; with ``watch`` it also monitors each sender (``mon``,
+               ``exits``, ``after``: seqs after its EXIT); reports
                the streams that changed to the collector every ``interval`` seconds, and
                once more (``done``) on CANCEL.
     sender     sends seq-numbered messages (one sequence per receiver) to receivers on other
@@ -60,10 +61,13 @@ async def collector() -> Any:
             counts[topic] += 1
             reports[item.from_] = {"kind": topic, **item.payload}
         elif topic == "summary":
-            got = sum(p["n"] for r in reports.values() if r["kind"] == "rstat"
-                      for p in r["peers"].values())
+            streams = [p for r in reports.values() if r["kind"] == "rstat"
+                       for p in r["peers"].values()]
+            got = sum(p["n"] for p in streams)
+            counts_exits = sum(len(p["exits"]) for p in streams)
             sent = sum(sum(r["sent"].values()) for r in reports.values() if r["kind"] == "sstat")
             process.send(item.from_, "reply", {**counts, "received": got, "sent": sent,
+                                               "exits": counts_exits,
                                                "reporters": len(reports)})
         elif topic == "dump":
             offset, limit = item.payload
@@ -104,8 +108,10 @@ async def watcher() -> Any:
                 [p, recs[p]] for p in pids[offset:offset + limit]]})
 
 
-async def receiver(collector_pid: str, interval: float) -> dict[str, Any]:
-    """Check each sender's stream; report it to the collector (module docstring)."""
+async def receiver(collector_pid: str, interval: float, watch: bool = False) -> dict[str, Any]:
+    """Check each sender's stream; report it to the collector (module docstring). With
+    ``watch``, monitor each sender at its first message (``mon``), record its EXITs
+    (``exits``: results) and count seqs after its EXIT (``after``)."""
     inbox, events = process.inbox(), process.events()
     peers: dict[str, dict[str, Any]] = {}
     dirty: set[str] = set()
@@ -129,16 +135,27 @@ async def receiver(collector_pid: str, interval: float) -> dict[str, Any]:
             if item.kind == process.event.CANCEL:
                 report(True)
                 return {"senders": len(peers)}
+            p = peers.get(item.from_)
+            if p is None:  # an EXIT of a sender it never monitored: the verdict sees it
+                p = peers[item.from_] = _stream()
+            p["exits"].append(item.result)
+            dirty.add(item.from_)
             continue
         if item.topic not in ("seq", "fin"):
             continue
         seq = item.payload
         p = peers.get(item.from_)
         if p is None:
-            p = peers[item.from_] = {"n": 0, "exp": 0, "gaps": 0, "miss": 0, "dup": 0,
-                                     "reo": 0, "gap_t": None, "fin": None, "nfin": None,
-                                     "late": 0}
+            p = peers[item.from_] = _stream()
+            if watch:
+                try:
+                    await process.monitor(item.from_)
+                    p["mon"] = True
+                except NotFoundError:
+                    p["mon"] = False
         dirty.add(item.from_)
+        if p["exits"]:
+            p["after"] += 1
         if item.topic == "fin":
             p["fin"], p["nfin"] = seq, p["n"]
             continue
@@ -157,6 +174,12 @@ async def receiver(collector_pid: str, interval: float) -> dict[str, Any]:
             p["reo"] += 1
         else:
             p["dup"] += 1
+
+
+def _stream() -> dict[str, Any]:
+    """A receiver's record of one sender's stream (module docstring)."""
+    return {"n": 0, "exp": 0, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
+            "fin": None, "nfin": None, "late": 0, "mon": None, "exits": [], "after": 0}
 
 
 async def sender(collector_pid: str, receivers: list[str], seed: int, burst: int,
