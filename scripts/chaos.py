@@ -20,6 +20,12 @@ stop the daemon (exit 0, no worker left) and count tracebacks in its log.
 
 Run:  .venv/bin/python scripts/chaos.py --duration 180 --kills 90 --seed 7 --json out.json
 Exit status 0 iff no violation; the daemon's directory is kept (and printed) on failure.
+
+With ``--nodes 3``: a nats-server and three clustered nodes, senders and receivers on
+different nodes, worker kill -9s and node kill -9s (each node restarted; never n1, which
+holds the collector and the watcher), judged by ``chaos_check.verify_cluster`` (whose
+docstring defines each stream's cut). See :class:`ClusterChaos` and README "Chaos on three
+nodes".
 """
 
 from __future__ import annotations
