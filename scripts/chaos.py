@@ -693,9 +693,9 @@ def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
             if " exited with " in line and "(os pid " in line
             and int(line.split("(os pid ")[1].split(")")[0]) not in killed_os]
         report["tracebacks"] = {n: text.count("Traceback") for n, text in logs.items()}
-        killed_pairs = {k[0] for k in cluster.killed}
-        report["spontaneous_breaks"] = [b[3] for b in breaks if b[0] not in killed_pairs
-                                        and b[1] not in killed_pairs]
+        report["spontaneous_breaks"] = [  # not within 5 s after a kill of either node
+            b[3] for b in breaks
+            if not any(n in (b[0], b[1]) and 0 <= b[2] - t <= 5.0 for n, _, t in cluster.killed)]
         report.update({
             "worker_kills": len(chaos.worker_kills), "node_kills": len(chaos.node_kills),
             "processes_started": len(chaos.procs), "watched": chaos.watched,
