@@ -182,6 +182,16 @@ def test_cluster_verdict_of_a_clean_history_is_clean() -> None:
     assert v["receiver_monitors"] == 2 and v["events_checked"] == 5, v
 
 
+def test_cluster_verdict_tolerates_seqs_after_a_node_down_exit_only() -> None:
+    """Seqs after a sender's EXIT: fine after a ``node down`` (a sender alive past a break
+    goes on), a violation after any other EXIT."""
+    h = _cluster_records()
+    _cpeer(h, CR, CK).update(after=2)
+    assert _clean(_verify_cluster(h))
+    _cpeer(h, CR, CK).update(exits=[{"error": "worker crashed"}])
+    assert "receiver: seq after the sender's EXIT" in _verify_cluster(h)["violations"]
+
+
 def test_cluster_verdict_tolerates_a_gap_only_where_the_pair_broke() -> None:
     """A gap in the killed node's stream (its pair broke) is tolerated and counted; the same
     gap once that break is gone from the logs is lost."""

@@ -308,9 +308,10 @@ def verify_cluster(
     broke between the target's spawn and that EXIT; the EXIT of a target on a killed run is
     ``node down: <node>`` unless it came less than 2 s after the kill (it had ended before).
     A receiver's monitor of a sender (when the build monitors across nodes): at most one
-    EXIT, exactly one if the receiver lived to the final CANCEL, no seq after it; a ``node
-    down`` names the sender's node, whose run was killed or whose pair with the receiver's
-    broke; any other result is the watcher's.
+    EXIT, exactly one if the receiver lived to the final CANCEL, no seq after it unless it
+    is a ``node down`` (a sender still alive after a break goes on sending as a fresh
+    member); a ``node down`` names the sender's node, whose run was killed or whose pair
+    with the receiver's broke; any other result is the watcher's.
     """
     v = Verdict()
     extra = {"streams_prefix": 0, "streams_cut_by_break": 0, "tolerated_missing": 0,
@@ -460,15 +461,16 @@ def _receiver_monitors(procs: dict[str, dict[str, Any]], reports: dict[str, dict
             v.events += len(exits)
             if len(exits) > 1:
                 v.bad("receiver: EXIT count != 1", rpid, spid, exits)
-            if p.get("after"):
-                v.bad("receiver: seq after the sender's EXIT", rpid, spid, p["after"])
             if not exits:
                 if rep.get("done"):
                     v.bad("receiver: monitor got no EXIT", rpid, spid)
                 continue
             result = exits[0]
             err = result.get("error") if isinstance(result, dict) else None
-            if isinstance(err, str) and err.startswith("node down: "):
+            node_down = isinstance(err, str) and err.startswith("node down: ")
+            if p.get("after") and not node_down:  # (a sender alive past a break goes on)
+                v.bad("receiver: seq after the sender's EXIT", rpid, spid, p["after"])
+            if isinstance(err, str) and node_down:
                 node = err.removeprefix("node down: ")
                 pair = {node, rrec["node"]}
                 cut = (srec["node"], srec["run"]) in killed_runs or any(
