@@ -394,6 +394,7 @@ def print_report(report: dict[str, Any]) -> None:
 WORKLOAD_IDS = {"chaos:creceiver": "receiver", "chaos:csender": "sender"}
 LOG_BREAKS = [  # a line in node N's log that breaks the pair {N, group 1} ("*": every pair)
     re.compile(r"node (\S+) down"),
+    re.compile(r"cluster: pair with (\S+) broken"),
     re.compile(r"cluster: gap from (\S+):"),
     re.compile(r"cluster: \d+ frames to (\S+) lost"),
     re.compile(r"cluster: (NATS) connection lost"),

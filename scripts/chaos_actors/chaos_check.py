@@ -283,8 +283,8 @@ def verify_cluster(
     of each (``done`` when it was the last one: a sender stopped by CANCEL or at the end of
     its life, a receiver by the final CANCEL); ``watch``: the watcher's records by PID;
     ``killed``: ``[node, run, t]`` of every node kill -9; ``breaks``: ``[node, node, t, line]``
-    of every pair break a node logged (``node X down``, ``gap from X``, ``frames to X lost``,
-    ``NATS connection lost`` with ``*`` for the other node).
+    of every pair break a node logged (``node X down``, ``pair with X broken``, ``gap from
+    X``, ``frames to X lost``, ``NATS connection lost`` with ``*`` for the other node).
 
     The **cut** of a stream is the first of: the end of ``S`` (worker kill, node kill, its
     CANCEL or the end of its life), the end of ``R``, a break of the pair ``{A, B}`` logged

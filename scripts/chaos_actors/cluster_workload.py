@@ -128,7 +128,8 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False) -> 
             report(False)
             next_report = now + interval
         try:
-            ch, item = await channel.select(events, inbox, timeout=max(0.0, next_report - now))
+            # inbox first: a message queued before an EXIT is taken before it (SPEC 4)
+            ch, item = await channel.select(inbox, events, timeout=max(0.0, next_report - now))
         except TimeoutError:
             continue
         if ch is events:
