@@ -125,7 +125,7 @@ CK = "{n3@chaos:a|0x6}"  # K -> R, K's node killed at 110
 def _stream(n: int, fin: int | None = None) -> dict[str, Any]:
     return {"n": n, "exp": n, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
             "fin": fin, "nfin": None if fin is None else n, "late": 0, "mon": None,
-            "exits": [], "after": 0}
+            "exits": [], "nx": None, "after": 0}
 
 
 def _cluster_records() -> dict[str, Any]:
@@ -149,8 +149,8 @@ def _cluster_records() -> dict[str, Any]:
         CS3: {"kind": "sstat", "sent": {CR2: 6}, "done": False},
         CK: {"kind": "sstat", "sent": {CR: 2}, "done": False},
         CR: {"kind": "rstat", "done": True, "peers": {
-            CS: {**_stream(5, fin=5), "mon": True, "exits": [{"value": {}}]},
-            CK: {**_stream(3), "mon": True, "exits": [{"error": "node down: n3"}]}}},
+            CS: {**_stream(5, fin=5), "mon": True, "exits": [{"value": {}}], "nx": 5},
+            CK: {**_stream(3), "mon": True, "exits": [{"error": "node down: n3"}], "nx": 3}}},
         CR2: {"kind": "rstat", "done": True, "peers": {CS2: _stream(4), CS3: _stream(7)}},
     }
     watch = {
@@ -219,11 +219,16 @@ CLUSTER_MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "duplicate": (lambda h: _cpeer(h, CR, CS).update(dup=1), "duplicated"),
     "reorder": (lambda h: _cpeer(h, CR2, CS2).update(reo=1), "reordered"),
     "lost before the fin": (lambda h: _cpeer(h, CR, CS).update(nfin=4), "lost"),
+    "fin lost before the EXIT": (lambda h: _cpeer(h, CR, CS).update(fin=None, nfin=None),
+                                 "stream: the fin lost before the sender's EXIT (n1->n2)"),
     "seq after the fin": (lambda h: _cpeer(h, CR, CS).update(late=1),
                           "stream: seqs after the sender's fin"),
     "lost at the end": (lambda h: _cpeer(h, CR2, CS2).update(n=3), "lost"),
     "more than sent": (lambda h: _cpeer(h, CR2, CS2).update(n=5), "duplicated"),
     "below the floor": (lambda h: _cpeer(h, CR2, CS3).update(n=5), "lost"),
+    "below the floor at the EXIT": (
+        lambda h: _cpeer(h, CR2, CS3).update(mon=True, exits=[{"error": "worker crashed"}],
+                                             nx=5), "lost"),
     "never arrived": (lambda h: h["reports"][CR2]["peers"].pop(CS2), "lost"),
     "second EXIT": (_exits(CS, {"value": {}}, {"value": {}}), "watcher: EXIT count != 1"),
     "no EXIT": (_exits(CR2), "watcher: EXIT count != 1"),

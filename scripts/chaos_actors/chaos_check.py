@@ -295,6 +295,9 @@ def verify_cluster(
       sender's ``fin`` (the count it sends each receiver when it stops by itself);
     - a gap (seqs skipped) is lost unless the pair ``{A, B}`` broke (then it is the cut);
     - if the pair never broke and ``R`` got the ``fin``: exactly that many seqs before it;
+    - else if the pair never broke and ``R`` got ``S``'s EXIT (not a ``node down``): at least
+      the count of ``S``'s last report before that EXIT (its router had those seqs first),
+      and no normal end (which sends the ``fin`` first);
     - else if the pair never broke and ``R`` ended by the final CANCEL (``done``): ``R`` got
       exactly ``S``'s own count when ``S`` stopped by itself (``done``) on a run that was never
       killed, at least its last report when ``S``'s worker was killed (the router holding that
@@ -376,6 +379,19 @@ def _cluster_stream(rpid: str, rrec: dict[str, Any], spid: str, srec: dict[str, 
         v.exact += 1
         _exact(p["nfin"], p["fin"], spid, rpid, v, f"at the fin, {where}")
         return
+    first = p["exits"][0] if p is not None and p.get("exits") else None
+    if first is not None and not broken and srep is not None and not _node_down(first):
+        # the sender's own EXIT came after every seq its router had: its last report's
+        v.floor += 1
+        floor = (srep.get("sent") or {}).get(rpid, 0)
+        if isinstance(first, dict) and "error" not in first:  # a normal end sends the fin first
+            v.lost += 1
+            v.bad(f"stream: the fin lost before the sender's EXIT ({where})", spid, rpid, first)
+        if p is not None and p["nx"] < floor:
+            v.lost += floor - p["nx"]
+            v.bad(f"stream: below the sender's last report at its EXIT ({where})", spid, rpid,
+                  floor, p["nx"])
+        return
     if not r_done or (srec["node"], srec["run"]) in killed_runs or srep is None:
         extra["streams_prefix"] += 1
         return
@@ -391,6 +407,11 @@ def _cluster_stream(rpid: str, rrec: dict[str, Any], spid: str, srec: dict[str, 
         if got < sent:
             v.lost += sent - got
             v.bad(f"stream: below the sender's last report ({where})", spid, rpid, sent, got)
+
+
+def _node_down(result: Any) -> bool:
+    err = result.get("error") if isinstance(result, dict) else None
+    return isinstance(err, str) and err.startswith("node down: ")
 
 
 def _exact(got: int, sent: int, spid: str, rpid: str, v: Verdict, where: str) -> None:

@@ -12,7 +12,7 @@ Roles (process ids ``chaos:c<role>``)::
                when: ``gap_t`` is the wall time of the first gap), ``dup``, ``reo``, the
                sender's own count ``fin`` with ``nfin`` taken when it came and ``late``
                seqs after it; with ``watch`` it also monitors each sender (``mon``,
-               ``exits``, ``after``: seqs after its EXIT); reports
+               ``exits``, ``nx`` taken at the first, ``after``: seqs after it); reports
                the streams that changed to the collector every ``interval`` seconds, and
                once more (``done``) on CANCEL.
     sender     sends seq-numbered messages (one sequence per receiver) to receivers on other
@@ -140,6 +140,8 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False) -> 
             if p is None:  # an EXIT of a sender it never monitored: the verdict sees it
                 p = peers[item.from_] = _stream()
             p["exits"].append(item.result)
+            if p["nx"] is None:
+                p["nx"] = p["n"]
             dirty.add(item.from_)
             continue
         if item.topic not in ("seq", "fin"):
@@ -180,7 +182,8 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False) -> 
 def _stream() -> dict[str, Any]:
     """A receiver's record of one sender's stream (module docstring)."""
     return {"n": 0, "exp": 0, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
-            "fin": None, "nfin": None, "late": 0, "mon": None, "exits": [], "after": 0}
+            "fin": None, "nfin": None, "late": 0, "mon": None, "exits": [], "nx": None,
+            "after": 0}
 
 
 async def sender(collector_pid: str, receivers: list[str], seed: int, burst: int,
