@@ -29,7 +29,7 @@ from tests.conftest import config_text
 
 PROCESSES = {f"r:{name}": f"remote_probes:{name}" for name in (
     "idle", "value", "crash", "watch_remote", "exec_remote", "exec_then_end",
-    "calls_on", "name_holder", "claim", "watch_name")}
+    "calls_on", "name_holder", "claim", "watch_name", "monitor_of")}
 NODE_TIMEOUT = 1.0
 
 
@@ -114,13 +114,15 @@ def test_unknown_node_or_host_is_not_found(pair: tuple[Daemon, Daemon]) -> None:
 
 def test_calls_across_nodes_and_exec_both_ways(pair: tuple[Daemon, Daemon]) -> None:
     """From a process on n1: monitor (twice: ALREADY_EXISTS), link, unlink, unmonitor and
-    terminate a process on n2, after which no event arrives and a monitor is NOT_FOUND;
+    terminate a process on n2, after which no event arrives; a monitor of it, once it
+    ended, is NOT_FOUND;
     exec on n2 returns the child's value, and its failure as ProcessFailedError."""
     n1, n2 = pair
     target = n2.call("spawn", id="r:idle", host="t:b")
     got = n1.exec("r:calls_on", "t:a", target)
-    assert got == {"twice": "AlreadyExistsError", "after": "NotFoundError", "extra": 0}, got
-    assert target not in ps_ids(n2)
+    assert got == {"twice": "AlreadyExistsError", "extra": 0}, got
+    wait_for(lambda: target not in ps_ids(n2), 5, what="the target ended")
+    assert n1.exec("r:monitor_of", "t:a", target) == "NOT_FOUND"
     got = n1.exec("r:exec_remote", "t:a", "n2@t:b", [1, "x"])
     assert got == {"ok": [1, "x"], "failed": "RuntimeError: far"}, got
 

@@ -60,6 +60,7 @@ REMOTE_CALLS = frozenset(
     {"spawn", "terminate", "cancel", "monitor", "unmonitor", "link", "unlink"}
 )
 _REMOTE_EVENTS = frozenset({wire.EV_CANCEL, wire.EV_EXEC})
+_SEND = wire.SEND
 
 Verdict = Literal["ok", "broke", "gap", "stale"]
 
@@ -99,24 +100,25 @@ def is_result(r: Any) -> bool:
     return type(error) is str and len(error) <= 2 * wire.MAX_TEXT
 
 
+def _ours(pid: Any, mine: str) -> bool:
+    return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
+
+
+def _sender(pid: Any, theirs: str, empty: bool = True) -> bool:
+    return type(pid) is str and ((empty and pid == "") or pid.startswith(theirs)) and (
+        len(pid) <= wire.MAX_ADDRESS)
+
+
 def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
     """Why frame ``f`` is refused ("" when it is well formed)."""
     if type(f) is not list or not f:
         return "a frame that is no array"
     op, n = f[0], len(f)
-
-    def ours(pid: Any) -> bool:
-        return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
-
-    def sender(pid: Any, empty: bool = True) -> bool:
-        return type(pid) is str and ((empty and pid == "") or pid.startswith(theirs)) and (
-            len(pid) <= wire.MAX_ADDRESS)
-
     if op == wire.SEND:
         if n != 5:
             return "SEND of the wrong length"
         _, dest, from_, topic, payload = f
-        if not (ours(dest) and sender(from_) and type(topic) is str
+        if not (_ours(dest, mine) and _sender(from_, theirs) and type(topic) is str
                 and type(payload) is bytes and len(payload) <= max_frame
                 and len(topic) + len(dest) <= wire.MAX_ADDRESS):
             return "bad SEND"
@@ -124,19 +126,19 @@ def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
         if n != 7:
             return "EVENT of the wrong length"
         _, dest, kind, from_, result, deadline, reason = f
-        if not (ours(dest) and kind in _REMOTE_EVENTS and sender(from_)
+        if not (_ours(dest, mine) and kind in _REMOTE_EVENTS and _sender(from_, theirs)
                 and (result is None or is_result(result))
                 and (deadline is None or (type(deadline) in (int, float)))
                 and (reason is None or (type(reason) is str and len(reason) <= 2 * wire.MAX_TEXT))):
             return "bad EVENT"
     elif op == wire.EXITED:
-        if n != 3 or not sender(f[1], empty=False) or not is_result(f[2]):
+        if n != 3 or not _sender(f[1], theirs, empty=False) or not is_result(f[2]):
             return "bad EXITED"
     elif op == wire.CALL:
         if n != 5:
             return "CALL of the wrong length"
         _, req, caller, call, args = f
-        if not (_uint(req) and sender(caller) and call in REMOTE_CALLS
+        if not (_uint(req) and _sender(caller, theirs) and call in REMOTE_CALLS
                 and type(args) in (dict, list)):
             return "bad CALL"
     elif op == wire.REPLY:
@@ -163,7 +165,17 @@ def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
         return None
     mine, theirs = "{" + me + "@", "{" + node + "@"
     frames = batch[5:]
+    max_address = wire.MAX_ADDRESS
     for f in frames:
+        # a message (nearly every frame) checked inline: this runs once per frame received
+        if type(f) is list and len(f) == 5 and f[0] == _SEND:
+            _, dest, from_, topic, payload = f
+            if (type(dest) is str and type(from_) is str and type(topic) is str
+                    and type(payload) is bytes and dest.startswith(mine)
+                    and (not from_ or from_.startswith(theirs))
+                    and len(payload) <= max_frame
+                    and len(topic) + len(dest) <= max_address and len(from_) <= max_address):
+                continue
         why = _bad_frame(f, mine, theirs, max_frame)
         if why:
             return Batch(node, inc, to_inc, session, seq, [], why)
@@ -197,6 +209,12 @@ class Pairs:
         if p is None or incarnation > p.incarnation:
             p = self.pairs[node] = Pair(incarnation)
         return p
+
+    def next_out(self, node: str, incarnation: int) -> tuple[int, int]:
+        """``(session, seq)`` the next batch to ``incarnation`` of ``node`` will carry
+        (:meth:`outgoing` takes it)."""
+        p = self._pair(node, incarnation)
+        return p.session, p.next_out
 
     def outgoing(self, node: str, incarnation: int) -> tuple[int, int]:
         """``(session, seq)`` of the next batch to ``incarnation`` of ``node``."""

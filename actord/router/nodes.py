@@ -235,11 +235,20 @@ class NodeLink:
             self._spawn(self._flush())
 
     async def _flush(self) -> None:
-        """Publish what was queued this tick: one batch per destination, in order."""
+        """Publish what was queued this tick: one batch per destination, in order. A tick's
+        frames for a node are encoded whole first: only a batch over max_payload is cut
+        (:meth:`_chunks`, a Python step per frame that the common case skips)."""
         try:
             while self._outbox:
                 out, self._outbox = self._outbox, {}
+                nc = self._nc
+                limit = nc.max_payload if nc is not None else 1 << 20
                 for (node, inc), queued in out.items():
+                    session, seq = self.pairs.next_out(node, inc)
+                    data = encode_batch(self.node, self.incarnation, inc, session, seq, queued)
+                    if len(data) <= limit:
+                        await self._publish_batch(node, inc, queued, data)
+                        continue
                     for frames in self._chunks(node, queued):
                         await self._publish_batch(node, inc, frames)
         finally:
@@ -274,9 +283,13 @@ class NodeLink:
             size += n
         return chunks if frames else [[]]
 
-    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]],
+                             data: bytes | None = None) -> None:
+        """Publish ``frames`` as the pair's next batch (``data``: them already encoded with
+        the pair's next session and seq, by :meth:`_flush`)."""
         session, seq = self.pairs.outgoing(node, inc)
-        data = encode_batch(self.node, self.incarnation, inc, session, seq, frames)
+        if data is None:
+            data = encode_batch(self.node, self.incarnation, inc, session, seq, frames)
         nc = self._nc
         try:
             if nc is None or not nc.is_connected:
@@ -302,9 +315,12 @@ class NodeLink:
                 self.break_pair(b.node, f"malformed batch: {b.bad}")
             return
         m = self.members.members.get(b.node)
-        if m is None or b.incarnation > m.incarnation:
-            # a batch is a sign of life: a node (or a new run of one) may speak before its
-            # heartbeat reaches us; its old run goes down first
+        if m is None or b.incarnation > m.incarnation or (
+            m.state is NodeState.DOWN and b.incarnation == m.incarnation
+        ):
+            # a batch is a sign of life: a node (a new run of one, one back after a cut) may
+            # speak before its heartbeat reaches us, and we must be able to answer it; a
+            # restarted node's old run goes down first
             self._act(self.members.heard(b.node, b.incarnation,
                                          0 if m is None else m.processes, time.monotonic()))
             m = self.members.members[b.node]
