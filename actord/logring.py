@@ -1,0 +1,192 @@
+"""The daemon's log ring: its recent log records, kept structured, for ``actord logs``.
+
+Every record the daemon logs (its own, and each worker's LOG frame, crash reports included)
+is kept as a :data:`Entry`: ``seq`` (1, 2, ... in the order logged), ``ts`` (epoch seconds),
+``level``, ``logger``, ``message``, ``pid`` (the actor PID or None), ``host`` and ``worker``
+(``host/index``; None for the daemon's own records) and ``traceback`` (or None). The same
+fields are what the JSON log format writes (:func:`record_fields`).
+
+Invariants: the ring holds at most ``capacity`` records and :data:`MAX_BYTES` of their text;
+the oldest go first, and ``dropped`` counts them. A reader asks for the records after a
+cursor (the last ``seq`` it saw) and learns how many it missed (dropped before it read
+them): the ring keeps nothing per reader, so a reader that stops reading costs the daemon
+nothing. Appending never waits; it wakes the readers waiting for a new record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+#: one record of the ring, as :func:`record_fields` builds it plus its ``seq``
+Entry = dict[str, Any]
+
+#: the most text (messages and tracebacks, in characters) the ring keeps, whatever its capacity
+MAX_BYTES = 16 * 1024 * 1024
+#: the most records one reply carries
+MAX_REPLY_RECORDS = 1000
+#: fixed cost counted per record in a reply's size (its keys and numbers)
+_RECORD_OVERHEAD = 160
+#: the level names a filter takes, lowest first
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def record_fields(record: logging.LogRecord) -> Entry:
+    """A record's structured fields. A worker's forwarded record (the router's LOG frame)
+    carries its own logger, message, PID and worker in ``actord_*`` attributes; a daemon
+    record has its own logger and message, no PID and no worker."""
+    worker = getattr(record, "actord_worker", None)
+    tb = getattr(record, "actord_traceback", None) or None
+    if worker is None:
+        message = record.getMessage()
+        logger, pid, host = record.name, None, None
+        if record.exc_info or record.stack_info:
+            tb = _formatter.formatException(record.exc_info) if record.exc_info else ""
+            if record.stack_info:
+                tb = f"{tb}\n{_formatter.formatStack(record.stack_info)}".lstrip("\n")
+    else:
+        message = record.actord_message  # type: ignore[attr-defined]
+        logger = record.actord_logger  # type: ignore[attr-defined]
+        pid = record.actord_pid or None  # type: ignore[attr-defined]
+        host = worker.rpartition("/")[0]
+    return {"ts": record.created, "level": record.levelname, "logger": logger,
+            "message": message, "pid": pid, "host": host, "worker": worker, "traceback": tb}
+
+
+_formatter = logging.Formatter()
+_LEVELNO = logging.getLevelNamesMapping()
+
+
+def _size(entry: Entry) -> int:
+    return len(entry["message"]) + len(entry["traceback"] or "") + _RECORD_OVERHEAD
+
+
+class Filter:
+    """Which records a reader wants: a PID, a host (``host`` or ``host/index``), a least
+    level; None: any."""
+
+    def __init__(self, pid: str | None = None, host: str | None = None,
+                 level: str | None = None) -> None:
+        self.pid = pid
+        self.host = host
+        self.level = _LEVELNO[level.upper()] if level is not None else 0
+
+    def __call__(self, e: Entry) -> bool:
+        return ((self.pid is None or e["pid"] == self.pid)
+                and (self.host is None or self.host in (e["host"], e["worker"]))
+                and (not self.level or _LEVELNO.get(e["level"], 0) >= self.level))
+
+
+class LogRing(logging.Handler):
+    """The ring, and the logging handler that fills it (on the root logger, beside the
+    stderr handler)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.entries: collections.deque[Entry] = collections.deque()
+        self.size = 0  # text kept (see MAX_BYTES)
+        self.dropped = 0  # records dropped to stay within bounds
+        self._seq = itertools.count(1)
+        self.last = 0  # seq of the newest record (0: none yet)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake readers on ``loop`` (the daemon's) from then on."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            entry = record_fields(record)
+        except Exception:  # a record that cannot be formatted: logging's own report
+            self.handleError(record)
+            return
+        self.append(entry)
+
+    def append(self, entry: Entry) -> None:
+        """Keep ``entry`` (given its ``seq``), drop the oldest beyond the bounds, wake readers."""
+        self.last = entry["seq"] = next(self._seq)
+        self.entries.append(entry)
+        self.size += _size(entry)
+        while len(self.entries) > self.capacity or (self.size > MAX_BYTES and
+                                                   len(self.entries) > 1):
+            self.size -= _size(self.entries.popleft())
+            self.dropped += 1
+        if self._waiters:
+            if threading.get_ident() == self._loop_thread or self._loop is None:
+                self._wake()
+            else:
+                self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for f in self._waiters:
+            if not f.done():
+                f.set_result(None)
+        self._waiters.clear()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def first(self) -> int:
+        """The seq of the oldest record kept (``last + 1`` when the ring is empty)."""
+        return self.entries[0]["seq"] if self.entries else self.last + 1
+
+    def tail(self, wanted: Filter, lines: int, budget: int) -> list[Entry]:
+        """The newest ``lines`` records ``wanted`` selects (oldest first), within
+        ``budget`` characters and :data:`MAX_REPLY_RECORDS`."""
+        out = self._take(reversed(self.entries), wanted, min(lines, MAX_REPLY_RECORDS), budget)
+        out.reverse()
+        return out
+
+    def after(self, cursor: int, wanted: Filter, budget: int) -> tuple[list[Entry], int, int]:
+        """``(records, next_cursor, missed)``: the records after ``cursor`` that ``wanted``
+        selects, in order, within ``budget`` characters and :data:`MAX_REPLY_RECORDS`;
+        the cursor to ask from next; how many records after ``cursor`` the ring dropped."""
+        first = self.first()
+        missed = max(0, first - cursor - 1)
+        start = max(cursor + 1, first) - first
+        scanned = itertools.islice(self.entries, start, None)
+        out: list[Entry] = []
+        next_cursor = max(cursor, first - 1)
+        for e in scanned:
+            if wanted(e):
+                if len(out) >= MAX_REPLY_RECORDS or (out and budget < _size(e)):
+                    break
+                budget -= _size(e)
+                out.append(e)
+            next_cursor = e["seq"]
+        return out, next_cursor, missed
+
+    @staticmethod
+    def _take(entries: Iterable[Entry], wanted: Filter, count: int, budget: int) -> list[Entry]:
+        out: list[Entry] = []
+        for e in entries:
+            if len(out) >= count:
+                break
+            if wanted(e):
+                if out and budget < _size(e):
+                    break
+                budget -= _size(e)
+                out.append(e)
+        return out
+
+    async def wait_new(self, after: int, timeout: float) -> None:
+        """Return once a record newer than ``after`` is kept, or after ``timeout`` seconds."""
+        if self.last > after or timeout <= 0:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(future)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(future)
