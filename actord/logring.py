@@ -10,13 +10,15 @@ Invariants: the ring holds at most ``capacity`` records and :data:`MAX_BYTES` of
 the oldest go first, and ``dropped`` counts them. A reader asks for the records after a
 cursor (the last ``seq`` it saw) and learns how many it missed (dropped before it read
 them): the ring keeps nothing per reader, so a reader that stops reading costs the daemon
-nothing. Appending never waits; it wakes the readers waiting for a new record.
+nothing. Appending never waits; it wakes the readers waiting for a new record. The ring
+changes on the daemon's event loop only (a record from another thread is handed to it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import threading
@@ -99,7 +101,7 @@ class LogRing(logging.Handler):
         self._waiters: set[asyncio.Future[None]] = set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wake readers on ``loop`` (the daemon's) from then on."""
+        """Keep records on ``loop`` (the daemon's, on this thread) from then on."""
         self._loop = loop
         self._loop_thread = threading.get_ident()
 
@@ -110,10 +112,15 @@ class LogRing(logging.Handler):
         except Exception:  # a record that cannot be formatted: logging's own report
             self.handleError(record)
             return
-        self.append(entry)
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self.append(entry)
+        else:  # another thread's record: kept by the loop, so a reader never sees it half done
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon is done
+                self._loop.call_soon_threadsafe(self.append, entry)
 
     def append(self, entry: Entry) -> None:
-        """Keep ``entry`` (given its ``seq``), drop the oldest beyond the bounds, wake readers."""
+        """Keep ``entry`` (given its ``seq``), drop the oldest beyond the bounds, wake readers.
+        Runs on the daemon's loop once it is bound (before: on the only thread there is)."""
         self.last = entry["seq"] = next(self._seq)
         self.entries.append(entry)
         self.size += _size(entry)
@@ -122,16 +129,10 @@ class LogRing(logging.Handler):
             self.size -= _size(self.entries.popleft())
             self.dropped += 1
         if self._waiters:
-            if threading.get_ident() == self._loop_thread or self._loop is None:
-                self._wake()
-            else:
-                self._loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        for f in self._waiters:
-            if not f.done():
-                f.set_result(None)
-        self._waiters.clear()
+            for f in self._waiters:
+                if not f.done():
+                    f.set_result(None)
+            self._waiters.clear()
 
     # -- reading ---------------------------------------------------------------------------------
     def first(self) -> int:
