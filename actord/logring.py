@@ -1,7 +1,7 @@
 """The daemon's log ring: its recent log records, kept structured, for ``actord logs``.
 
 Every record the daemon logs (its own, and each worker's LOG frame, crash reports included)
-is kept as a :data:`Entry`: ``seq`` (1, 2, ... in the order logged), ``ts`` (epoch seconds),
+is kept as an :data:`Entry`: ``seq`` (1, 2, ... in the order logged), ``ts`` (epoch seconds),
 ``level``, ``logger``, ``message``, ``pid`` (the actor PID or None), ``host`` and ``worker``
 (``host/index``; None for the daemon's own records) and ``traceback`` (or None). The same
 fields are what the JSON log format writes (:func:`record_fields`).
@@ -25,8 +25,11 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-#: one record of the ring, as :func:`record_fields` builds it plus its ``seq``
-Entry = dict[str, Any]
+#: one record of the ring: ``(seq, ts, level, levelno, logger, message, pid, host, worker,
+#: traceback, size)``, a tuple (cheap to build and keep); :func:`as_dict` for readers
+Entry = tuple[Any, ...]
+#: the fields of a record, in an entry's order after ``seq``, as readers and the JSON see them
+FIELDS = ("ts", "level", "logger", "message", "pid", "host", "worker", "traceback")
 
 #: the most text (messages and tracebacks, in characters) the ring keeps, whatever its capacity
 MAX_BYTES = 16 * 1024 * 1024
@@ -37,35 +40,39 @@ _RECORD_OVERHEAD = 160
 #: the level names a filter takes, lowest first
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
-
-def record_fields(record: logging.LogRecord) -> Entry:
-    """A record's structured fields. A worker's forwarded record (the router's LOG frame)
-    carries its own logger, message, PID and worker in ``actord_*`` attributes; a daemon
-    record has its own logger and message, no PID and no worker."""
-    worker = getattr(record, "actord_worker", None)
-    tb = getattr(record, "actord_traceback", None) or None
-    if worker is None:
-        message = record.getMessage()
-        logger, pid, host = record.name, None, None
-        if record.exc_info or record.stack_info:
-            tb = _formatter.formatException(record.exc_info) if record.exc_info else ""
-            if record.stack_info:
-                tb = f"{tb}\n{_formatter.formatStack(record.stack_info)}".lstrip("\n")
-    else:
-        message = record.actord_message  # type: ignore[attr-defined]
-        logger = record.actord_logger  # type: ignore[attr-defined]
-        pid = record.actord_pid or None  # type: ignore[attr-defined]
-        host = worker.rpartition("/")[0]
-    return {"ts": record.created, "level": record.levelname, "logger": logger,
-            "message": message, "pid": pid, "host": host, "worker": worker, "traceback": tb}
-
-
 _formatter = logging.Formatter()
 _LEVELNO = logging.getLevelNamesMapping()
 
 
-def _size(entry: Entry) -> int:
-    return len(entry["message"]) + len(entry["traceback"] or "") + _RECORD_OVERHEAD
+def _fields(record: logging.LogRecord) -> tuple[Any, ...]:
+    """``(ts, level, levelno, logger, message, pid, host, worker, traceback)`` of a record.
+    A worker's forwarded record (the router's LOG frame) carries its own worker, PID,
+    logger, message and traceback in its ``actord`` attribute; a daemon record has its own
+    logger and message, no PID and no worker."""
+    forwarded = getattr(record, "actord", None)
+    if forwarded is None:
+        tb = None
+        if record.exc_info or record.stack_info:
+            tb = _formatter.formatException(record.exc_info) if record.exc_info else ""
+            if record.stack_info:
+                tb = f"{tb}\n{_formatter.formatStack(record.stack_info)}".lstrip("\n")
+        return (record.created, record.levelname, record.levelno, record.name,
+                record.getMessage(), None, None, None, tb)
+    worker, pid, logger, message, tb = forwarded
+    return (record.created, record.levelname, record.levelno, logger, message, pid or None,
+            worker.rpartition("/")[0], worker, tb or None)
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's fields by name (:data:`FIELDS`): what the JSON log format writes."""
+    ts, level, _, *rest = _fields(record)
+    return dict(zip(FIELDS, (ts, level, *rest), strict=True))
+
+
+def as_dict(e: Entry) -> dict[str, Any]:
+    """An entry as readers get it: ``seq`` and :data:`FIELDS`."""
+    return {"seq": e[0], "ts": e[1], "level": e[2], "logger": e[4], "message": e[5],
+            "pid": e[6], "host": e[7], "worker": e[8], "traceback": e[9]}
 
 
 class Filter:
@@ -79,9 +86,9 @@ class Filter:
         self.level = _LEVELNO[level.upper()] if level is not None else 0
 
     def __call__(self, e: Entry) -> bool:
-        return ((self.pid is None or e["pid"] == self.pid)
-                and (self.host is None or self.host in (e["host"], e["worker"]))
-                and (not self.level or _LEVELNO.get(e["level"], 0) >= self.level))
+        return (e[3] >= self.level
+                and (self.pid is None or e[6] == self.pid)
+                and (self.host is None or self.host in (e[7], e[8])))
 
 
 class LogRing(logging.Handler):
@@ -106,27 +113,35 @@ class LogRing(logging.Handler):
         self._loop_thread = threading.get_ident()
 
     # -- writing ---------------------------------------------------------------------------------
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As ``emit``, without the handler's lock (the ring is changed on one thread only)
+        and its filters (it has none)."""
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            entry = record_fields(record)
+            fields = _fields(record)
         except Exception:  # a record that cannot be formatted: logging's own report
             self.handleError(record)
             return
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            self.append(entry)
+            self.append(fields)
         else:  # another thread's record: kept by the loop, so a reader never sees it half done
             with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon is done
-                self._loop.call_soon_threadsafe(self.append, entry)
+                self._loop.call_soon_threadsafe(self.append, fields)
 
-    def append(self, entry: Entry) -> None:
-        """Keep ``entry`` (given its ``seq``), drop the oldest beyond the bounds, wake readers.
-        Runs on the daemon's loop once it is bound (before: on the only thread there is)."""
-        self.last = entry["seq"] = next(self._seq)
-        self.entries.append(entry)
-        self.size += _size(entry)
-        while len(self.entries) > self.capacity or (self.size > MAX_BYTES and
-                                                   len(self.entries) > 1):
-            self.size -= _size(self.entries.popleft())
+    def append(self, fields: tuple[Any, ...]) -> None:
+        """Keep a record (its :func:`_fields`; given its ``seq``), drop the oldest beyond the
+        bounds, wake readers. Runs on the daemon's loop once it is bound (before: on the only
+        thread there is)."""
+        size = len(fields[4]) + len(fields[8] or "") + _RECORD_OVERHEAD
+        self.last = seq = next(self._seq)
+        entries = self.entries
+        entries.append((seq, *fields, size))
+        self.size += size
+        while len(entries) > self.capacity or (self.size > MAX_BYTES and len(entries) > 1):
+            self.size -= entries.popleft()[-1]
             self.dropped += 1
         if self._waiters:
             for f in self._waiters:
@@ -137,16 +152,16 @@ class LogRing(logging.Handler):
     # -- reading ---------------------------------------------------------------------------------
     def first(self) -> int:
         """The seq of the oldest record kept (``last + 1`` when the ring is empty)."""
-        return self.entries[0]["seq"] if self.entries else self.last + 1
+        return self.entries[0][0] if self.entries else self.last + 1
 
-    def tail(self, wanted: Filter, lines: int, budget: int) -> list[Entry]:
+    def tail(self, wanted: Filter, lines: int, budget: int) -> list[dict[str, Any]]:
         """The newest ``lines`` records ``wanted`` selects (oldest first), within
         ``budget`` characters and :data:`MAX_REPLY_RECORDS`."""
         out = self._take(reversed(self.entries), wanted, min(lines, MAX_REPLY_RECORDS), budget)
-        out.reverse()
-        return out
+        return [as_dict(e) for e in reversed(out)]
 
-    def after(self, cursor: int, wanted: Filter, budget: int) -> tuple[list[Entry], int, int]:
+    def after(self, cursor: int, wanted: Filter,
+              budget: int) -> tuple[list[dict[str, Any]], int, int]:
         """``(records, next_cursor, missed)``: the records after ``cursor`` that ``wanted``
         selects, in order, within ``budget`` characters and :data:`MAX_REPLY_RECORDS`;
         the cursor to ask from next; how many records after ``cursor`` the ring dropped."""
@@ -154,15 +169,15 @@ class LogRing(logging.Handler):
         missed = max(0, first - cursor - 1)
         start = max(cursor + 1, first) - first
         scanned = itertools.islice(self.entries, start, None)
-        out: list[Entry] = []
+        out: list[dict[str, Any]] = []
         next_cursor = max(cursor, first - 1)
         for e in scanned:
             if wanted(e):
-                if len(out) >= MAX_REPLY_RECORDS or (out and budget < _size(e)):
+                if len(out) >= MAX_REPLY_RECORDS or (out and budget < e[-1]):
                     break
-                budget -= _size(e)
-                out.append(e)
-            next_cursor = e["seq"]
+                budget -= e[-1]
+                out.append(as_dict(e))
+            next_cursor = e[0]
         return out, next_cursor, missed
 
     @staticmethod
@@ -172,9 +187,9 @@ class LogRing(logging.Handler):
             if len(out) >= count:
                 break
             if wanted(e):
-                if out and budget < _size(e):
+                if out and budget < e[-1]:
                     break
-                budget -= _size(e)
+                budget -= e[-1]
                 out.append(e)
         return out
 

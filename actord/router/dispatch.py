@@ -56,11 +56,11 @@ class Dispatch(Calls, Stats):
                 _, level, name, message, pid, *tb = frame
                 if len(tb) > 1 or (tb and type(tb[0]) is not str):
                     raise ValueError("bad LOG traceback")
-                # the record's own fields travel with it, for the log ring and JSON format
+                # the record's own fields travel with it (one attribute: cheap), for the
+                # log ring and the JSON format: (worker, pid, logger, message, traceback)
                 worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message,
-                               extra={"actord_worker": link.tag, "actord_pid": str(pid),
-                                      "actord_logger": str(name), "actord_message": str(message),
-                                      "actord_traceback": tb[0] if tb else None})
+                               extra={"actord": (link.tag, str(pid), str(name), str(message),
+                                                 tb[0] if tb else None)})
             elif op == wire.UPGRADED:
                 entry = self.procs.get(frame[1])
                 if entry is not None and entry.worker is link:
