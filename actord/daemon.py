@@ -82,7 +82,7 @@ def one_line(text: str) -> str:
 class LogFormatter(logging.Formatter):
     """The daemon's log format: one line per record, ``time LEVEL logger: message``, with
     control characters in the message escaped; a record's traceback (its own ``exc_info``,
-    or a worker's forwarded in the ``actord`` attribute's last field) follows on lines starting with
+    or a worker's forwarded as ``actord_traceback``) follows on lines starting with
     ``CONTINUATION``. So every line of the log starts a record or is marked as continuing one.
     """
 
@@ -98,7 +98,7 @@ class LogFormatter(logging.Formatter):
             parts.append(self.formatException(record.exc_info))
         if record.stack_info:
             parts.append(self.formatStack(record.stack_info))
-        forwarded = getattr(record, "actord", (None,) * 5)[4]
+        forwarded = getattr(record, "actord_traceback", None)
         if forwarded:
             parts.append(forwarded)
         for part in parts:

@@ -42,27 +42,31 @@ _RECORD_OVERHEAD = 160
 #: the level names a filter takes, lowest first
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
+#: the message format of a worker's record as the router logs it: its args are the record's
+#: worker, PID, logger and message, its traceback is the ``actord_traceback`` attribute
+WORKER_RECORD = "[%s] %s %s: %s"
+
 _formatter = logging.Formatter()
 _LEVELNO = logging.getLevelNamesMapping()
 
 
 def _fields(record: logging.LogRecord) -> Fields:
     """``(ts, level, levelno, logger, message, pid, worker, traceback)`` of a record.
-    A worker's forwarded record (the router's LOG frame) carries its own worker, PID,
-    logger, message and traceback in its ``actord`` attribute; a daemon record has its own
-    logger and message, no PID and no worker."""
-    forwarded = getattr(record, "actord", None)
-    if forwarded is None:
-        tb = None
-        if record.exc_info or record.stack_info:
-            tb = _formatter.formatException(record.exc_info) if record.exc_info else ""
-            if record.stack_info:
-                tb = f"{tb}\n{_formatter.formatStack(record.stack_info)}".lstrip("\n")
-        return (record.created, record.levelname, record.levelno, record.name,
-                record.getMessage(), None, None, tb)
-    worker, pid, logger, message, tb = forwarded
-    return (record.created, record.levelname, record.levelno, logger, message, pid or None,
-            worker, tb or None)
+    A worker's forwarded record (the router's LOG frame, :data:`WORKER_RECORD`) carries its
+    own worker, PID, logger and message as its args; a daemon record has its own logger and
+    message, no PID and no worker."""
+    if record.msg is WORKER_RECORD and type(record.args) is tuple and len(record.args) == 4:
+        worker, pid, logger, message = record.args
+        return (record.created, record.levelname, record.levelno, str(logger), str(message),
+                str(pid) if pid else None, str(worker),
+                getattr(record, "actord_traceback", None) or None)
+    tb = None
+    if record.exc_info or record.stack_info:
+        tb = _formatter.formatException(record.exc_info) if record.exc_info else ""
+        if record.stack_info:
+            tb = f"{tb}\n{_formatter.formatStack(record.stack_info)}".lstrip("\n")
+    return (record.created, record.levelname, record.levelno, record.name,
+            record.getMessage(), None, None, tb)
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
