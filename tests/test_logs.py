@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from actord.logring import MAX_BYTES, Filter, LogRing
 from actord.testing import Daemon, wait_for
 from tests.conftest import config_text
 from tests.test_security import NOBODY, SOCKET_GROUP, _as_uid
@@ -268,3 +269,21 @@ def test_bad_arguments_are_refused(daemon: Daemon) -> None:
     assert out.returncode == 2 and "loud" in out.stderr
     out = daemon.cli("logs", "--pid", "no-such-name")
     assert out.returncode == 1 and "NOT_FOUND" in out.stderr
+
+
+def test_ring_bounds_its_text_and_counts_what_a_cursor_missed() -> None:
+    """The ring itself: at most MAX_BYTES of text however few records; a cursor learns
+    exactly how many records after it were dropped; a reply stays within its budget."""
+    ring = LogRing(1000)
+    big = "x" * (1 << 20)  # a 1 MiB traceback
+    for i in range(40):
+        ring.append((float(i), "ERROR", 40, "big", f"m{i}", None, "t:a/0", big))
+    assert ring.size <= MAX_BYTES and len(ring.entries) < 40
+    assert ring.dropped == 40 - len(ring.entries) and ring.first() == ring.dropped + 1
+    records, cursor, missed = ring.after(5, Filter(), budget=3 << 20)
+    assert missed == ring.dropped - 5  # seqs 6 .. first-1 were dropped after the cursor
+    assert [r["seq"] for r in records] == [ring.first(), ring.first() + 1]  # the budget
+    assert cursor == ring.first() + 1
+    assert records[0]["host"] == "t:a" and records[0]["message"] == f"m{ring.first() - 1}"
+    assert len(ring.tail(Filter(host="t:b"), 10, 1 << 30)) == 0
+    assert len(ring.tail(Filter(host="t:a/0", level="error"), 10, 1 << 30)) == 10
