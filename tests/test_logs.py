@@ -135,17 +135,19 @@ def logs_json(d: Daemon, *args: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-def talker(d: Daemon, host: str) -> str:
-    return str(d.call("spawn", id="t:talk", host=host))
+def talker(d: Daemon, host: str, name: str | None = None) -> str:
+    return str(d.call("spawn", id="t:talk", host=host, name=name))
 
 
 def test_follow_pid_shows_its_records_as_made_and_its_crash(
         daemon: Daemon, follow: Callable[..., Follower]) -> None:
     """`logs -f --pid P`: P's records one by one as P logs them, then its crash report with
-    the traceback, in order; another process's records never."""
-    pid, other = talker(daemon, "t:b"), talker(daemon, "t:b")
+    the traceback, in order; another process's records never, not even those of the next
+    holder of the name P was followed by."""
     t = token("follow")
-    f = follow("--pid", pid)
+    pid, other = talker(daemon, "t:b", name=t), talker(daemon, "t:b")
+    assert daemon.call("logs", pid=t, lines=0)["pid"] == pid  # a follower keeps the PID
+    f = follow("--pid", t)
     daemon.call("send", dest=pid, topic="info", values=[f"{t} first"])
     f.expect(lambda ln: f"{t} first" in ln)  # now following: what P logs next is new
     for n, level in enumerate(("info", "warning", "error")):
@@ -163,10 +165,19 @@ def test_follow_pid_shows_its_records_as_made_and_its_crash(
     assert all(ln.startswith("  | ") for ln in tb)
     assert any("in _fail_deep_inside" in ln for ln in tb)
     assert tb[-1] == f"  | RuntimeError: {t} boom"
+    wait_for(lambda: t not in daemon.call("registry"), what="the name released")
+    heir = talker(daemon, "t:b", name=t)
+    daemon.call("send", dest=heir, topic="info", values=[f"{t} heir"])
+    daemon.call("send", dest=pid, topic="info", values=[f"{t} to the dead"])  # a dead letter
+    daemon.call("send", dest=other, topic="raise", values=[f"{t} other boom"])
+    wait_for(lambda: any(f"{t} other boom" in r["message"] for r in logs_json(daemon)),
+             what="the other's crash logged")
     lines = [ln for ln in f.seen if t in ln and not ln.startswith("  | ")]
     assert [ln.split(t)[1] for ln in lines] == [
         " first", " line 0", " line 1", " line 2", " boom"]
     assert f.stop() == (0, "")
+    assert not any("heir" in ln for ln in f.seen + list(f.lines.queue))
+    daemon.kill(heir)
 
 
 def test_filters_by_host_worker_and_level(daemon: Daemon) -> None:

@@ -79,6 +79,8 @@ def logs(ctx: click.Context, follow: bool, pid: str | None, host: str | None,
         with session(ctx) as client:
             reply = client.call("logs", None, lines=lines, **filters)
             _show(reply, as_json)
+            if pid is not None:  # a name resolved once: followed after the name is released
+                filters["pid"] = reply["pid"]
             while follow:
                 reply = client.call("logs", None, after=reply["cursor"], wait=POLL_WAIT,
                                     **filters)

@@ -289,10 +289,11 @@ class Commands:
 
         Without ``after``: the newest ``lines`` records. With ``after`` (a cursor): the
         records logged after it, waiting up to ``wait`` seconds for one (a long poll; the
-        follower's next request takes the reply's ``cursor``). ``missed`` counts the records
-        after the cursor that the ring dropped before they were read; ``dropped`` all it has
-        dropped. A reply is bounded (1000 records, half of ``max_frame``); the daemon keeps
-        nothing per reader.
+        follower's next request takes the reply's ``cursor``, and its ``pid``: the filter's
+        name resolved, as the name may be released before the follower asks again).
+        ``missed`` counts the records after the cursor that the ring dropped before they were
+        read; ``dropped`` all it has dropped. A reply is bounded (1000 records, half of
+        ``max_frame``); the daemon keeps nothing per reader.
         """
         ring = self.node.logs
         wanted = self._log_filter(args)
@@ -303,7 +304,7 @@ class Commands:
             if type(lines) is not int or lines < 0:
                 raise InvalidError(f"bad lines {lines!r}: expected a count")
             return {"records": ring.tail(wanted, lines, budget), "cursor": ring.last,
-                    "missed": 0, "dropped": ring.dropped}
+                    "missed": 0, "dropped": ring.dropped, "pid": wanted.pid}
         if type(after) is not int or after < 0:
             raise InvalidError(f"bad after {after!r}: expected a cursor")
         wait = args.get("wait", 0)
@@ -316,7 +317,7 @@ class Commands:
             left = deadline - time.monotonic()
             if records or missed or left <= 0:
                 return {"records": records, "cursor": cursor, "missed": missed,
-                        "dropped": ring.dropped}
+                        "dropped": ring.dropped, "pid": wanted.pid}
             await ring.wait_new(cursor, left)
 
     def _log_filter(self, args: dict[str, Any]) -> Filter:
