@@ -142,6 +142,7 @@ class NodeLink:
         # awaited with the connection once connected, and again after each reconnect
         # (global: names bind their bucket); a failure is one log line
         self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
+        self._last_tick = time.monotonic()  # _check_frozen: when this loop last ran
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -305,6 +306,7 @@ class NodeLink:
         self.sent[node] = self.sent.get(node, 0) + len(frames)
 
     async def _on_batch(self, msg: Any) -> None:
+        self._check_frozen()
         b = check_batch(msg.data, self.node, self._max_frame)
         if b is None or b.bad:
             self.malformed += 1
@@ -423,12 +425,26 @@ class NodeLink:
     async def _beat(self) -> None:
         next_beat = 0.0
         while True:
+            self._check_frozen()
             now = time.monotonic()
             if now >= next_beat:
                 self._publish()
                 next_beat = now + self.interval
             self._act(self.members.tick(now))
             await asyncio.sleep(self.interval / 2)
+
+    def _check_frozen(self) -> None:
+        """Were we ourselves stopped (SIGSTOP, a blocked loop) for longer than
+        ``node_timeout``? Then every other node has declared us down (its silence rule):
+        break every pair now, before anything that waited in NATS meanwhile is delivered
+        (it is from before the cut). Run at each tick and before each message we handle,
+        whichever the loop runs first after the stop."""
+        now = time.monotonic()
+        frozen = now - self._last_tick
+        self._last_tick = now
+        if frozen > self.config.node_timeout:
+            for node in self.members.up():
+                self.break_pair(node, f"this node was stopped for {frozen:.1f}s")
 
     def _publish(self) -> None:
         nc = self._nc
@@ -440,6 +456,7 @@ class NodeLink:
         self._spawn(nc.publish(self.subject, data))
 
     async def _on_heartbeat(self, msg: Any) -> None:
+        self._check_frozen()
         hb = check_heartbeat(msg.data)
         if hb is None:
             self.dropped += 1
