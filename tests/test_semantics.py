@@ -1,9 +1,10 @@
 """SPEC section 4 against a real daemon: order, routing, ends, links, in one worker and across.
 
 Placement: host ``t:a`` has one worker and ``t:b`` two, and every scenario runs on ``t:a``;
-so a probe on ``t:a`` shares the scenario's worker (same-worker fast path) and one on ``t:b``
-is on another worker and host (through the router). Each scenario lives in
-``tests/actors/semantics_probes.py`` and returns what it observed.
+so a probe on ``t:a`` shares the scenario's worker (same-worker fast path), one on ``t:b``
+is on another worker and host (through the router), and one on ``n2@t:a`` is on another node
+(the scenario then runs on n1 of a three-node cluster, started only if such a case runs).
+Each scenario lives in ``tests/actors/semantics_probes.py`` and returns what it observed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from actord.core import wire
 from actord.testing import Daemon, wait_for
 from tests.actors import semantics_probes
+from tests.api_support import OTHER_NODE, REMOTE
+from tests.cluster_support import module_cluster
 from tests.conftest import module_daemon
 
 PROCESSES = {
@@ -26,12 +29,21 @@ PROCESSES = {
 }
 
 SAME, OTHER = "t:a", "t:b"
-PLACES = pytest.mark.parametrize("host", [SAME, OTHER], ids=["same-worker", "other-host"])
+PLACES = pytest.mark.parametrize(
+    "host", [SAME, OTHER, pytest.param(OTHER_NODE, marks=REMOTE)],
+    ids=["same-worker", "other-host", "other-node"],
+)
 
 
 @pytest.fixture(scope="module")
-def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def single(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield from module_daemon(request, tmp_path_factory, PROCESSES)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Nodes n1, n2, n3 for the other-node cases (started only if one runs)."""
+    yield from module_cluster(tmp_path_factory, PROCESSES)
 
 
 def run(daemon: Daemon, name: str, *args: Any) -> Any:

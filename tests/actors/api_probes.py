@@ -24,6 +24,17 @@ WAIT = 5.0
 # -- helpers used by every probe module ------------------------------------------------------
 
 
+def remote(host: str) -> bool:
+    """True for a host of another node (``node@host``)."""
+    return "@" in host
+
+
+def unknown_host(host: str) -> str:
+    """A host that does not exist, on the node of ``host``."""
+    node, _, _ = host.rpartition("@")
+    return f"{node}@t:nope" if node else "t:nope"
+
+
 async def kind(call: Callable[[], Any]) -> str | None:
     """The ``.kind`` of the ProcessError that ``call()`` raises (awaited if needed), or None."""
     try:
