@@ -160,10 +160,8 @@ def test_a_stall_past_node_timeout_is_down_on_both_sides_and_nothing_arrives_lat
     ticking = Running(n1, "t:ticker", receiver)
     sender = wait_for(lambda: next(
         (p["pid"] for p in n1.call("ps") if p["id"] == "t:ticker"), None), 10, what="ticker")
-    wait_for(lambda: "ticking" in n1.call("registry") and "receiver" in n2.call("registry"),
-             10, what="both monitors in place, ticks flowing")
-    wait_for(lambda: state(n2, "n1") == "up" and _received(n2, "n1") >= 5, 10,
-             what="a few ticks received on n2")
+    wait_for(lambda: "receiving" in n2.call("registry"), 10,
+             what="both monitors in place, five ticks received")
     stopped = time.time()
     os.kill(n2.pid, signal.SIGSTOP)
     try:
@@ -193,11 +191,6 @@ def test_a_stall_past_node_timeout_is_down_on_both_sides_and_nothing_arrives_lat
             "events": [["pid.exit", True, {"error": "RuntimeError: asked to"}],
                        ["pid.link.down", True, {"error": "RuntimeError: asked to"}]],
         }
-
-
-def _received(d: Daemon, node: str) -> int:
-    """Frames ``d`` received from ``node`` (its row in ``nodes``)."""
-    return int({r["node"]: r for r in d.call("nodes")}[node].get("received", 0))
 
 
 def test_a_restarted_nodes_old_pids_are_dead(nodes: Nodes) -> None:
@@ -232,7 +225,8 @@ def test_a_nats_restart_breaks_the_links_once_and_traffic_resumes(
 ) -> None:
     """nats-server stopped and started again on its port: the nodes reconnect; every monitor
     and trapping link across them (frames may have been lost) gets exactly one EXIT /
-    LINK_DOWN "node down: <other>"; then messages, links and monitors work again."""
+    LINK_DOWN "node down: <other>", and the untrapped ends of those links die of it; then
+    messages, links and monitors work again."""
     n1, n2 = nodes.start("n1", "n2")
     on1 = n1.call("spawn", id="t:idle", host="t:a")
     on2 = n2.call("spawn", id="t:idle", host="t:a")
@@ -255,8 +249,9 @@ def test_a_nats_restart_breaks_the_links_once_and_traffic_resumes(
     assert got["report"] == {"n": n, "in_order": True, "first_bad": None}, got
     assert n1.exec("t:meet", "t:a", "n2@t:a")["events"][0][2] == {
         "error": "RuntimeError: asked to"}
-    n1.kill(on1)
-    n2.kill(on2)
+    for d, pid in ((n1, on1), (n2, on2)):  # linked, untrapped, to a watcher across the cut
+        wait_for(lambda d=d, pid=pid: pid not in {p["pid"] for p in d.call("ps")}, 5,
+                 what=f"{pid} ended by its broken link")
 
 
 @pytest.mark.xfail(strict=False, reason="global names not wired yet")

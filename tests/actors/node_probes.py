@@ -84,8 +84,9 @@ async def watcher(targets: list[str], link: bool, ready: str,
 
 async def receiver() -> dict[str, Any]:
     """Take ticks ``[i, sent_at]`` from the first sender (monitored once it says hello, then
-    told ``ready``) until its EXIT, then register ``receiver-exit`` (the test waits for it);
-    after ``done``, report what came after the EXIT too."""
+    told ``ready``) until its EXIT; it registers ``receiving`` at the fifth tick and
+    ``receiver-exit`` at the EXIT (the test waits for them); after ``done``, report what came
+    after the EXIT too."""
     inbox, events = process.inbox(), process.events()
     hello = (await channel.select(inbox, timeout=WAIT))[1]
     sender = hello.from_
@@ -101,6 +102,8 @@ async def receiver() -> dict[str, Any]:
             break
         if item.topic == "tick":
             ticks.append([*item.payload, time.time()])
+            if len(ticks) == 5:
+                await process.registry.register("receiving")
     after: list[Any] = []
     while True:  # anything from the sender after its EXIT breaks SPEC 4; "done" ends the wait
         msg = (await channel.select(inbox, timeout=WAIT))[1]
