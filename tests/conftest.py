@@ -98,10 +98,12 @@ def nats(tmp_path: Path) -> Iterator[Any]:
 
 
 def remote_host(request: pytest.FixtureRequest) -> bool:
-    """True when the test's ``host`` parameter names a host of another node (``n2@t:a``)."""
+    """True when a parameter of the test (a host, or a list of hosts) names a host of another
+    node (``n2@t:a``)."""
     callspec = getattr(request.node, "callspec", None)
-    host = callspec.params.get("host") if callspec is not None else None
-    return isinstance(host, str) and "@" in host
+    values = list(callspec.params.values()) if callspec is not None else []
+    hosts = [h for v in values for h in (v if isinstance(v, list) else [v])]
+    return any(isinstance(h, str) and "@" in h for h in hosts)
 
 
 @pytest.fixture
