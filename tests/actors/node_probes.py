@@ -201,3 +201,27 @@ async def global_watch(holder: str, name: str) -> dict[str, Any]:
     at_exit = await resolve(name)
     return {"before": before == holder, "exit": [ev.kind, ev.from_, ev.result],
             "at_exit": at_exit, "claim": await kind(lambda: process.registry.register(name))}
+
+
+async def cancellable(ready: str) -> list[Any]:
+    """Register ``ready`` (the test waits for it), then wait for a CANCEL: ``[reason, from_]``."""
+    await process.registry.register(ready)
+    ev = (await channel.select(process.events(), timeout=WAIT))[1]
+    return [ev.kind, ev.reason]
+
+
+async def exec_caller(host: str, ready: str) -> dict[str, Any]:
+    """Exec ``cancellable(ready)`` on ``host``: its value, or what the exec raised."""
+    try:
+        return {"value": await process.exec("t:cancellable", host, ready)}
+    except ProcessError as e:
+        return {"kind": e.kind, "error": getattr(e, "error", "") or str(e)}
+
+
+async def pending_call(pid: str) -> list[Any]:
+    """``terminate(pid)``: ``[kind, message]`` of its error, or ``[None, ""]``."""
+    try:
+        await process.terminate(pid)
+    except ProcessError as e:
+        return [e.kind, str(e)]
+    return [None, ""]
