@@ -323,6 +323,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
         reap_descendants()
+        if self.router.global_names is not None:
+            await self.router.global_names.close()
         if self.router.cluster is not None:
             await self.router.cluster.close()
         remove_own_socket(self.config.daemon.socket, self._socket_id)

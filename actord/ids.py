@@ -48,6 +48,16 @@ def split_host(host: str) -> tuple[str | None, str]:
     return (node, rest) if at else (None, host)
 
 
+def node_of(pid: str) -> str | None:
+    """The node a (canonical) PID names, ``"n1"`` of ``"{n1@app:main|0x00001}"``; None for a
+    single node's PID."""
+    at = pid.find("@")
+    if at < 1 or pid[0] != "{":
+        return None
+    bar = pid.find("|")
+    return pid[1:at] if bar < 0 or at < bar else None
+
+
 def canonical_pid(pid: object) -> str:
     """The canonical spelling of a PID (INVALID when ``pid`` is not one)."""
     if type(pid) is str and _PID_RE.match(pid) is not None and (

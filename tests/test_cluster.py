@@ -215,11 +215,16 @@ def test_malformed_heartbeats_are_dropped() -> None:
     from actord.router.nodes import check_heartbeat
 
     good = {"node": "n2", "incarnation": 5, "processes": 0, "ts": 1.0}
-    assert check_heartbeat(msgpack.packb(good)) == ("n2", 5, 0)
+    assert check_heartbeat(msgpack.packb(good)) == ("n2", 5, 0, {})
+    sessions = {"n1": [7, 2]}
+    assert check_heartbeat(msgpack.packb({**good, "sessions": sessions})) == ("n2", 5, 0,
+                                                                             sessions)
     for bad in (
         b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({**good, "node": "N 2"}),
         msgpack.packb({**good, "incarnation": -1}), msgpack.packb({**good, "processes": "x"}),
         msgpack.packb({**good, "incarnation": True}), msgpack.packb({"node": "n2"}),
+        msgpack.packb({**good, "sessions": []}), msgpack.packb({**good, "sessions": {"n1": 1}}),
+        msgpack.packb({**good, "sessions": {"n1": [1, -2]}}),
     ):
         assert check_heartbeat(bad) is None, bad
 

@@ -144,14 +144,19 @@ def test_a_malformed_batch_is_dropped_counted_and_logged_once(
     inc1, inc2 = row(n2, "n1")["incarnation"], row(n2, "n2")["incarnation"]
     bad = [
         b"\xc1", msgpack.packb({"a": 1}), msgpack.packb(["n1", inc1, inc2]),
-        msgpack.packb(["N 1", inc1, inc2, 0]), msgpack.packb(["n1", -1, inc2, 0]),
-        msgpack.packb(["n1", inc1, inc2, 0, [wire.SEND, "{n2@t:a|0x00001}", "", "t", "str"]]),
-        msgpack.packb(["n1", inc1, inc2, 0, [wire.SEND, "{n1@t:a|0x00001}", "", "t", b"\x01"]]),
-        msgpack.packb(["n1", inc1, inc2, 0, [99, "{n2@t:a|0x00001}", "", "t", b"\x01"]]),
+        msgpack.packb(["N 1", inc1, inc2, 0, 0]), msgpack.packb(["n1", -1, inc2, 0, 0]),
     ]
-    publish(nats.url, "t.node.n2", *bad)
-    wait_for(lambda: row(n2, "n2")["malformed"] == len(bad), 5, what="every bad batch counted")
-    assert n2.log().count("malformed batch") == 1, n2.log()
+    # a well-formed header with a bad frame: the sender is known, so its pair breaks too
+    bad_frames = [
+        msgpack.packb(["n1", inc1, inc2, 0, 0, [wire.SEND, "{n2@t:a|0x00001}", "", "t", "s"]]),
+        msgpack.packb(["n1", inc1, inc2, 0, 0, [wire.SEND, "{n1@t:a|0x00001}", "", "t", b"1"]]),
+        msgpack.packb(["n1", inc1, inc2, 0, 0, [99, "{n2@t:a|0x00001}", "", "t", b"\x01"]]),
+    ]
+    publish(nats.url, "t.node.n2", *bad, *bad_frames)
+    wait_for(lambda: row(n2, "n2")["malformed"] == len(bad) + len(bad_frames), 5,
+             what="every bad batch counted")
+    assert n2.log().count("malformed batch on") == 1, n2.log()
+    assert row(n2, "n1")["breaks"] >= 1 and "pair with n1 broken (malformed batch" in n2.log()
     checker = n2.call("spawn", id="t:checker", host="t:a", args=[10])
     got = n1.exec("t:sender", "t:a", checker, 10, timeout=30)
     assert got["report"]["in_order"] and got["report"]["n"] == 10
@@ -165,11 +170,15 @@ def test_a_gap_or_a_stale_batch_is_logged_and_counted(
     one from an older incarnation of n1: `stale`, dropped. Traffic goes on after both."""
     n1, n2 = pair
     inc1, inc2 = row(n2, "n1")["incarnation"], row(n2, "n2")["incarnation"]
-    publish(nats.url, "t.node.n2", encode_batch("n1", inc1, inc2, 1_000_000, []))
+    session = row(n2, "n1")["session"]
+    publish(nats.url, "t.node.n2", encode_batch("n1", inc1, inc2, session, 1_000_000, []))
     wait_for(lambda: row(n2, "n1")["gaps"] == 1, 5, what="the gap counted")
-    assert "gap from n1: batch 1000000, expected 0; pair broken" in n2.log(), n2.log()
-    stale = encode_batch("n1", inc1 - 1, inc2, 0, [[wire.SEND, "{n2@t:a|0x00001}", "", "t",
-                                                    b"\x01"]])
+    assert "pair with n1 broken (gap: batch 1000000, expected" in n2.log(), n2.log()
+    # n2 told n1 (its next batch or heartbeat): both sides are at the new session
+    wait_for(lambda: row(n1, "n2")["session"] == row(n2, "n1")["session"] > session, 5,
+             what="n1 at n2's new session")
+    stale = encode_batch("n1", inc1 - 1, inc2, 0, 0, [[wire.SEND, "{n2@t:a|0x00001}", "", "t",
+                                                       b"\x01"]])
     publish(nats.url, "t.node.n2", stale)
     wait_for(lambda: row(n2, "n1")["stale"] == 1, 5, what="the stale batch counted")
     assert "stale batch from n1" in n2.log()
@@ -194,26 +203,32 @@ def test_big_messages_are_cut_into_batches_and_one_over_max_payload_is_a_dead_le
     assert row(n2, "n1")["gaps"] == 0
 
 
-def test_inbound_sequencing_rules() -> None:
-    """Per sender node: seq 0 first, then +1; another seq is a gap (going on after it); an
-    older incarnation, or a batch for another run of us, is stale."""
-    from actord.core.batches import Inbound, check_batch
+def test_pair_sessions_and_sequencing_rules() -> None:
+    """Per pair: seq 0 first, then +1; another seq is a gap (the pair breaks: a new session,
+    the batch dropped); a higher session is the peer's break (we follow, then deliver); a
+    lower session, an older incarnation or a batch for another run of us is stale."""
+    from actord.core.batches import Pairs, check_batch
 
-    def b(inc: int, seq: int, to: int = 7) -> Any:
-        batch = check_batch(encode_batch("n1", inc, to, seq, []), "n2", 100)
-        assert batch is not None
+    def b(inc: int, seq: int, session: int = 0, to: int = 7) -> Any:
+        batch = check_batch(encode_batch("n1", inc, to, session, seq, []), "n2", 100)
+        assert batch is not None and not batch.bad
         return batch
 
-    inb = Inbound(7)
-    assert [inb.accept(b(5, s), 5)[0] for s in (0, 1, 2)] == ["ok"] * 3
-    assert inb.accept(b(5, 4), 5) == ("gap", 3)
-    assert inb.accept(b(5, 5), 5) == ("ok", 5)
-    assert inb.accept(b(5, 2), 5) == ("gap", 6)  # a replay is a gap too, never silent
-    assert inb.accept(b(4, 0), 5)[0] == "stale"  # an older run of n1
-    assert inb.accept(b(5, 3, to=6), 5)[0] == "stale"  # for an earlier run of us
-    assert inb.accept(b(9, 0), 5)[0] == "ok"  # a new run of n1 starts at 0
-    assert inb.accept(b(10, 1), 9) == ("gap", 0)  # a new run whose first batch was lost
-    assert inb.gaps == {"n1": 3} and inb.stale == {"n1": 2}
+    pairs = Pairs(7)
+    assert [pairs.accept(b(5, s), 5)[0] for s in (0, 1, 2)] == ["ok"] * 3
+    assert pairs.accept(b(5, 4), 5) == ("gap", 3)
+    assert pairs.session("n1") == 1  # we broke: session 1, seqs from 0
+    assert pairs.accept(b(5, 5), 5)[0] == "stale"  # the old session's: from before the cut
+    assert pairs.accept(b(5, 0, session=1), 5) == ("ok", 0)  # the peer followed
+    assert pairs.accept(b(5, 0, session=3), 5) == ("broke", 0)  # the peer broke twice
+    assert pairs.outgoing("n1", 5) == (3, 0)
+    assert pairs.accept(b(5, 2, session=4), 5) == ("gap", 0)  # a new session's lost start
+    assert pairs.session("n1") == 5
+    assert pairs.accept(b(4, 0), 5)[0] == "stale"  # an older run of n1
+    assert pairs.accept(b(5, 0, session=5, to=6), 5)[0] == "stale"  # for an earlier run of us
+    assert pairs.accept(b(9, 0), 5)[0] == "ok"  # a new run of n1: a fresh pair at session 0
+    assert not pairs.adopt("n1", 9, 0) and pairs.adopt("n1", 9, 2) and pairs.session("n1") == 2
+    assert pairs.gaps == {"n1": 2} and pairs.stale == {"n1": 3}
 
 
 def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
@@ -221,21 +236,27 @@ def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
     from actord.core.batches import check_batch
 
     ok = [wire.SEND, "{n2@t:a|0x00001}", "{n1@t:a|0x00002}", "t", b"\x01"]
-    good = encode_batch("n1", 1, 2, 0, [ok, [*ok[:2], "", "t", b""]])
+    good = encode_batch("n1", 1, 2, 0, 0, [ok, [*ok[:2], "", "t", b""]])
     batch = check_batch(good, "n2", 10)
     assert batch is not None and len(batch.frames) == 2 and batch.frames[0][4] == b"\x01"
-    for bad in (
-        b"", b"\xc1", msgpack.packb(["n1", 1, 2]), msgpack.packb(["n2", 1, 2, 0]),
-        msgpack.packb(["n1", 1, 2, True]), msgpack.packb(["n1", 1.0, 2, 0]),
-        encode_batch("n1", 1, 2, 0, [[*ok[:4], b"x" * 11]]),  # over max_frame
-        encode_batch("n1", 1, 2, 0, [[ok[0], ok[1], "{n3@t:a|0x00002}", "t", b""]]),
-        encode_batch("n1", 1, 2, 0, [[ok[0], "{t:a|0x00001}", "", "t", b""]]),
-        encode_batch("n1", 1, 2, 0, [ok[:4]]), encode_batch("n1", 1, 2, 0, [[wire.DELIVER,
-                                                                           *ok[1:]]]),
-        encode_batch("n1", 1, 2, 0, [[*ok[:3], "t" * wire.MAX_ADDRESS, b""]]),
-        msgpack.packb(["n1", 1, 2, 0, "frame"]),
+    for bad in (  # no sender can be told: None
+        b"", b"\xc1", msgpack.packb(["n1", 1, 2, 0]), msgpack.packb(["n2", 1, 2, 0, 0]),
+        msgpack.packb(["n1", 1, 2, 0, True]), msgpack.packb(["n1", 1.0, 2, 0, 0]),
     ):
         assert check_batch(bad, "n2", 10) is None, bad
+    exited, call = [wire.EXITED, "{n1@t:a|0x00002}"], [wire.CALL, 1, "{n1@t:a|0x00002}"]
+    for frame in (  # the sender is known: a Batch saying why, with no frames
+        [*ok[:4], b"x" * 11],  # over max_frame
+        [ok[0], ok[1], "{n3@t:a|0x00002}", "t", b""], [ok[0], "{t:a|0x00001}", "", "t", b""],
+        ok[:4], [wire.DELIVER, *ok[1:]], [*ok[:3], "t" * wire.MAX_ADDRESS, b""], "frame",
+        [*exited, {"value": 1, "error": "x"}], [*exited, {"error": 3}], [*exited, None],
+        [wire.EXITED, "{n2@t:a|0x00002}", {"value": 1}],  # an end of a process of ours
+        [*call, "register", {}], [*call, "spawn", "x"], [wire.CALL, -1, "", "link", {}],
+        [wire.EVENT, ok[1], "pid.exit", "", None, None, None],  # EXIT crosses as EXITED
+        [wire.EVENT, ok[1], "pid.cancel", "", None, "soon", None], [wire.REPLY, 1, 2, None],
+    ):
+        batch = check_batch(encode_batch("n1", 1, 2, 0, 0, [ok, frame]), "n2", 10)
+        assert batch is not None and batch.bad and batch.frames == [], frame
 
 
 _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
@@ -251,20 +272,22 @@ _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st
              max_size=8).map(msgpack.packb),
 ))
 def test_check_batch_never_raises(data: bytes) -> None:
-    """Any bytes from another node: a Batch or None, never an exception (and a Batch's
-    frames are all SENDs to us)."""
+    """Any bytes from another node: a Batch or None, never an exception (and a good Batch's
+    frames are all of the five kinds)."""
     from actord.core.batches import check_batch
 
     batch = check_batch(data, "n2", 100)
     if batch is not None:
-        assert all(f[0] == wire.SEND and f[1].startswith("{n2@") for f in batch.frames)
+        assert all(f[0] in (wire.SEND, wire.EVENT, wire.EXITED, wire.CALL, wire.REPLY)
+                   for f in batch.frames)
 
 
-def test_a_nats_restart_that_loses_a_frame_shows_as_a_gap(
+def test_a_nats_restart_that_loses_a_frame_breaks_the_pair(
     pair: tuple[Daemon, Daemon], nats: NatsServer
 ) -> None:
-    """nats-server stopped: a send from n1 meanwhile is counted `lost` on n1; once the server
-    is back and both are up, the next batch shows n2 the gap, and it is delivered."""
+    """nats-server stopped: a send from n1 meanwhile is counted `lost` on n1, which breaks
+    its pair with n2 (and the reconnect breaks it again); n2 follows when it hears n1's new
+    session. The lost message never arrives; the next one does."""
     n1, n2 = pair
     thread, out = exec_in_thread(n2, "t:one")
     pid = wait_for(lambda: next((p["pid"] for p in n2.call("ps") if p["id"] == "t:one"), None),
@@ -272,12 +295,14 @@ def test_a_nats_restart_that_loses_a_frame_shows_as_a_gap(
     nats.stop()
     wait_for(lambda: "cluster: NATS connection lost" in n1.log(), 5, what="n1 cut off")
     n1.call("send", dest=pid, topic="during")
-    assert row(n1, "n1")["lost"] == 1
+    wait_for(lambda: row(n1, "n1")["lost"] == 1, 5, what="the send counted lost")
+    wait_for(lambda: "pair with n2 broken (1 frames lost" in n1.log(), 5, what="the break")
     nats.start()
     wait_for(lambda: row(n1, "n2")["state"] == row(n2, "n1")["state"] == "up" and
              row(n1, "n2")["last_seen"] > 0, 10, what="both up again")
-    wait_for(lambda: n1.call("send", dest=pid, topic="after") is None and
-             row(n2, "n1")["gaps"] == 1, 10, what="the gap seen on n2")
+    wait_for(lambda: row(n2, "n1")["session"] == row(n1, "n2")["session"] > 0, 10,
+             what="n2 at n1's new session")
+    n1.call("send", dest=pid, topic="after")
     thread.join(25)
     assert out and out[0].get("value", [None])[0] == "after", out
-    assert "gap from n1" in n2.log()
+    assert row(n2, "n1")["breaks"] >= 1

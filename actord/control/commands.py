@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from actord import ids
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
-from actord.errors import InvalidError, NotFoundError, ProcessError
+from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.values import check_topic, payload
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Commands:
 
     def resolve(self, dest: Any) -> str:
         """The canonical PID of a PID or a registered name (INVALID, NOT_FOUND)."""
-        return ids.resolve(dest, self.router.registry.lookup)
+        return ids.resolve(dest, self.router.lookup_name)
 
     # -- commands --------------------------------------------------------------------------------
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,8 @@ class Commands:
         return await self.router.ps(host)
 
     async def spawn(self, args: dict[str, Any]) -> str:
-        return self.router.spawn("", self._spawn_request(args))
+        pid: str = await self.router.request("", "spawn", self._spawn_request(args))
+        return pid
 
     def _spawn_request(self, args: dict[str, Any], flags: int = 0) -> wire.SpawnRequest:
         spawn_args = args.get("args") or []
@@ -150,9 +151,30 @@ class Commands:
         if type(no_wait) is not bool:
             raise InvalidError(f"bad no_wait {no_wait!r}")
         pid = self.resolve(args.get("dest"))
+        if self.router.remote_node(pid) is not None:
+            await self._kill_remote(pid, no_wait)
+            return
         self.router.terminate(pid)
         if not no_wait:
             await self._wait_exit(pid)
+
+    async def _kill_remote(self, pid: str, no_wait: bool) -> None:
+        """Terminate another node's process; unless ``no_wait``, its end is watched first
+        (a monitor held by this node's control socket) and waited for, bounded."""
+        router = self.router
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not no_wait:
+            with contextlib.suppress(AlreadyExistsError):  # another kill is watching it
+                await router.request(router.control_pid, "monitor", {"dest": pid})
+            router.on_remote_exit(pid, lambda _: _settle(ended, None))
+        await router.request("", "terminate", {"dest": pid})
+        if not no_wait:
+            bound = min(router.stalls.timeout + 2.0, 25.0)
+            try:
+                async with asyncio.timeout(bound):
+                    await ended
+            except TimeoutError:
+                raise ProcessError(f"process {pid} did not end within {bound:.0f}s") from None
 
     async def _wait_exit(self, pid: str) -> None:
         """Wait for ``pid``'s end; fail at once if its worker is (or becomes) stalled, and
@@ -185,8 +207,9 @@ class Commands:
     async def cancel(self, args: dict[str, Any]) -> None:
         at = cancel_deadline(args.get("deadline"), time.time())
         reason = args.get("reason")
-        self.router.cancel("", self.resolve(args.get("dest")), at,
-                           None if reason is None else str(reason))
+        await self.router.request("", "cancel", {
+            "dest": self.resolve(args.get("dest")), "deadline": at,
+            "reason": None if reason is None else str(reason)})
 
     async def exec(self, args: dict[str, Any]) -> dict[str, Any]:
         timeout = args.get("timeout")
@@ -195,25 +218,35 @@ class Commands:
                 timeout = check_seconds(timeout)
             except ValueError as e:
                 raise InvalidError(f"bad timeout: {e}") from None
-        pid = self.router.spawn("", self._spawn_request(args))
+        router = self.router
         done: asyncio.Future[wire.ExitResult] = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(NotFoundError):
-            self.router.on_exit(pid, lambda r: _settle(done, r))
+        request = self._spawn_request(args)
+        node, host = router.split_remote_host(request.host)
+        request = request._replace(host=host)
+        if node is not None:
+            # on another node: this node's control socket monitors the child from its start
+            request = request._replace(flags=wire.SPAWN_MONITOR)
+            pid = await router.request(router.control_pid, "spawn", request)
+            router.on_remote_exit(pid, lambda r: _settle(done, r))
+        else:
+            pid = router.spawn("", request)
+            with contextlib.suppress(NotFoundError):
+                router.on_exit(pid, lambda r: _settle(done, r))
         try:
             async with asyncio.timeout(timeout):
                 result = await done
         except TimeoutError:
-            with contextlib.suppress(NotFoundError):
-                self.router.cancel("", pid, None, "exec timeout")
+            with contextlib.suppress(ProcessError):
+                await router.request("", "cancel", {"dest": pid, "reason": "exec timeout"})
             return {**wire.exit_error("timeout"), "pid": pid}
         except asyncio.CancelledError:  # the client went away (or the daemon stops)
-            with contextlib.suppress(NotFoundError):
-                self.router.cancel("", pid, None, "exec cancelled")
+            with contextlib.suppress(ProcessError):
+                router.cancel_soon(pid, "exec cancelled")
             raise
         return {**result, "pid": pid}
 
     async def registry(self, args: dict[str, Any]) -> dict[str, str]:
-        return self.router.registry.snapshot()
+        return self.router.names_snapshot()
 
     async def services(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.node.services.rows()

@@ -171,7 +171,7 @@ class ControlServer:
         answer tells whether the name exists.
         """
         dest = args.get("dest")
-        lookup = self.router.registry.lookup
+        lookup = self.router.lookup_name
         if not ids.is_name(dest):
             return ids.resolve(dest, lookup)  # a PID, or INVALID
         action = command_permissions(command, args, "")[0][0]

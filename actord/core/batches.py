@@ -1,40 +1,52 @@
 """Frames between nodes (SPEC 11): the batch format, its check at the boundary, and the
-per-pair sequence that makes a lost frame never silent.
+per-pair sessions and sequences that make a lost frame never silent.
 
 A router sends everything for one other node in one NATS message per loop tick, published on
 ``<cluster>.node.<dest-node>``, as the msgpack array::
 
-    [from_node, from_incarnation, to_incarnation, seq, frame, frame, ...]
-    frame = [SEND, dest_pid, from_pid, topic, payload_bin]   (the worker's SEND frame as is)
+    [from_node, from_incarnation, to_incarnation, session, seq, frame, frame, ...]
 
-``payload_bin`` is the msgpack bytes the sender encoded: routers never decode it.
-``to_incarnation`` is the receiver's incarnation as the sender knows it (a batch for an
-earlier run of the receiver is refused: its PIDs are all dead). ``seq`` counts the batches of
-one sender incarnation to one receiver incarnation from 0, one per batch, never reused.
+    [SEND, dest, from, topic, payload_bin]           a message (the worker's SEND as is)
+    [EVENT, dest, kind, from, result, deadline, reason]   kind: pid.cancel or exec.exit
+    [EXITED, pid, result]        a process of the sender ended: the receiver fans it out to
+                                 its own processes that monitored or were linked to it
+    [CALL, req, caller, op, args]    op in :data:`REMOTE_CALLS`; req NO_REPLY: answer nothing
+    [REPLY, req, error_kind|None, value]
 
-The receiver (:class:`Inbound`) keeps, per sender node, the incarnation and the next ``seq``
-it expects, and classifies each batch (:meth:`Inbound.accept`):
+``dest`` is always a PID of the receiving node, ``from``/``caller``/``pid`` one of the
+sending node (or ``""``: its control socket). ``payload_bin`` is the msgpack bytes the
+sender encoded: routers never decode it. ``to_incarnation`` is the receiver's incarnation as
+the sender knows it (a batch for an earlier run of the receiver is refused: its PIDs are all
+dead).
 
-- ``"ok"``: the expected one (or the first of a new, newer incarnation, seq 0): delivered.
-- ``"gap"``: another seq (batches lost, e.g. across a NATS reconnect, or a forged one): the
-  pair is broken; the batch is delivered as the first of a fresh meeting (the next expected
-  seq is the one after it). Logged and counted (``gaps`` in ``actord nodes``).
-- ``"stale"``: an incarnation older than the one known for that node, or a batch for an
-  earlier run of this node: dropped, logged and counted.
+**Sessions.** Two nodes share a session number per pair (:class:`Pairs`), 0 when they first
+meet. Either side may *break* the pair (a gap, a malformed batch, a reconnect that may have
+lost frames, the other node silent or restarted): it bumps the session, drops what it had
+queued for the other node, and fans out "node down" to its own processes at once. The other
+side learns the higher session from the next batch or heartbeat and breaks too (its own
+fallout, no further bump). Batches of a lower session are from before the cut: dropped, so
+nothing from before a cut is ever delivered late. ``seq`` counts one session's batches from
+0, so a gap inside a session is seen by the receiver on the next batch.
 
-**What the next step (links and monitors across nodes) must do on a gap**: break the pair
-exactly as the sender node going down does (SPEC 11): every link between a process of this
-node and a process of that node fires EXIT / LINK_DOWN with ``"node down: <node>"`` on this
-side, every monitor gets its event, once; then the pair goes on as a fresh meeting (nothing
-linked across it). A stale batch is never delivered.
+Verdicts of :meth:`Pairs.accept`:
 
-Invariant: pure (no I/O, no clock); a peer's bytes never raise out of :func:`check_batch`.
+- ``"ok"``: the expected batch: delivered.
+- ``"broke"``: a higher session: the peer broke the pair; the receiver breaks too (its
+  fallout) and then delivers the batch (it is the new session's); a new session's batch
+  that is not its first is a gap as well (``"gap"``).
+- ``"gap"``: another seq in this session: the receiver breaks the pair (its session goes
+  above the batch's) and drops the batch; it tells the peer with an empty batch.
+- ``"stale"``: an older incarnation, a batch for an earlier run of the receiver, or a lower
+  session: dropped, counted.
+
+Invariant: pure (no I/O, no clock); a peer's bytes never raise out of :func:`check_batch`,
+and a batch it returns without ``bad`` holds only well-formed frames addressed as above.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgpack
@@ -43,90 +55,227 @@ from actord.core import wire
 
 _NODE_RE = re.compile(r"[a-z0-9_-]{1,32}")
 _MAX_INT = 2**64 - 1
+#: the calls a node may make on another node's processes (checked by the caller's node)
+REMOTE_CALLS = frozenset(
+    {"spawn", "terminate", "cancel", "monitor", "unmonitor", "link", "unlink"}
+)
+_REMOTE_EVENTS = frozenset({wire.EV_CANCEL, wire.EV_EXEC})
+_SEND = wire.SEND
 
-Verdict = Literal["ok", "gap", "stale"]
+Verdict = Literal["ok", "broke", "gap", "stale"]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One checked batch from another node."""
+    """One batch from another node whose header is well formed. ``bad`` says why its frames
+    were refused (then ``frames`` is empty): the sender is known, so its pair can break."""
 
     node: str
     incarnation: int
     to_incarnation: int
+    session: int
     seq: int
     frames: list[list[Any]]
+    bad: str = ""
 
 
-def encode_batch(node: str, incarnation: int, to_incarnation: int, seq: int,
+def encode_batch(node: str, incarnation: int, to_incarnation: int, session: int, seq: int,
                  frames: list[list[Any]]) -> bytes:
-    """The bytes of one batch (``frames``: SEND frames, payloads as their bytes)."""
-    return msgpack.packb([node, incarnation, to_incarnation, seq, *frames])
+    """The bytes of one batch (payloads of SENDs as their bytes)."""
+    return msgpack.packb([node, incarnation, to_incarnation, session, seq, *frames])
 
 
 def _uint(v: Any) -> bool:
     return type(v) is int and 0 <= v <= _MAX_INT
 
 
-def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
-    """The batch in ``data`` for node ``me``, or None when anything in it is malformed.
+def is_result(r: Any) -> bool:
+    """True for an :data:`~actord.core.wire.ExitResult`: ``{"value": v}`` or
+    ``{"error": str}``."""
+    if type(r) is not dict or len(r) != 1:
+        return False
+    if "value" in r:
+        return True
+    error = r.get("error")
+    return type(error) is str and len(error) <= 2 * wire.MAX_TEXT
 
-    Every frame must be ``[SEND, dest, from, topic, payload]`` with ``dest`` a PID of node
-    ``me``, ``from`` a PID of the sending node (or ``""``), ``topic`` a str, ``payload``
-    bytes no longer than ``max_frame``: one bad frame refuses the whole batch.
-    """
+
+def _ours(pid: Any, mine: str) -> bool:
+    return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
+
+
+def _sender(pid: Any, theirs: str, empty: bool = True) -> bool:
+    return type(pid) is str and ((empty and pid == "") or pid.startswith(theirs)) and (
+        len(pid) <= wire.MAX_ADDRESS)
+
+
+def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
+    """Why frame ``f`` is refused ("" when it is well formed)."""
+    if type(f) is not list or not f:
+        return "a frame that is no array"
+    op, n = f[0], len(f)
+    if op == wire.SEND:
+        if n != 5:
+            return "SEND of the wrong length"
+        _, dest, from_, topic, payload = f
+        if not (_ours(dest, mine) and _sender(from_, theirs) and type(topic) is str
+                and type(payload) is bytes and len(payload) <= max_frame
+                and len(topic) + len(dest) <= wire.MAX_ADDRESS):
+            return "bad SEND"
+    elif op == wire.EVENT:
+        if n != 7:
+            return "EVENT of the wrong length"
+        _, dest, kind, from_, result, deadline, reason = f
+        if not (_ours(dest, mine) and kind in _REMOTE_EVENTS and _sender(from_, theirs)
+                and (result is None or is_result(result))
+                and (deadline is None or (type(deadline) in (int, float)))
+                and (reason is None or (type(reason) is str and len(reason) <= 2 * wire.MAX_TEXT))):
+            return "bad EVENT"
+    elif op == wire.EXITED:
+        if n != 3 or not _sender(f[1], theirs, empty=False) or not is_result(f[2]):
+            return "bad EXITED"
+    elif op == wire.CALL:
+        if n != 5:
+            return "CALL of the wrong length"
+        _, req, caller, call, args = f
+        if not (_uint(req) and _sender(caller, theirs) and call in REMOTE_CALLS
+                and type(args) in (dict, list)):
+            return "bad CALL"
+    elif op == wire.REPLY:
+        if n != 4 or not _uint(f[1]) or not (f[2] is None or type(f[2]) is str):
+            return "bad REPLY"
+    else:
+        return f"unknown op {op!r}"
+    return ""
+
+
+def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
+    """The batch in ``data`` for node ``me``; None when its header is malformed (the sender
+    cannot be told), a :class:`Batch` with ``bad`` set when a frame is (one bad frame
+    refuses the whole batch)."""
     try:
         batch = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
         return None
-    if type(batch) is not list or len(batch) < 4:
+    if type(batch) is not list or len(batch) < 5:
         return None
-    node, inc, to_inc, seq = batch[:4]
+    node, inc, to_inc, session, seq = batch[:5]
     if (type(node) is not str or _NODE_RE.fullmatch(node) is None or node == me
-            or not _uint(inc) or not _uint(to_inc) or not _uint(seq)):
+            or not _uint(inc) or not _uint(to_inc) or not _uint(session) or not _uint(seq)):
         return None
     mine, theirs = "{" + me + "@", "{" + node + "@"
-    frames = batch[4:]
+    frames = batch[5:]
+    max_address = wire.MAX_ADDRESS
     for f in frames:
-        if type(f) is not list or len(f) != 5 or f[0] != wire.SEND:
-            return None
-        _, dest, from_, topic, payload = f
-        if (type(dest) is not str or not dest.startswith(mine)
-                or type(from_) is not str or (from_ and not from_.startswith(theirs))
-                or type(topic) is not str or type(payload) is not bytes
-                or len(payload) > max_frame or len(topic) + len(dest) > wire.MAX_ADDRESS):
-            return None
-    return Batch(node, inc, to_inc, seq, frames)
+        # a message (nearly every frame) checked inline: this runs once per frame received
+        if type(f) is list and len(f) == 5 and f[0] == _SEND:
+            _, dest, from_, topic, payload = f
+            if (type(dest) is str and type(from_) is str and type(topic) is str
+                    and type(payload) is bytes and dest.startswith(mine)
+                    and (not from_ or from_.startswith(theirs))
+                    and len(payload) <= max_frame
+                    and len(topic) + len(dest) <= max_address and len(from_) <= max_address):
+                continue
+        why = _bad_frame(f, mine, theirs, max_frame)
+        if why:
+            return Batch(node, inc, to_inc, session, seq, [], why)
+    return Batch(node, inc, to_inc, session, seq, frames)
 
 
-class Inbound:
-    """The receiving side of every pair (other node -> this node): what each batch is."""
+@dataclass
+class Pair:
+    """This node and one other node (of one incarnation of it): the session they share and
+    the next seq each way."""
 
-    def __init__(self, incarnation: int) -> None:
-        self.incarnation = incarnation  # this node's
-        self.expect: dict[str, tuple[int, int]] = {}  # node -> (its incarnation, next seq)
-        self.gaps: dict[str, int] = {}
-        self.stale: dict[str, int] = {}
+    incarnation: int
+    session: int = 0
+    next_in: int = 0
+    next_out: int = 0
+
+
+@dataclass
+class Pairs:
+    """Every pair this node (of incarnation ``incarnation``) is in, by the other node."""
+
+    incarnation: int
+    pairs: dict[str, Pair] = field(default_factory=dict)
+    gaps: dict[str, int] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
+    breaks: dict[str, int] = field(default_factory=dict)
+
+    def _pair(self, node: str, incarnation: int) -> Pair:
+        """The pair with ``incarnation`` of ``node`` (a fresh one for a newer run)."""
+        p = self.pairs.get(node)
+        if p is None or incarnation > p.incarnation:
+            p = self.pairs[node] = Pair(incarnation)
+        return p
+
+    def next_out(self, node: str, incarnation: int) -> tuple[int, int]:
+        """``(session, seq)`` the next batch to ``incarnation`` of ``node`` will carry
+        (:meth:`outgoing` takes it)."""
+        p = self._pair(node, incarnation)
+        return p.session, p.next_out
+
+    def outgoing(self, node: str, incarnation: int) -> tuple[int, int]:
+        """``(session, seq)`` of the next batch to ``incarnation`` of ``node``."""
+        p = self._pair(node, incarnation)
+        seq = p.next_out
+        p.next_out = seq + 1
+        return p.session, seq
+
+    def session(self, node: str) -> int:
+        p = self.pairs.get(node)
+        return 0 if p is None else p.session
+
+    def break_(self, node: str, above: int = -1) -> None:
+        """This side breaks the pair: a session above both the current one and ``above``,
+        seqs from 0 again."""
+        self.breaks[node] = self.breaks.get(node, 0) + 1
+        p = self.pairs.get(node)
+        if p is None:
+            return  # never met: nothing crossed, nothing to break
+        p.session = max(p.session, above) + 1
+        p.next_in = p.next_out = 0
+
+    def adopt(self, node: str, incarnation: int, session: int) -> bool:
+        """The peer says it is at ``session`` with us (its heartbeat): True when that is a
+        break we have not seen (the caller breaks too); the pair is then at that session."""
+        p = self.pairs.get(node)
+        if p is None or p.incarnation != incarnation or session <= p.session:
+            return False
+        p.session, p.next_in, p.next_out = session, 0, 0
+        self.breaks[node] = self.breaks.get(node, 0) + 1
+        return True
 
     def accept(self, b: Batch, known_incarnation: int | None) -> tuple[Verdict, int]:
         """The verdict on ``b`` and the seq expected before it (``known_incarnation``: the
-        membership's incarnation of ``b.node``, None when never heard)."""
+        membership's incarnation of ``b.node``, None when never heard). The pair's state
+        moves as the verdict says (see the module docstring)."""
+        p = self.pairs.get(b.node)
         if b.to_incarnation != self.incarnation or (
             known_incarnation is not None and b.incarnation < known_incarnation
-        ):
+        ) or (p is not None and (b.incarnation < p.incarnation or (
+            b.incarnation == p.incarnation and b.session < p.session))):
             self.stale[b.node] = self.stale.get(b.node, 0) + 1
             return "stale", -1
-        inc, expected = self.expect.get(b.node, (-1, 0))
-        if b.incarnation < inc:
-            self.stale[b.node] = self.stale.get(b.node, 0) + 1
-            return "stale", -1
-        if b.incarnation > inc:
-            expected = 0  # a new run of that node: its first batch to us is seq 0
-        self.expect[b.node] = (b.incarnation, b.seq + 1)
+        p = self._pair(b.node, b.incarnation)
+        verdict: Verdict = "ok"
+        if b.session > p.session:
+            p.session, p.next_in, p.next_out = b.session, 0, 0
+            self.breaks[b.node] = self.breaks.get(b.node, 0) + 1
+            verdict = "broke"
+        expected = p.next_in
         if b.seq != expected:
             self.gaps[b.node] = self.gaps.get(b.node, 0) + 1
+            self.break_(b.node, b.session)
             return "gap", expected
-        return "ok", expected
+        p.next_in = expected + 1
+        return verdict, expected
+
+    def sessions(self) -> dict[str, list[int]]:
+        """For our heartbeat: ``{node: [its incarnation, session]}``."""
+        return {n: [p.incarnation, p.session] for n, p in self.pairs.items()}
 
 
-__all__ = ["Batch", "Inbound", "Verdict", "check_batch", "encode_batch"]
+__all__ = ["REMOTE_CALLS", "Batch", "Pair", "Pairs", "Verdict", "check_batch", "encode_batch",
+           "is_result"]

@@ -116,6 +116,20 @@ class Topology:
         """The link partners of ``pid``, in link order."""
         return tuple(self._links.get(pid, ()))
 
+    # -- several nodes (SPEC 11) --------------------------------------------------------------
+
+    def neighbours(self, pid: str) -> set[str]:
+        """Every PID at the other end of an edge of ``pid`` (its watchers, whom it watches,
+        its link partners)."""
+        return (self._watchers.get(pid, {}).keys() | self._watching.get(pid, {}).keys()
+                | self._links.get(pid, {}).keys())
+
+    def pids_with_prefix(self, prefix: str) -> list[str]:
+        """Every PID with an edge whose string starts with ``prefix`` (e.g. ``"{n2@"``: the
+        PIDs of node n2), in no particular order. O(PIDs with edges): for a node going down."""
+        keys = self._watchers.keys() | self._watching.keys() | self._links.keys()
+        return [p for p in keys if p.startswith(prefix)]
+
     # -- exit --------------------------------------------------------------------------------
 
     def exit(self, pid: str, abnormal: bool) -> Fallout:

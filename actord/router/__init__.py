@@ -13,19 +13,23 @@ One module per job; :class:`Router` (``core.py``) only composes them::
     calls.py     the call table: CALL -> one REPLY; terminate, cancel, monitor, link, names
     gate.py      permission checks of calls and spawns, evaluator cache, spawn request checks
     spawns.py    a spawn request -> PID, entry, edges, name, START
-    exits.py     a process end -> names, EXIT, LINK_DOWN, exec children, exit/start callbacks
+    exits.py     a process end -> names, EXIT, LINK_DOWN, exec children, exit/start callbacks;
+                 EXITED to other nodes, a node's end as the end of its processes
+    remote.py    calls on other nodes' processes, frames from other nodes, global: names
     stats.py     the one STATS fan-out, for ps and for metrics
     slots.py     WorkerLink, ProcEntry: host -> worker slots, and sending to what they hold
     stall.py     heartbeats: which workers' event loops are blocked
     nodes.py     NodeLink ([cluster] only): the NATS connection, node heartbeats, who is up,
-                 batches of SENDs to and from other nodes
+                 batches to and from other nodes, pair sessions and breaks
+    global_names.py  global: names in a JetStream KV bucket, with a local replica
 
-Node links (SPEC 11) sit beside the worker links: ``nodes.py`` moves heartbeats in and out;
-the node states and their moves (up, down, incarnations) are pure code in
-``actord/core/nodes.py``, where the node-down fan-out will go too (as ``topology``). SENDs to
-another node's PID leave the hot path's miss branch for ``nodes.py`` (one batch per node per
-tick; format, check and per-pair seqs in ``actord/core/batches.py``); links, monitors and
-remote spawn come next.
+Node links (SPEC 11) sit beside the worker links: ``nodes.py`` moves heartbeats and batches
+in and out; the node states and their moves (up, down, incarnations) are pure code in
+``actord/core/nodes.py``, the batch format, its boundary check and the pair sessions in
+``actord/core/batches.py``. SENDs to another node's PID leave the hot path's miss branch for
+``nodes.py``; calls on another node's process leave the call table for ``remote.py``, whose
+target node installs its side of an edge first (see ``remote.py``); an end reaches other
+nodes as one EXITED (``exits.py``).
 
 Spawn handshake (the child's edges exist before its first instruction runs)::
 

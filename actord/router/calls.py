@@ -17,12 +17,13 @@ from typing import Any
 
 from actord import ids
 from actord.core import wire
+from actord.core.wire import SpawnFields
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
-from actord.router.slots import WorkerLink
-from actord.router.spawns import Spawns
+from actord.router.remote import GLOBAL, Remote
+from actord.router.slots import ProcEntry, WorkerLink
 
 
-class Calls(Spawns):
+class Calls(Remote):
     """Answering calls, and the operations on a target process (a Router mixin)."""
 
     def _on_call(self, link: WorkerLink, frame: list[Any]) -> None:
@@ -36,17 +37,48 @@ class Calls(Spawns):
         try:
             entry = self.procs[caller]
             if op == "spawn":
-                value: Any = self._spawn(caller, self._check_spawn(entry, args))
+                spawn = self._check_spawn(entry, args)
+                if self.cluster is not None and "@" in spawn[1]:
+                    local = self._spawn_elsewhere(link, req, entry, spawn)
+                    if local is None:
+                        return
+                    spawn = local
+                value: Any = self._spawn(caller, spawn)
             else:
                 handler = CALLS.get(op)
                 if handler is None:
                     raise InvalidError(f"unknown call {op!r}")
                 self._check_call(entry, op, args)
+                if self.cluster is not None:
+                    node = self.remote_node(args.get("dest"))
+                    if node is not None:
+                        self.remote_call_from_worker(link, req, caller, node, op, args)
+                        return
+                    if op in _NAME_CALLS and str(args.get("name")).startswith(GLOBAL):
+                        self.global_call(link, req, op, args)
+                        return
                 value = handler(self, caller, args)
         except ProcessError as e:  # clipped: a message may quote a (huge) argument
             link.conn.send([wire.REPLY, req, e.kind, wire.clip_text(str(e))])
             return
         link.conn.send([wire.REPLY, req, None, value])
+
+    def _spawn_elsewhere(self, link: WorkerLink, req_id: int, entry: ProcEntry,
+                         req: SpawnFields) -> SpawnFields | None:
+        """A spawn on ``node@host`` (SPEC 11): sent to that node with the caller's actor and
+        scope filled in (the child inherits them there); None then, else (our own node
+        named) the request for a local spawn."""
+        id, host, args, flags, ctx, actor, scope, name, messages = req
+        node, plain = self.split_remote_host(host)
+        if node is None:
+            return [id, plain, args, flags, ctx, actor, scope, name, messages]
+        remote = [id, plain, args, flags, ctx, entry.actor if actor is None else actor,
+                  entry.scope if scope is None else scope, name, messages]
+        encoded = len(wire.encode(remote))
+        if encoded > self.max_frame + wire.FRAME_ENVELOPE:
+            raise InvalidError(wire.too_large(encoded, self.max_frame))
+        self.remote_call_from_worker(link, req_id, entry.pid, node, "spawn", remote)
+        return None
 
     def terminate(self, dest: str) -> None:
         """Hard stop ``dest``: it ends with ``"process terminated"``."""
@@ -105,6 +137,8 @@ class Calls(Spawns):
             return True
         return False
 
+
+_NAME_CALLS = ("register", "unregister")
 
 #: the calls other than spawn: op -> handler(router, caller, args); the gate has checked them
 CALLS: dict[str, Callable[[Calls, str, dict[str, Any]], Any]] = {

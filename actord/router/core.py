@@ -23,7 +23,9 @@ from actord.core.registry import Registry
 from actord.core.topology import Topology
 from actord.router.dispatch import Dispatch
 from actord.router.exits import ExitCallback
+from actord.router.global_names import GlobalNames
 from actord.router.nodes import NodeLink
+from actord.router.remote import PendingCall
 from actord.router.slots import ProcEntry, WorkerLink
 from actord.router.stall import StallWatch
 from actord.security import Guard
@@ -49,11 +51,15 @@ class Router(Dispatch):
         # PIDs are {node@host|0x...} and its serials start at its incarnation's serial base,
         # above any serial an earlier run of the node could have reached (core/nodes.py).
         self.cluster: NodeLink | None = None
+        self.global_names: GlobalNames | None = None  # remote.py: global: names (SPEC 11)
         self.pid_prefix = ""
         if config.cluster is not None:
             self.cluster = NodeLink(config.cluster, self.procs.__len__, config.path,
-                                    self.deliver_remote, self.max_frame)
+                                    self.deliver_remote, self.max_frame, self.pair_broken)
             self.pid_prefix = f"{config.cluster.node}@"
+            self.global_names = GlobalNames(config.cluster.name, config.cluster.node,
+                                            self._global_changed)
+            self.cluster.on_connect.append(self.global_names.start)
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0
         self.dead_letters = 0
@@ -62,6 +68,12 @@ class Router(Dispatch):
         self._exit_callbacks: dict[str, list[ExitCallback]] = {}
         self._start_callbacks: dict[str, Callable[[], None]] = {}
         self._exec_children: dict[str, set[str]] = {}
+        # remote.py: calls sent to other nodes awaiting their REPLY, and which nodes each
+        # local caller has called (they get its EXITED)
+        self._pending: dict[int, PendingCall] = {}
+        self._next_call = 0
+        self._calling: dict[str, set[str]] = {}
+        self._claims: set[asyncio.Task[None]] = set()
         # stats.py: STATS requests awaiting their answer
         self._stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]] = {}
         self._next_req = 0
@@ -79,7 +91,7 @@ class Router(Dispatch):
             "log_level": self.config.daemon.log_level,
             "python_path": list(self.config.daemon.python_path),
             "processes": {pid: p.entry for pid, p in self.config.processes.items()},
-            "names": self.registry.snapshot(),
+            "names": self.names_snapshot(),
             "security": self.guard.to_builtins(),
             "heartbeat": self.stalls.interval,
         }

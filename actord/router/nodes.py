@@ -4,9 +4,10 @@ Only a node with ``[cluster]`` has one (``Router.cluster``); ``nats`` is importe
 :meth:`NodeLink.start`, never at import time, so a single node never loads it. What it does::
 
     every interval (node_timeout / 4, at most 0.5 s):
-        publish  <name>.hb  msgpack {node, incarnation, processes, ts}
+        publish  <name>.hb  msgpack {node, incarnation, processes, ts, sessions}
     on each heartbeat on <name>.hb (ours included, ignored):
-        checked at the boundary (malformed: dropped and counted) -> Membership.heard
+        checked at the boundary (malformed: dropped and counted) -> Membership.heard;
+        its session with us higher than ours: the pair was broken there, we break too
     every interval / 2:
         Membership.tick -> nodes silent for node_timeout + interval go down
 
@@ -20,13 +21,19 @@ Start: :meth:`start` waits at most ``connect_wait`` for the first connection. A 
 that cannot be reached then does not stop the daemon: it starts alone (``nodes`` lists only
 itself), logs it, and nats-py keeps trying (``max_reconnect_attempts=-1``) until one answers.
 
-Messages to other nodes (:meth:`forward`): a SEND whose PID names another node that is up is
-queued for that node; once per loop tick, everything queued for a node goes out as one batch
-on ``<name>.node.<node>`` (format, sequence and gap rules: :mod:`actord.core.batches`). A
-node down or unknown takes nothing (the caller counts a dead letter). Batches arriving on our
-own subject are checked at the boundary (malformed: dropped, counted in ``malformed``, the
-first logged), sequenced (:class:`~actord.core.batches.Inbound`: a gap or a stale batch is one
-log line and a count in the node's row) and handed to ``deliver`` (the Router's).
+Frames to other nodes (:meth:`send_to`, :meth:`forward` for a SEND): queued for a node that
+is up; once per loop tick, everything queued for a node goes out as one batch on
+``<name>.node.<node>`` (format, sessions, sequence and gap rules: :mod:`actord.core.batches`).
+A node down or unknown takes nothing (the caller counts a dead letter or answers NOT_FOUND).
+Batches arriving on our own subject are checked at the boundary (malformed: dropped, counted
+in ``malformed``, the first logged, the sender's pair broken), judged by
+:class:`~actord.core.batches.Pairs` (stale: dropped; a gap: the pair broken) and handed to
+``deliver`` (the Router's).
+
+Breaks (:meth:`break_pair`): a node down, a gap, a malformed batch, a peer's higher session,
+a publish that failed, a NATS reconnect. Each is one log line and one ``broken(node, down)``
+call to the router, which fans out "node down: <node>" to its processes; nothing queued
+before a break is sent after it.
 
 Invariant: every task is owned here and cancelled by :meth:`close`; the membership table is
 only changed by the callbacks of this one connection, on the daemon's event loop.
@@ -40,12 +47,13 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
 
-from actord.core.batches import Inbound, check_batch, encode_batch
+from actord.core import wire
+from actord.core.batches import Pairs, check_batch, encode_batch
 from actord.core.config import ClusterConfig
 from actord.core.nodes import Change, Membership, NodeState, new_incarnation
 from actord.errors import ConfigError
@@ -63,8 +71,10 @@ BATCH_OVERHEAD = 256
 FRAME_OVERHEAD = 32
 
 
-def check_heartbeat(data: bytes) -> tuple[str, int, int] | None:
-    """``(node, incarnation, processes)`` of a heartbeat's bytes, or None when malformed."""
+def check_heartbeat(data: bytes) -> tuple[str, int, int, dict[str, list[int]]] | None:
+    """``(node, incarnation, processes, sessions)`` of a heartbeat's bytes, or None when
+    malformed (``sessions``: ``{node: [its incarnation, session]}``, the pairs' sessions as the
+    sender has them; absent is empty)."""
     try:
         hb = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
@@ -72,21 +82,34 @@ def check_heartbeat(data: bytes) -> tuple[str, int, int] | None:
     if not isinstance(hb, dict):
         return None
     node, inc, procs = hb.get("node"), hb.get("incarnation"), hb.get("processes")
+    sessions = hb.get("sessions", {})
     if (
         not isinstance(node, str) or _NODE_RE.fullmatch(node) is None
         or type(inc) is not int or inc < 0 or type(procs) is not int or procs < 0
+        or type(sessions) is not dict
+        or not all(type(k) is str and type(v) is list and len(v) == 2
+                   and all(type(x) is int and 0 <= x < 2**64 for x in v)
+                   for k, v in sessions.items())
     ):
         return None
-    return node, inc, procs
+    return node, inc, procs, sessions
+
+
+#: the router's side of a node link: ``deliver(node, frames)`` gets the checked frames of
+#: each accepted batch; ``broken(node, down)`` is told, once per break and before any frame
+#: of the new session is delivered, that the pair with ``node`` broke (``down``: the node
+#: itself is down, not only the pair)
+Deliver = Callable[[str, list[list[Any]]], None]
+Broken = Callable[[str, bool], None]
 
 
 class NodeLink:
-    """This node in its cluster: the NATS connection, heartbeats and the membership table."""
+    """This node in its cluster: the NATS connection, heartbeats, the membership table and
+    the pairs (sessions, sequences) with every other node."""
 
     def __init__(self, cluster: ClusterConfig, processes: Callable[[], int],
-                 source: str = "config",
-                 deliver: Callable[[list[list[Any]]], None] | None = None,
-                 max_frame: int = 2**20) -> None:
+                 source: str = "config", deliver: Deliver | None = None,
+                 max_frame: int = 2**20, broken: Broken | None = None) -> None:
         self.config = cluster
         self._source = source  # the config file, for the one line a bad TLS file gets
         self.node = cluster.node
@@ -105,17 +128,20 @@ class NodeLink:
         self._impostors: set[int] = set()  # incarnations heard using our node name
         # frames between nodes (core/batches.py)
         self.inbox_subject = f"{cluster.name}.node.{cluster.node}"
-        self._deliver = deliver or (lambda frames: None)
+        self._deliver: Deliver = deliver or (lambda node, frames: None)
+        self._broken: Broken = broken or (lambda node, down: None)
         self._max_frame = max_frame
-        self.inbound = Inbound(self.incarnation)
+        self.pairs = Pairs(self.incarnation)
         self.malformed = 0  # batches dropped at the boundary
         self._outbox: dict[tuple[str, int], list[list[Any]]] = {}  # (node, its inc) -> frames
         self._flushing = False
-        self._seq_out: dict[tuple[str, int], int] = {}  # (node, its inc) -> next seq
         self.sent: dict[str, int] = {}  # frames published, per node
         self.received: dict[str, int] = {}  # frames delivered from, per node
-        self.lost = 0  # frames whose publish failed (the receiver sees a gap)
-        self.too_large = 0  # frames over NATS's max_payload: dead letters
+        self.lost = 0  # frames whose publish failed (the pair is broken)
+        self.too_large = 0  # frames over NATS's max_payload: dead letters (SEND) or a break
+        # awaited with the connection once connected, and again after each reconnect
+        # (global: names bind their bucket); a failure is one log line
+        self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -130,6 +156,10 @@ class NodeLink:
 
     async def close(self) -> None:
         """Stop heartbeats and close the connection (pending publishes flushed, bounded)."""
+        if self._outbox and self._nc is not None:  # the last EXITEDs of a shutdown
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._flush()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -141,6 +171,11 @@ class NodeLink:
                 async with asyncio.timeout(2.0):
                     await nc.close()
 
+    def is_up(self, node: str) -> bool:
+        """True when ``node`` is another node that is up now."""
+        m = self.members.members.get(node)
+        return m is not None and m.state is NodeState.UP
+
     def forward(self, frame: list[Any]) -> bool:
         """Queue a SEND frame for the node its PID names; False (a dead letter for the
         caller) when that is no other node up now."""
@@ -150,10 +185,15 @@ class NodeLink:
         at = dest.find("@")
         if at < 1:
             return False
-        m = self.members.members.get(dest[1:at])
+        return self.send_to(dest[1:at], frame)
+
+    def send_to(self, node: str, frame: list[Any]) -> bool:
+        """Queue ``frame`` for ``node``, after everything queued for it before (per-pair
+        order); False when ``node`` is no other node up now (nothing queued)."""
+        m = self.members.members.get(node)
         if m is None or m.state is not NodeState.UP:
             return False
-        key = (m.node, m.incarnation)
+        key = (node, m.incarnation)
         queued = self._outbox.get(key)
         if queued is None:
             self._outbox[key] = [frame]
@@ -164,76 +204,141 @@ class NodeLink:
             queued.append(frame)
         return True
 
+    def break_pair(self, node: str, why: str, down: bool = False) -> None:
+        """Break the pair with ``node`` on our side (see core/batches.py): a new session,
+        then :meth:`_broke`."""
+        self.pairs.break_(node)
+        self._broke(node, why, down)
+
+    def _broke(self, node: str, why: str, down: bool = False, notify: bool = True) -> None:
+        """The pair with ``node`` is at a new session: what was queued for it is dropped (it
+        belongs to the old one), one log line, the router's fallout; the other node hears of
+        it from our next batch (an empty one now, if ``notify`` and it is up) or heartbeat."""
+        for key in [k for k in self._outbox if k[0] == node]:
+            del self._outbox[key]
+        if not down:
+            log.warning("cluster: pair with %s broken (%s)", node, why)
+        self._broken(node, down)
+        if notify and not down:
+            self._notify(node)
+
+    def _notify(self, node: str) -> None:
+        """An empty batch to ``node``: it carries our session, so a break is heard at once
+        (when connected: else our heartbeats tell it once we are back)."""
+        m = self.members.members.get(node)
+        nc = self._nc
+        if m is None or m.state is not NodeState.UP or nc is None or not nc.is_connected:
+            return
+        self._outbox.setdefault((node, m.incarnation), [])
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush())
+
     async def _flush(self) -> None:
-        """Publish what was queued this tick: one batch per destination, in order."""
+        """Publish what was queued this tick: one batch per destination, in order. A tick's
+        frames for a node are encoded whole first: only a batch over max_payload is cut
+        (:meth:`_chunks`, a Python step per frame that the common case skips)."""
         try:
             while self._outbox:
                 out, self._outbox = self._outbox, {}
+                nc = self._nc
+                limit = nc.max_payload if nc is not None else 1 << 20
                 for (node, inc), queued in out.items():
+                    session, seq = self.pairs.next_out(node, inc)
+                    data = encode_batch(self.node, self.incarnation, inc, session, seq, queued)
+                    if len(data) <= limit:
+                        await self._publish_batch(node, inc, queued, data)
+                        continue
                     for frames in self._chunks(node, queued):
                         await self._publish_batch(node, inc, frames)
         finally:
             self._flushing = False
 
     def _chunks(self, node: str, frames: list[list[Any]]) -> list[list[list[Any]]]:
-        """``frames`` cut into batches that fit NATS's max_payload; a frame that fits in
-        none is a dead letter, counted in ``too_large`` (logged the first time)."""
+        """``frames`` cut into batches that fit NATS's max_payload (an empty list: one empty
+        batch). A SEND that fits in none is a dead letter; any other frame that does not fit
+        is lost, which breaks the pair (never silent); both counted in ``too_large``."""
         nc = self._nc
         limit = (nc.max_payload if nc is not None else 1 << 20) - BATCH_OVERHEAD
         chunks: list[list[list[Any]]] = [[]]
         size = 0
         for f in frames:
-            n = len(f[4]) + 4 * (len(f[1]) + len(f[2]) + len(f[3])) + FRAME_OVERHEAD  # UTF-8 <= 4x
+            if f[0] == wire.SEND:
+                n = len(f[4]) + 4 * (len(f[1]) + len(f[2]) + len(f[3])) + FRAME_OVERHEAD
+            else:
+                n = len(wire.encode(f)) + FRAME_OVERHEAD
             if n > limit:
                 self.too_large += 1
-                if self.too_large == 1:
-                    log.warning("cluster: a %d-byte message to %s is over NATS's max_payload "
-                                "(%d): dead letter", len(f[4]), node, limit + BATCH_OVERHEAD)
+                log.warning("cluster: a %d-byte frame to %s is over NATS's max_payload (%d)%s",
+                            n, node, limit + BATCH_OVERHEAD,
+                            ": dead letter" if f[0] == wire.SEND else "; pair broken")
+                if f[0] != wire.SEND:
+                    self.break_pair(node, "a frame over max_payload")
+                    return []
                 continue
             if size + n > limit and chunks[-1]:
                 chunks.append([])
                 size = 0
             chunks[-1].append(f)
             size += n
-        return [c for c in chunks if c]
+        return chunks if frames else [[]]
 
-    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
-        seq = self._seq_out.get((node, inc), 0)
-        self._seq_out[(node, inc)] = seq + 1
-        data = encode_batch(self.node, self.incarnation, inc, seq, frames)
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]],
+                             data: bytes | None = None) -> None:
+        """Publish ``frames`` as the pair's next batch (``data``: them already encoded with
+        the pair's next session and seq, by :meth:`_flush`)."""
+        session, seq = self.pairs.outgoing(node, inc)
+        if data is None:
+            data = encode_batch(self.node, self.incarnation, inc, session, seq, frames)
         nc = self._nc
         try:
             if nc is None or not nc.is_connected:
                 # nothing buffered while cut off (as heartbeats): it would arrive after the
-                # cut as if nothing had happened; lost now, the receiver sees the gap
+                # cut as if nothing had happened
                 raise ConnectionError("not connected to NATS")
             await nc.publish(f"{self.config.name}.node.{node}", data)
         except Exception as e:  # nats-py raises many kinds; the frames are lost
             self.lost += len(frames)
-            log.warning("cluster: %d frames to %s lost (%s); it will see a gap",
-                        len(frames), node, e or type(e).__name__)
+            if self.pairs.session(node) == session:
+                self.break_pair(node, f"{len(frames)} frames lost: {e or type(e).__name__}")
             return
         self.sent[node] = self.sent.get(node, 0) + len(frames)
 
     async def _on_batch(self, msg: Any) -> None:
         b = check_batch(msg.data, self.node, self._max_frame)
-        if b is None:
+        if b is None or b.bad:
             self.malformed += 1
             (log.warning if self.malformed == 1 else log.debug)(
-                "cluster: malformed batch on %s dropped (%d so far)", msg.subject, self.malformed)
+                "cluster: malformed batch on %s dropped (%d so far)%s", msg.subject,
+                self.malformed, "" if b is None else f": {b.bad} from {b.node}")
+            if b is not None and self.is_up(b.node):
+                self.break_pair(b.node, f"malformed batch: {b.bad}")
             return
         m = self.members.members.get(b.node)
-        verdict, expected = self.inbound.accept(b, None if m is None else m.incarnation)
+        if m is None or b.incarnation > m.incarnation or (
+            m.state is NodeState.DOWN and b.incarnation == m.incarnation
+        ):
+            # a batch is a sign of life: a node (a new run of one, one back after a cut) may
+            # speak before its heartbeat reaches us, and we must be able to answer it; a
+            # restarted node's old run goes down first
+            self._act(self.members.heard(b.node, b.incarnation,
+                                         0 if m is None else m.processes, time.monotonic()))
+            m = self.members.members[b.node]
+        verdict, expected = self.pairs.accept(b, m.incarnation)
         if verdict == "stale":
-            log.warning("cluster: stale batch from %s (incarnation %#x, for %#x) dropped",
-                        b.node, b.incarnation, b.to_incarnation)
+            # from before a cut or a restart: its frames are dropped, never delivered late
+            (log.warning if b.frames else log.debug)(
+                "cluster: stale batch from %s (incarnation %#x, session %d): %d frames "
+                "dropped", b.node, b.incarnation, b.session, len(b.frames))
             return
         if verdict == "gap":
-            log.warning("cluster: gap from %s: batch %d, expected %d; pair broken, "
-                        "going on as a fresh meeting", b.node, b.seq, expected)
+            self._broke(b.node, f"gap: batch {b.seq}, expected {expected}")
+            return
+        if verdict == "broke":
+            self._broke(b.node, f"by {b.node}, session {b.session}", notify=False)
         if b.frames:
             self.received[b.node] = self.received.get(b.node, 0) + len(b.frames)
-            self._deliver(b.frames)
+            self._deliver(b.node, b.frames)
 
     def rows(self) -> list[dict[str, Any]]:
         """``actord nodes``: every known node and ourselves, by name (SPEC 11)."""
@@ -242,14 +347,15 @@ class NodeLink:
                  "processes": self._processes(), "incarnation": self.incarnation,
                  "malformed": self.malformed, "lost": self.lost,
                  "too_large": self.too_large}]
-        inb = self.inbound
+        pairs = self.pairs
         for m in self.members.members.values():
             n = m.node
             rows.append({"node": n, "state": m.state.value,
                          "last_seen": round(self._seen_wall.get(n, 0.0), 3),
                          "processes": m.processes, "incarnation": m.incarnation,
                          "sent": self.sent.get(n, 0), "received": self.received.get(n, 0),
-                         "gaps": inb.gaps.get(n, 0), "stale": inb.stale.get(n, 0)})
+                         "gaps": pairs.gaps.get(n, 0), "stale": pairs.stale.get(n, 0),
+                         "breaks": pairs.breaks.get(n, 0), "session": pairs.session(n)})
         return sorted(rows, key=lambda r: r["node"])
 
     # -- internals ------------------------------------------------------------------------------
@@ -305,6 +411,14 @@ class NodeLink:
         self.connected = True
         log.info("cluster: connected to %s", nc.connected_url.netloc if nc.connected_url else "?")
         self._publish()
+        await self._connected(nc)
+
+    async def _connected(self, nc: Any) -> None:
+        for hook in self.on_connect:
+            try:
+                await hook(nc)
+            except Exception as e:  # a hook's trouble (NATS again) must not end the link
+                log.warning("cluster: after connecting: %s", e or type(e).__name__)
 
     async def _beat(self) -> None:
         next_beat = 0.0
@@ -313,7 +427,7 @@ class NodeLink:
             if now >= next_beat:
                 self._publish()
                 next_beat = now + self.interval
-            self._log(self.members.tick(now))
+            self._act(self.members.tick(now))
             await asyncio.sleep(self.interval / 2)
 
     def _publish(self) -> None:
@@ -321,7 +435,8 @@ class NodeLink:
         if nc is None or not nc.is_connected:
             return  # nothing buffered while cut off: a late heartbeat would lie about now
         data = msgpack.packb({"node": self.node, "incarnation": self.incarnation,
-                              "processes": self._processes(), "ts": time.time()})
+                              "processes": self._processes(), "ts": time.time(),
+                              "sessions": self.pairs.sessions()})
         self._spawn(nc.publish(self.subject, data))
 
     async def _on_heartbeat(self, msg: Any) -> None:
@@ -329,7 +444,7 @@ class NodeLink:
         if hb is None:
             self.dropped += 1
             return
-        node, incarnation, processes = hb
+        node, incarnation, processes, sessions = hb
         if node == self.node:
             if incarnation != self.incarnation:
                 self.dropped += 1  # another node calls itself by our name: said once per run
@@ -338,17 +453,23 @@ class NodeLink:
                     log.warning("cluster: a node of incarnation %#x also calls itself %s",
                                 incarnation, node)
             return
-        changes = self.members.heard(node, incarnation, processes, time.monotonic())
+        self._act(self.members.heard(node, incarnation, processes, time.monotonic()))
         if self.members.members[node].incarnation == incarnation:
             self._seen_wall[node] = time.time()
-        self._log(changes)
+            ours = sessions.get(self.node)
+            if ours is not None and ours[0] == self.incarnation and self.pairs.adopt(
+                node, incarnation, ours[1]
+            ):
+                self._broke(node, f"by {node}, session {ours[1]}", notify=False)
 
-    def _log(self, changes: list[Change]) -> None:
+    def _act(self, changes: list[Change]) -> None:
+        """Log each membership change; a node down breaks its pair (the router's fallout)."""
         for c in changes:
             if c.state is NodeState.UP:
                 log.info("node %s up (incarnation %#x)", c.node, c.incarnation)
             else:
                 log.warning("node %s down: %s", c.node, c.reason)
+                self.break_pair(c.node, c.reason, down=True)
 
     async def _on_error(self, e: Exception) -> None:
         self._errors += 1
@@ -364,6 +485,11 @@ class NodeLink:
     async def _on_reconnected(self) -> None:
         self.connected, self._errors = True, 0
         log.info("cluster: NATS connection back")
+        # frames may have been lost while we were away: every pair still up is broken
+        for node in self.members.up():
+            self.break_pair(node, "NATS reconnect")
+        if self._nc is not None:
+            self._spawn(self._connected(self._nc))
 
 
 __all__ = ["NodeLink", "check_heartbeat"]

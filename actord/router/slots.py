@@ -97,19 +97,6 @@ class Slots:
         cluster = self.cluster
         return cluster is not None and cluster.forward(frame)
 
-    def deliver_remote(self, frames: list[list[Any]]) -> None:
-        """Checked SEND frames from another node (core/batches.py): delivered as DELIVER,
-        each to a dead PID a dead letter."""
-        procs = self.procs
-        for frame in frames:
-            entry = procs.get(frame[1])
-            if entry is None:
-                self.dead_letters += 1
-                continue
-            self.routed += 1
-            frame[0] = wire.DELIVER
-            entry.worker.conn.send(frame)
-
     def _take_slot(self, link: WorkerLink) -> None:
         """A (re)started worker fills its slot (growing the host's list up to it)."""
         slots = self.hosts.setdefault(link.host, [])
@@ -146,10 +133,13 @@ class Slots:
         deadline: float | None = None,
         reason: str | None = None,
     ) -> None:
-        """Send one event to a live process (dropped if ``dest`` is dead)."""
+        """Send one event to a live process (dropped if ``dest`` is dead); on a cluster, to
+        another node's process through its node (SPEC 11)."""
         entry = self.procs.get(dest)
         if entry is not None:
             entry.worker.conn.send([wire.EVENT, dest, kind, from_, result, deadline, reason])
+        elif self.cluster is not None:
+            self.cluster.forward([wire.EVENT, dest, kind, from_, result, deadline, reason])
 
     def send(self, from_: str, dest: str, topic: str, payload: bytes) -> None:
         """Route one message; a dead PID is a dead letter; INVALID for a payload over

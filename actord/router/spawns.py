@@ -48,6 +48,9 @@ class Spawns(Exits, Gate):
         if not slots:
             raise NotFoundError(f"unknown host {host!r}")
         if name:
+            if self.cluster is not None and name.startswith("global:"):
+                raise InvalidError("with_name takes a node's own name, not a global: one "
+                                   "(register it from the child)")
             existing = self.registry.lookup(name)
             if existing is not None:
                 return self._signal_existing(caller, existing, flags, messages)
@@ -78,7 +81,8 @@ class Spawns(Exits, Gate):
             self.empty.clear()
         procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None)
         worker.pids.add(pid)
-        if parent is not None and flags:
+        if flags and (parent is not None or (caller and self.cluster is not None)):
+            # (a caller of another node: its node installs its side on our reply, SPEC 11)
             self._install_edges(caller, pid, flags)
             if flags & wire.SPAWN_EXEC:
                 self._exec_children.setdefault(caller, set()).add(pid)
@@ -103,6 +107,6 @@ class Spawns(Exits, Gate):
         """``with_name`` found the name taken: message, monitor or link the holder instead."""
         for topic, payload in messages or ():
             self.send("", pid, topic, wire.encode_value(payload))
-        if caller and caller in self.procs and flags:
+        if caller and flags and (caller in self.procs or self.cluster is not None):
             self._install_edges(caller, pid, flags)
         return pid
