@@ -21,9 +21,7 @@ HELPERS = ("recorder", "sender", "waiter", "reporter", "crasher", "returner", "w
 OTHER_NODE = "n2@t:a"
 
 #: marks of every other-node case (the one place to switch them off)
-REMOTE: tuple[pytest.MarkDecorator, ...] = (
-    pytest.mark.skip(reason="remote ops not on main yet"),
-)
+REMOTE: tuple[pytest.MarkDecorator, ...] = ()
 
 #: targets on the probe's (``t:a``) own worker, or on another host
 ON_HOSTS = pytest.mark.parametrize("host", ["t:a", "t:b"])
