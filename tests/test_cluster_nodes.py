@@ -166,13 +166,14 @@ def test_a_stall_shorter_than_node_timeout_breaks_no_edge(nodes: Nodes) -> None:
     assert " down" not in n1.log() and " down" not in n2.log()
 
 
+@pytest.mark.parametrize("stall", [0, NODE_TIMEOUT + 0.5], ids=["cont-at-down", "long"])
 def test_a_stall_past_node_timeout_is_down_on_both_sides_and_nothing_arrives_late(
-    nodes: Nodes
+    nodes: Nodes, stall: float
 ) -> None:
-    """SIGSTOP of n2 past node_timeout while a process on n1 keeps sending to one on n2 (each
-    monitoring the other): both get EXIT "node down: <other>", a call pending on n2 fails
-    NOT_FOUND; after SIGCONT the receiver gets nothing sent during the stop, nor anything
-    after the EXIT; then the nodes meet afresh."""
+    """SIGSTOP of n2 until n1 declares it down (and for ``stall`` s at least) while a process
+    on n1 keeps sending to one on n2 (each monitoring the other): both get EXIT "node down:
+    <other>", a call pending on n2 fails NOT_FOUND; after SIGCONT the receiver gets nothing
+    sent during the stop, nor anything after the EXIT; then the nodes meet afresh."""
     n1, n2 = nodes.start("n1", "n2")
     receiving = Running(n2, "t:receiver")
     receiver = wait_for(lambda: next(
@@ -192,6 +193,9 @@ def test_a_stall_past_node_timeout_is_down_on_both_sides_and_nothing_arrives_lat
         ticker = ticking.result()  # it ends on its EXIT of the receiver
         kind, message = pending.result()
         assert kind == "NOT_FOUND" and "node down: n2" in message, (kind, message)
+        # at least ``stall`` s: past node_timeout on n2's clock too, or (0) SIGCONT as soon
+        # as n1 has declared n2 down, before n2's own node_timeout has passed
+        wait_for(lambda: time.time() - stopped >= stall, stall + 1, what=f"a {stall} s stall")
     finally:
         resumed = time.time()
         os.kill(n2.pid, signal.SIGCONT)
