@@ -154,7 +154,8 @@ def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
     cannot be told), a :class:`Batch` with ``bad`` set when a frame is (one bad frame
     refuses the whole batch)."""
     try:
-        batch = msgpack.unpackb(data, raw=False)
+        # int map keys are values too (a spawn's args, a result): as every frame decoder
+        batch = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
         return None
     if type(batch) is not list or len(batch) < 5:
