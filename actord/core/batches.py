@@ -26,7 +26,9 @@ queued for the other node, and fans out "node down" to its own processes at once
 side learns the higher session from the next batch or heartbeat and breaks too (its own
 fallout, no further bump). Batches of a lower session are from before the cut: dropped, so
 nothing from before a cut is ever delivered late. ``seq`` counts one session's batches from
-0, so a gap inside a session is seen by the receiver on the next batch.
+0, so a gap inside a session is seen by the receiver on the next batch, or (a lost last
+batch) from the sender's heartbeats, which say how many batches it sent
+(:meth:`Pairs.heard_sent`).
 
 Verdicts of :meth:`Pairs.accept`:
 
@@ -192,6 +194,7 @@ class Pair:
     session: int = 0
     next_in: int = 0
     next_out: int = 0
+    short: int = -1  # batches the peer said it sent that had not all arrived (see heard_sent)
 
 
 @dataclass
@@ -237,6 +240,7 @@ class Pairs:
             return  # never met: nothing crossed, nothing to break
         p.session = max(p.session, above) + 1
         p.next_in = p.next_out = 0
+        p.short = -1
 
     def adopt(self, node: str, incarnation: int, session: int) -> bool:
         """The peer says it is at ``session`` with us (its heartbeat): True when that is a
@@ -244,7 +248,7 @@ class Pairs:
         p = self.pairs.get(node)
         if p is None or p.incarnation != incarnation or session <= p.session:
             return False
-        p.session, p.next_in, p.next_out = session, 0, 0
+        p.session, p.next_in, p.next_out, p.short = session, 0, 0, -1
         self.breaks[node] = self.breaks.get(node, 0) + 1
         return True
 
@@ -262,7 +266,7 @@ class Pairs:
         p = self._pair(b.node, b.incarnation)
         verdict: Verdict = "ok"
         if b.session > p.session:
-            p.session, p.next_in, p.next_out = b.session, 0, 0
+            p.session, p.next_in, p.next_out, p.short = b.session, 0, 0, -1
             self.breaks[b.node] = self.breaks.get(b.node, 0) + 1
             verdict = "broke"
         expected = p.next_in
@@ -273,9 +277,27 @@ class Pairs:
         p.next_in = expected + 1
         return verdict, expected
 
+    def heard_sent(self, node: str, incarnation: int, session: int, sent: int) -> bool:
+        """The peer's heartbeat says it sent ``sent`` batches to us in ``session``: True
+        (a gap: the caller breaks the pair) when fewer arrived, twice in a row with the same
+        count (once may be a batch still on its way). This finds a lost *last* batch, which
+        no later batch would show."""
+        p = self.pairs.get(node)
+        if p is None or p.incarnation != incarnation or p.session != session:
+            return False
+        if sent <= p.next_in:
+            p.short = -1
+            return False
+        if p.short != sent:
+            p.short = sent
+            return False
+        self.gaps[node] = self.gaps.get(node, 0) + 1
+        self.break_(node, session)
+        return True
+
     def sessions(self) -> dict[str, list[int]]:
-        """For our heartbeat: ``{node: [its incarnation, session]}``."""
-        return {n: [p.incarnation, p.session] for n, p in self.pairs.items()}
+        """For our heartbeat: ``{node: [its incarnation, session, batches sent in it]}``."""
+        return {n: [p.incarnation, p.session, p.next_out] for n, p in self.pairs.items()}
 
 
 __all__ = ["REMOTE_CALLS", "Batch", "Pair", "Pairs", "Verdict", "check_batch", "encode_batch",

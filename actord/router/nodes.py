@@ -73,8 +73,8 @@ FRAME_OVERHEAD = 32
 
 def check_heartbeat(data: bytes) -> tuple[str, int, int, dict[str, list[int]]] | None:
     """``(node, incarnation, processes, sessions)`` of a heartbeat's bytes, or None when
-    malformed (``sessions``: ``{node: [its incarnation, session]}``, the pairs' sessions as the
-    sender has them; absent is empty)."""
+    malformed (``sessions``: ``{node: [its incarnation, session(, batches sent in it)]}``,
+    the pairs as the sender has them; absent is empty)."""
     try:
         hb = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
@@ -87,7 +87,7 @@ def check_heartbeat(data: bytes) -> tuple[str, int, int, dict[str, list[int]]] |
         not isinstance(node, str) or _NODE_RE.fullmatch(node) is None
         or type(inc) is not int or inc < 0 or type(procs) is not int or procs < 0
         or type(sessions) is not dict
-        or not all(type(k) is str and type(v) is list and len(v) == 2
+        or not all(type(k) is str and type(v) is list and 2 <= len(v) <= 3
                    and all(type(x) is int and 0 <= x < 2**64 for x in v)
                    for k, v in sessions.items())
     ):
@@ -457,10 +457,15 @@ class NodeLink:
         if self.members.members[node].incarnation == incarnation:
             self._seen_wall[node] = time.time()
             ours = sessions.get(self.node)
-            if ours is not None and ours[0] == self.incarnation and self.pairs.adopt(
-                node, incarnation, ours[1]
-            ):
-                self._broke(node, f"by {node}, session {ours[1]}", notify=False)
+            if ours is not None and ours[0] == self.incarnation:
+                if self.pairs.adopt(node, incarnation, ours[1]):
+                    self._broke(node, f"by {node}, session {ours[1]}", notify=False)
+                elif len(ours) > 2:
+                    pair = self.pairs.pairs.get(node)
+                    arrived = 0 if pair is None else pair.next_in
+                    if self.pairs.heard_sent(node, incarnation, ours[1], ours[2]):
+                        self._broke(node, f"gap: {node} sent {ours[2]} batches, {arrived} "
+                                          "arrived")
 
     def _act(self, changes: list[Change]) -> None:
         """Log each membership change; a node down breaks its pair (the router's fallout)."""
