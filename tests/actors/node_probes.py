@@ -225,3 +225,18 @@ async def pending_call(pid: str) -> list[Any]:
     except ProcessError as e:
         return [e.kind, str(e)]
     return [None, ""]
+
+
+async def round_trip(host: str) -> bool:
+    """Spawn a monitored echo on ``host`` and ping it: True on its pong, False when a break
+    comes first (its EXIT, e.g. "node down") or the spawn fails; the echo is ended."""
+    try:
+        child = await process.spawn_monitored("t:echo", host)
+    except ProcessError:
+        return False
+    process.send(child, "ping", 1)
+    ch, _ = await channel.select(process.inbox(), process.events(), timeout=WAIT)
+    if ch is process.inbox():
+        await kind(lambda: process.terminate(child))
+        return True
+    return False
