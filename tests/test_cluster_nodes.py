@@ -296,7 +296,6 @@ def test_a_nats_restart_breaks_the_links_once_and_traffic_resumes(
                  what=f"{pid} ended by its broken link")
 
 
-@pytest.mark.xfail(strict=False, reason="global names not wired yet")
 def test_kill9_releases_global_names_before_the_exits(nodes: Nodes) -> None:
     """A `global:` name held on n3: kill -9 of n3 releases it before n1's monitor gets the
     EXIT ("node down: n3"), within node_timeout + 1 s; n1 can claim it then."""

@@ -115,7 +115,10 @@ class NodeLink:
         self.node = cluster.node
         self.incarnation = new_incarnation(time.time())
         self.interval = min(cluster.node_timeout / 4, MAX_INTERVAL)
-        self.members = Membership(cluster.node, cluster.node_timeout + self.interval)
+        # silent past node_timeout + 1.25 heartbeat periods: a node stopped for less than
+        # node_timeout was silent at most that + one period + delivery jitter (no false
+        # alarm); a dead one is declared within node_timeout + 1.25 * 0.5 + a tick (0.25)
+        self.members = Membership(cluster.node, cluster.node_timeout + 1.25 * self.interval)
         self.subject = f"{cluster.name}.hb"
         self.dropped = 0  # malformed heartbeats
         self.connected = False
@@ -423,15 +426,16 @@ class NodeLink:
                 log.warning("cluster: after connecting: %s", e or type(e).__name__)
 
     async def _beat(self) -> None:
-        next_beat = 0.0
+        next_beat = time.monotonic()
         while True:
             self._check_frozen()
             now = time.monotonic()
             if now >= next_beat:
                 self._publish()
-                next_beat = now + self.interval
+                # on schedule (a late tick does not stretch the period the others see)
+                next_beat = max(next_beat + self.interval, now + self.interval / 2)
             self._act(self.members.tick(now))
-            await asyncio.sleep(self.interval / 2)
+            await asyncio.sleep(max(0.0, min(next_beat - now, self.interval / 2)))
 
     def _check_frozen(self) -> None:
         """Were we ourselves stopped (SIGSTOP, a blocked loop) for longer than
@@ -443,6 +447,7 @@ class NodeLink:
         frozen = now - self._last_tick
         self._last_tick = now
         if frozen > self.config.node_timeout:
+            self._act(self.members.tick(now))  # the nodes silent too long: down, once
             for node in self.members.up():
                 self.break_pair(node, f"this node was stopped for {frozen:.1f}s")
 
