@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import json
 import logging
 import os
 import signal
@@ -45,6 +46,7 @@ from actord.control import ControlServer
 from actord.core.config import Config, service_start_order
 from actord.core.stop import stop_bound
 from actord.errors import ConfigError, InvalidError
+from actord.logring import LogRing, record_fields
 from actord.metrics import MetricsServer
 from actord.notify import Notifier
 from actord.ownership import acquire_lock, remove_own_socket, socket_identity
@@ -104,12 +106,22 @@ class LogFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(level: str) -> None:
-    """One stderr handler for the daemon and every worker's forwarded records."""
+class JsonLogFormatter(logging.Formatter):
+    """``[daemon] log_format = "json"``: one JSON object a line, the log ring's fields
+    (:func:`~actord.logring.record_fields`: ``ts level logger message pid host worker
+    traceback``); non-ASCII characters are escaped, so no text can break the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(record_fields(record), default=str)
+
+
+def configure_logging(level: str, fmt: str = "text", ring: LogRing | None = None) -> None:
+    """One stderr handler for the daemon and every worker's forwarded records (in ``fmt``),
+    and the log ring beside it (every record that handler gets, the ring keeps)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogFormatter())
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else LogFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler] if ring is None else [handler, ring]
     root.setLevel(level.upper())
 
 
@@ -120,8 +132,11 @@ class Daemon:
     (resp. :class:`~actord.nodeview.NodeView`), not as a ``Daemon``.
     """
 
-    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None,
+                 logs: LogRing | None = None) -> None:
         self.config = config
+        #: the recent log records (``actord logs``); filled once configure_logging installed it
+        self.logs = logs if logs is not None else LogRing(config.daemon.log_ring)
         self.notifier = notifier if notifier is not None else Notifier(None)
         self.metrics: MetricsServer | None = None
         self._reload_error: str | None = None  # shown in STATUS= until a reload succeeds
@@ -263,6 +278,7 @@ class Daemon:
         """Run until asked to stop, then shut down cleanly; the exit code (1: an
         ``auto_start`` service could not start, so the daemon never became ready)."""
         loop = asyncio.get_running_loop()
+        self.logs.bind(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
@@ -354,11 +370,12 @@ def run(config: Config) -> int:
     (``DaemonLockedError``) before it touches the socket or starts anything.
     """
     acquire_lock(config.daemon.socket)  # held (fd open) until this process exits
-    configure_logging(config.daemon.log_level)
+    logs = LogRing(config.daemon.log_ring)
+    configure_logging(config.daemon.log_level, config.daemon.log_format, logs)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # systemd's variables are for this process only: workers and actor code must not see them
-    daemon = Daemon(config, Notifier.from_environ(unset=True))
+    daemon = Daemon(config, Notifier.from_environ(unset=True), logs)
     # The router allocates a few tracked objects per spawn and per process end; with the
     # default gen-0 threshold (700) a spawn burst runs a collection every few hundred spawns,
     # each walking the young objects. Start-up objects are frozen (never scanned again).

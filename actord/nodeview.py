@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from actord.core.config import Config
+    from actord.logring import LogRing
     from actord.pool import WorkerPool
     from actord.router import Router
     from actord.services import ServiceManager
@@ -47,6 +48,10 @@ class ControlledNode(NodeView, Protocol):
     @property
     def ready(self) -> bool:
         """True once the workers started and the auto-start services run."""
+
+    @property
+    def logs(self) -> LogRing:
+        """The daemon's recent log records."""
 
     @property
     def pool(self) -> WorkerPool | None:

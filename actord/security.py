@@ -164,6 +164,8 @@ def command_permissions(
         return [(f"daemon.{command}", "daemon")]
     if command in ("start", "stop", "restart"):
         return [(f"service.{command}", str(args.get("service")))]
+    if command == "logs":
+        return [("daemon.logs", "daemon")]
     if command == "restart-worker":
         return [("daemon.worker", str(args.get("host")))]
     if command in ("spawn", "exec"):

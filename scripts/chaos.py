@@ -20,6 +20,12 @@ stop the daemon (exit 0, no worker left) and count tracebacks in its log.
 
 Run:  .venv/bin/python scripts/chaos.py --duration 180 --kills 90 --seed 7 --json out.json
 Exit status 0 iff no violation; the daemon's directory is kept (and printed) on failure.
+
+With ``--nodes 3``: a nats-server and three clustered nodes, senders and receivers on
+different nodes, worker kill -9s and node kill -9s (each node restarted; never n1, which
+holds the collector and the watcher), judged by ``chaos_check.verify_cluster`` (whose
+docstring defines each stream's cut). See :class:`ClusterChaos` and README "Chaos on three
+nodes".
 """
 
 from __future__ import annotations
@@ -29,16 +35,22 @@ import contextlib
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from harness_common import (  # first: it puts chaos_actors and the repo root on sys.path
     OBSERVER,
+    OBSERVER_HOST,
     WATCHER,
     WORKLOAD_HOSTS,
+    Cluster,
     Node,
     daemon_session,
     say,
@@ -48,7 +60,7 @@ from harness_common import (  # first: it puts chaos_actors and the repo root on
 # isort: split
 import chaos_check
 
-from actord.testing import CommandError, wait_for
+from actord.testing import CommandError, Daemon, wait_for
 
 
 class Chaos:
@@ -378,27 +390,445 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"verdict: {verdict}")
 
 
+# -- three nodes (--nodes 3) ----------------------------------------------------------------------
+WORKLOAD_IDS = {"chaos:creceiver": "receiver", "chaos:csender": "sender"}
+LOG_BREAKS = [  # a line in node N's log that breaks the pair {N, group 1} ("*": every pair)
+    re.compile(r"node (\S+) down"),
+    re.compile(r"cluster: pair with (\S+) broken"),
+    re.compile(r"cluster: gap from (\S+):"),
+    re.compile(r"cluster: \d+ frames to (\S+) lost"),
+    re.compile(r"cluster: (NATS) connection lost"),
+]
+
+
+class ClusterChaos:
+    """The three-node run (``--nodes``): the workload, the kill schedule and the final phase.
+
+    Every receiver and sender is spawned by the harness through its node's own control socket
+    (receivers first, then senders aimed at 1-3 receivers on other nodes, alive at the last
+    ``ps``), so the harness knows each PID's node, run and spawn time; the watcher on n1 is
+    told every PID (only n1's when the build has no monitors across nodes)."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random, args: argparse.Namespace) -> None:
+        self.c = cluster
+        self.rng = rng
+        self.args = args
+        self.procs: dict[str, dict[str, Any]] = {}
+        self.alive: dict[str, dict[str, list[str]]] = {}  # node -> role -> PIDs (last ps)
+        self.worker_kills: list[dict[str, Any]] = []
+        self.node_kills: list[dict[str, Any]] = []
+        self.down_until: dict[str, float] = {}
+        self.spawn_failures: Counter[str] = Counter()
+        self.collector = self.watcher = ""
+        self.watched = 0
+
+    @property
+    def n1(self) -> Daemon:
+        return self.c.daemons[Cluster.OBSERVER_NODE]
+
+    def ask(self, dest: str, topic: str, value: Any = None) -> Any:
+        r = self.n1.call("exec", 90.0, id="chaos:ask", host=OBSERVER_HOST,
+                         args=[dest, topic, value, 60.0], timeout=75.0)
+        if "error" in r:
+            raise RuntimeError(f"ask {dest} {topic}: {r['error']}")
+        return r["value"]
+
+    def dump(self, dest: str, key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        while True:
+            page = self.ask(dest, "dump", [len(out), 200])
+            out.update((pid, rec) for pid, rec in page[key])
+            if len(out) >= page["total"] or not page[key]:
+                return out
+
+    def start_observers(self) -> None:
+        self.collector = self.n1.call("spawn", id="chaos:ccollector", host=OBSERVER_HOST)
+        self.watcher = self.n1.call("spawn", id="chaos:cwatcher", host=OBSERVER_HOST)
+
+    # -- the workload ----------------------------------------------------------------------------
+    def poll(self) -> None:
+        """``ps`` on every live node; top the population up."""
+        self.poll_only()
+        for n in self.c.live():
+            for _ in range(self.args.receivers - len(self.alive[n]["receiver"])):
+                self.spawn(n, "receiver", [self.collector, REPORT,
+                                           bool(self.args.remote_monitors)])
+        for n in self.c.live():
+            for _ in range(self.args.senders - len(self.alive[n]["sender"])):
+                pool = [r for m in self.c.live() if m != n for r in self.alive[m]["receiver"]]
+                if not pool:
+                    break
+                targets = self.rng.sample(pool, min(len(pool), self.rng.randint(1, 3)))
+                self.spawn(n, "sender", [self.collector, targets, self.rng.randrange(2**31),
+                                         self.args.burst, self.args.pause, REPORT,
+                                         self.rng.uniform(2.0, 8.0)], targets=targets)
+
+    def spawn(self, node: str, role: str, args: list[Any], **rec: Any) -> None:
+        host = self.rng.choice(sorted(CLUSTER_HOSTS))
+        t = time.time()
+        try:
+            pid = self.c.daemons[node].call("spawn", id=f"chaos:c{role}", host=host, args=args)
+        except CommandError as e:  # its worker was just killed: counted, topped up later
+            self.spawn_failures[f"{role}: {e.kind}"] += 1
+            return
+        self.procs[pid] = {"role": role, "node": node, "run": self.c.runs[node], "t": t,
+                           "host": host, **rec}
+        self.alive[node][role].append(pid)
+        if node == Cluster.OBSERVER_NODE or self.args.remote_monitors:
+            self.n1.call("send", dest=self.watcher, topic="watch", values=[pid])
+            self.watched += 1
+
+    # -- the chaos -------------------------------------------------------------------------------
+    def run(self, duration: float) -> None:
+        rng, args = self.rng, self.args
+        t0 = time.monotonic()
+
+        def spread(n: int) -> list[float]:
+            return [t0 + (i + rng.uniform(0.1, 0.9)) * duration / max(n, 1) for i in range(n)]
+
+        worker_at, node_at = spread(args.kills), spread(args.node_kills)
+        next_progress = t0 + 5.0
+        while True:
+            now = time.monotonic()
+            elapsed = now - t0
+            if elapsed >= duration and not worker_at and not node_at:
+                break
+            if elapsed > duration + 60:
+                raise RuntimeError(f"only {len(self.worker_kills)} worker and "
+                                   f"{len(self.node_kills)} node kills in {elapsed:.0f}s")
+            for n, at in list(self.down_until.items()):
+                if now >= at:
+                    del self.down_until[n]
+                    self.c.start_node(n)
+                    say(f"[{time.monotonic() - t0:5.1f}s] {n} restarted (run {self.c.runs[n]})")
+            if node_at and now >= node_at[0] and not self.down_until and self._kill_node():
+                node_at.pop(0)
+            if worker_at and time.monotonic() >= worker_at[0] and self._kill_worker():
+                worker_at.pop(0)
+            self.poll()
+            if now >= next_progress:
+                s = self.ask(self.collector, "summary")
+                say(f"[{elapsed:5.1f}s] worker kills {len(self.worker_kills)} node kills "
+                    f"{len(self.node_kills)} | spawned {len(self.procs)} | received "
+                    f"{s['received']} sent {s['sent']}")
+                next_progress = now + 5.0
+            time.sleep(0.1)
+
+    def _kill_node(self) -> bool:
+        victims = [n for n in self.c.live() if n != Cluster.OBSERVER_NODE]
+        if not victims:
+            return False
+        n = self.rng.choice(victims)
+        run = self.c.runs[n]
+        t = self.c.kill_node(n)
+        self.down_until[n] = time.monotonic() + self.rng.uniform(0.2, 2.5)
+        self.node_kills.append({"t": round(t, 3), "node": n, "run": run,
+                                "processes": sum(map(len, self.alive[n].values()))})
+        self._gone(n, {}, t)
+        self.alive[n] = {"receiver": [], "sender": []}
+        return True
+
+    def _kill_worker(self) -> bool:
+        cands = [(n, w) for n in self.c.live() for w in self.c.daemons[n].workers()
+                 if w["host"] in CLUSTER_HOSTS and w["up"] and w.get("uptime", 1.0) >= 0.3]
+        if not cands:
+            return False
+        n, w = self.rng.choice(cands)
+        fd = signal_pid(w["os_pid"], signal.SIGKILL)
+        if fd is None:
+            return False
+        os.close(fd)
+        self.worker_kills.append({"t": round(time.time(), 3), "node": n, "run": self.c.runs[n],
+                                  "host": w["host"], "os_pid": w["os_pid"],
+                                  "processes": w["processes"]})
+        return True
+
+    # -- the end ---------------------------------------------------------------------------------
+    def _everywhere(self, role: str) -> list[tuple[str, str]]:
+        self.poll_only()
+        return [(n, pid) for n in self.c.live() for pid in self.alive[n][role]]
+
+    def poll_only(self) -> None:
+        """``ps`` on every live node: the live sets, and ``gone`` (the wall time of the first
+        ``ps`` without it: an upper bound of its end) of each process that ended."""
+        for n in self.c.live():
+            rows = self.c.daemons[n].call("ps")
+            now = time.time()
+            roles = {r: [row["pid"] for row in rows if WORKLOAD_IDS.get(row["id"]) == r]
+                     for r in ("receiver", "sender")}
+            self._gone(n, roles, now)
+            self.alive[n] = roles
+
+    def _gone(self, node: str, alive: dict[str, list[str]], now: float) -> None:
+        still = {p for pids in alive.values() for p in pids}
+        for pids in self.alive.get(node, {}).values():
+            for pid in pids:
+                if pid not in still:
+                    self.procs[pid].setdefault("gone", round(now, 3))
+
+    def _quiet(self, dest: str, *keys: str, timeout: float = 60.0) -> None:
+        """Wait until ``dest``'s summary ``keys`` stayed the same for 1.5 s."""
+        def sample() -> list[Any]:
+            summary = self.ask(dest, "summary")
+            return [summary[k] for k in keys]
+
+        deadline = time.monotonic() + timeout
+        prev = sample()
+        still = time.monotonic()
+        while time.monotonic() - still < 1.5:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{keys} never settled")
+            time.sleep(0.25)
+            cur = sample()
+            if cur != prev:
+                prev, still = cur, time.monotonic()
+
+    def final_phase(self) -> dict[str, Any]:
+        """Restart a node still down, cancel every sender, let the streams drain, cancel
+        every receiver, check the tables, collect and judge (see ``verify_cluster``)."""
+        for n in list(self.down_until):
+            del self.down_until[n]
+            self.c.start_node(n)
+        self.c.wait_mesh()
+        for n in self.c.live():
+            wait_for(lambda n=n: all(w["up"] for w in self.c.daemons[n].workers()), 60,
+                     interval=0.1, what=f"every worker of {n} up")
+        for role in ("sender", "receiver"):
+            for n, pid in self._everywhere(role):
+                with contextlib.suppress(CommandError):  # NOT_FOUND: it just ended
+                    self.c.daemons[n].call("cancel", dest=pid, reason="final")
+            wait_for(lambda role=role: not self._everywhere(role), 60, interval=0.2,
+                     what=f"every {role} ended")
+            # after the senders: their last seqs, fins and EXITs reach the receivers
+            self._quiet(self.collector, *(("received", "exits") if role == "sender"
+                                          else ("rstat",)))
+        self._quiet(self.watcher, "exits")
+        leaks = []
+        for n in self.c.live():
+            d = self.c.daemons[n]
+            want = {self.collector, self.watcher} if n == Cluster.OBSERVER_NODE else set()
+            ps = {row["pid"] for row in d.call("ps")}
+            if ps != want:
+                leaks.append(f"{n}: ps {sorted(ps - want)[:5]} extra, {sorted(want - ps)} missing")
+            st = d.call("status")
+            if st.get("processes", len(want)) != len(want):
+                leaks.append(f"{n}: status processes {st.get('processes')} != {len(want)}")
+            if d.call("registry"):
+                leaks.append(f"{n}: registry {d.call('registry')}")
+            down = [r["node"] for r in d.call("nodes") if r["state"] != "up"]
+            if down:
+                leaks.append(f"{n}: nodes not up at the end: {down}")
+        reports = self.dump(self.collector, "reports")
+        watch = self.dump(self.watcher, "recs")
+        for pid in (self.collector, self.watcher):
+            self.n1.call("cancel", dest=pid, reason="done")
+        wait_for(lambda: not self.n1.call("ps"), 30, interval=0.1, what="n1 empty")
+        return {"reports": reports, "watch": watch, "leaks": leaks}
+
+
+#: the workload hosts of every node of the cluster
+CLUSTER_HOSTS = {"chaos:a", "chaos:b"}
+#: seconds between two reports of a workload process to the collector
+REPORT = 0.25
+
+
+def log_breaks(logs: dict[str, str]) -> list[list[Any]]:
+    """``[node, other node or "*", wall time, line]`` of every pair break in the logs."""
+    out: list[list[Any]] = []
+    for node, text in logs.items():
+        for line in text.splitlines():
+            for pat in LOG_BREAKS:
+                m = pat.search(line)
+                if m is None:
+                    continue
+                try:
+                    t = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+                    t += int(line[20:23]) / 1000
+                except ValueError:
+                    continue
+                other = "*" if m.group(1) == "NATS" else m.group(1)
+                out.append([node, other, t, line[:200]])
+    return out
+
+
+def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    """One run on ``--nodes`` nodes; the report."""
+    rng = random.Random(args.seed)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="actord-chaos3-"))
+    cluster = Cluster(workdir, args.nodes, args.node_timeout)
+    report: dict[str, Any] = {"seed": args.seed, "duration": args.duration, "nodes": args.nodes,
+                              "workdir": str(workdir), "leaks": []}
+    ok = False
+    try:
+        cluster.start()
+        chaos = ClusterChaos(cluster, rng, args)
+        chaos.start_observers()
+        if args.remote_monitors is None:
+            args.remote_monitors = remote_monitors(chaos)
+        report["remote_monitors"] = args.remote_monitors
+        chaos.poll()
+        t0 = time.monotonic()
+        chaos.run(args.duration)
+        report["chaos_seconds"] = round(time.monotonic() - t0, 1)
+        say("chaos over; final phase")
+        end = chaos.final_phase()
+        report["leaks"] += end["leaks"]
+        stopped = cluster.stop()
+        report.update(stopped)
+        if any(code != 0 for code in stopped["exit_codes"].values()):
+            report["leaks"].append(f"daemon exit codes {stopped['exit_codes']}")
+        if stopped["survivors"]:
+            report["leaks"].append(f"workers alive after their daemon stopped: "
+                                   f"{stopped['survivors']}")
+        if cluster.orphans:
+            report["leaks"].append(f"workers alive 10 s after their node's kill -9: "
+                                   f"{cluster.orphans}")
+        logs = cluster.logs()
+        breaks = log_breaks(logs)
+        killed = [list(k) for k in cluster.killed]
+        report["verdict"] = chaos_check.verify_cluster(chaos.procs, end["reports"], end["watch"],
+                                                       killed, breaks)
+        killed_os = {k["os_pid"] for k in chaos.worker_kills}
+        report["unexplained_worker_deaths"] = [
+            f"{n}: {line}" for n, text in logs.items() for line in text.splitlines()
+            if " exited with " in line and "(os pid " in line
+            and int(line.split("(os pid ")[1].split(")")[0]) not in killed_os]
+        report["tracebacks"] = {n: text.count("Traceback") for n, text in logs.items()}
+        report["spontaneous_breaks"] = [  # not within 5 s after a kill of either node
+            b[3] for b in breaks
+            if not any(n in (b[0], b[1]) and 0 <= b[2] - t <= 5.0 for n, _, t in cluster.killed)]
+        report.update({
+            "worker_kills": len(chaos.worker_kills), "node_kills": len(chaos.node_kills),
+            "processes_started": len(chaos.procs), "watched": chaos.watched,
+            "spawn_failures": dict(chaos.spawn_failures), "pair_breaks_logged": len(breaks),
+            "worker_kill_log": chaos.worker_kills, "node_kill_log": chaos.node_kills,
+        })
+        if args.dump is not None:
+            args.dump.write_text(json.dumps({"procs": chaos.procs, "reports": end["reports"],
+                                             "watch": end["watch"], "killed": killed,
+                                             "breaks": breaks}))
+        ok = cluster_ok(report)
+    finally:
+        cluster.teardown()
+        if ok and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def remote_monitors(chaos: ClusterChaos) -> bool:
+    """Whether this build monitors across nodes: a probe on n1 monitors a process on n2."""
+    n2 = chaos.c.daemons["n2"]
+    target = n2.call("spawn", id="chaos:creceiver", host="chaos:a", args=[chaos.collector, 1.0])
+    r = chaos.n1.call("exec", 30.0, id="chaos:cprobe", host=OBSERVER_HOST, args=[target],
+                      timeout=20.0)
+    n2.call("kill", dest=target)
+    say(f"monitor of a process on another node: {r}")
+    return r.get("value") is True
+
+
+def cluster_ok(report: dict[str, Any]) -> bool:
+    v = report.get("verdict", {})
+    return bool(v) and not (v["lost"] or v["duplicated"] or v["reordered"] or v["violations"]
+                            or report["leaks"] or any(report["tracebacks"].values())
+                            or report["unexplained_worker_deaths"])
+
+
+def print_cluster_report(report: dict[str, Any]) -> None:
+    v = report["verdict"]
+    rows = [
+        ("seed", report["seed"]),
+        ("nodes", report["nodes"]),
+        ("chaos duration (s)", report["chaos_seconds"]),
+        ("node kill -9 + restart", report["node_kills"]),
+        ("worker kill -9", report["worker_kills"]),
+        ("processes started (watched)", f"{report['processes_started']} "
+                                        f"({report['watched']}; across nodes: "
+                                        f"{report['remote_monitors']})"),
+        ("messages checked", v["messages_checked"]),
+        ("streams: exact / floor / prefix / cut by a break",
+         f"{v['streams_exact']} / {v['streams_floor']} / {v['streams_prefix']} / "
+         f"{v['streams_cut_by_break']}"),
+        ("monitors: watcher / receivers", f"{v['monitored']} / {v['receiver_monitors']}"),
+        ("EXITs checked (watcher's node down)", f"{v['events_checked']} "
+                                                f"({v['node_down_exits']})"),
+        ("pair breaks logged (not from a kill)", f"{report['pair_breaks_logged']} "
+                                                 f"({len(report['spontaneous_breaks'])})"),
+        ("lost", v["lost"]),
+        ("duplicated", v["duplicated"]),
+        ("reordered", v["reordered"]),
+        ("other violations", sum(v["violations"].values())),
+        ("leaks", len(report["leaks"])),
+        ("worker deaths the harness did not cause", len(report["unexplained_worker_deaths"])),
+        ("daemon tracebacks", sum(report["tracebacks"].values())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'metric'.ljust(width)} | value")
+    print(f"{'-' * width}-+-{'-' * 40}")
+    for k, val in rows:
+        print(f"{k.ljust(width)} | {val}")
+    for kind, n in v["violations"].items():
+        print(f"violation: {kind}: {n}")
+    for ex in v["examples"][:20]:
+        text = repr(ex)
+        print(f"  e.g. {text[:400]}{'...' if len(text) > 400 else ''}")
+    for leak in report["leaks"]:
+        print(f"leak: {leak}")
+    for line in report["unexplained_worker_deaths"][:10]:
+        print(f"unexplained: {line}")
+    verdict = "PASS" if cluster_ok(report) else f"FAIL (directory {report['workdir']})"
+    print(f"verdict: {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of chaos")
-    parser.add_argument("--kills", type=int, default=90, help="worker kill -9s")
+    parser.add_argument("--kills", type=int, default=None,
+                        help="worker kill -9s (default 90, with --nodes 30)")
     parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument("--workdir", default=None, help="daemon directory (kept)")
     parser.add_argument("--dump", type=Path, default=None, help="write the raw records here")
-    parser.add_argument("--receivers", type=int, default=6)
-    parser.add_argument("--senders", type=int, default=8)
-    parser.add_argument("--burst", type=int, default=10, help="max messages per burst")
-    parser.add_argument("--pause", type=float, default=0.01, help="mean pause between bursts")
+    parser.add_argument("--receivers", type=int, default=None,
+                        help="receivers (default 6; with --nodes: per node, 2)")
+    parser.add_argument("--senders", type=int, default=None,
+                        help="senders (default 8; with --nodes: per node, 3)")
+    parser.add_argument("--burst", type=int, default=None,
+                        help="max messages per burst (default 10; with --nodes 5)")
+    parser.add_argument("--pause", type=float, default=None,
+                        help="mean pause between bursts (default 0.01; with --nodes 0.02)")
+    cluster = parser.add_argument_group("three nodes (docstring of ClusterChaos)")
+    cluster.add_argument("--nodes", type=int, default=1,
+                         help="nodes joined through a nats-server started here (1: no cluster)")
+    cluster.add_argument("--node-kills", type=int, default=8,
+                         help="kill -9 + restart of a whole node (never n1)")
+    cluster.add_argument("--node-timeout", default="1s", help="[cluster] node_timeout")
+    cluster.add_argument("--remote-monitors", action=argparse.BooleanOptionalAction,
+                         default=None, help="the watcher on n1 monitors every node's processes "
+                                            "(default: when a probe shows the build can)")
     args = parser.parse_args(argv)
+    one = args.nodes == 1
+    for key, single, per_node in (("kills", 90, 30), ("receivers", 6, 2), ("senders", 8, 3),
+                                  ("burst", 10, 5), ("pause", 0.01, 0.02)):
+        if getattr(args, key) is None:
+            setattr(args, key, single if one else per_node)
     if args.seed is None:
         args.seed = random.randrange(2**31)
-    say(f"chaos: seed {args.seed}, {args.duration:.0f}s, {args.kills} kills")
-    report = run(args)
-    print_report(report)
+    if not one:
+        if args.nodes < 2:
+            parser.error("--nodes: 1, or 2 and more")
+        say(f"chaos on {args.nodes} nodes: seed {args.seed}, {args.duration:.0f}s, "
+            f"{args.kills} worker kills, {args.node_kills} node kills")
+        report = run_cluster(args)
+        print_cluster_report(report)
+        ok = cluster_ok(report)
+    else:
+        say(f"chaos: seed {args.seed}, {args.duration:.0f}s, {args.kills} kills")
+        report = run(args)
+        print_report(report)
+        ok = report_ok(report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
-    return 0 if report_ok(report) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What ``scripts/chaos.py`` and ``scripts/soak.py`` share: the chaos node and its daemon's life.
+"""What ``scripts/chaos.py`` and ``scripts/soak.py`` share: the chaos node and its daemon's life,
+and the three-node cluster of ``scripts/chaos.py --nodes 3`` (:class:`Cluster`).
 
 The node: host ``chaos:observer`` (one worker) for the observer and the watcher, and the
 workload hosts (``chaos:a``, ``chaos:b``: two workers each), every role of
@@ -31,14 +32,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from chaos_workload import OBSERVER, OBSERVER_HOST, WATCHER  # noqa: E402
 
-from actord.testing import Daemon  # noqa: E402
+from actord.testing import Daemon, alive, wait_for  # noqa: E402
 
 WORKLOAD_HOSTS = {"chaos:a": 2, "chaos:b": 2}
 ROLES = ("observer", "watcher", "receiver", "sender", "buddy", "ask", "echo", "heap")
 
 __all__ = [
-    "ACTORS", "OBSERVER", "OBSERVER_HOST", "ROLES", "WATCHER", "WORKLOAD_HOSTS", "Node",
-    "Session", "config_text", "daemon_session", "say", "signal_pid",
+    "ACTORS", "CLUSTER_ROLES", "OBSERVER", "OBSERVER_HOST", "ROLES", "WATCHER", "WORKLOAD_HOSTS",
+    "Cluster", "Node", "Session", "cluster_config_text", "config_text", "daemon_session", "say",
+    "signal_pid",
 ]
 
 
@@ -173,3 +175,129 @@ def daemon_session(workdir: str | None, prefix: str) -> Iterator[Session]:
             daemon.kill9()
         if session.ok and not workdir:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the cluster (scripts/chaos.py --nodes 3) -----------------------------------------------------
+#: process ids of the cluster workload (scripts/chaos_actors/cluster_workload.py)
+CLUSTER_ROLES = {"chaos:ccollector": "cluster_workload:collector",
+                 "chaos:cwatcher": "cluster_workload:watcher",
+                 "chaos:creceiver": "cluster_workload:receiver",
+                 "chaos:csender": "cluster_workload:sender",
+                 "chaos:cprobe": "cluster_workload:probe",
+                 "chaos:ask": "chaos_workload:ask"}
+
+
+def cluster_config_text(node: str, nats_url: str, node_timeout: str, observer: bool) -> str:
+    """One node of the chaos cluster: workload hosts chaos:a and chaos:b (one worker each),
+    plus chaos:observer on the ``observer`` node."""
+    hosts = {OBSERVER_HOST: 1} if observer else {}
+    hosts.update({"chaos:a": 1, "chaos:b": 1})
+    lines = [
+        "[daemon]",
+        'socket = "@SOCKET@"',
+        f'python_path = ["{ACTORS}"]',
+        'shutdown_timeout = "5s"',
+    ]
+    for name, workers in hosts.items():
+        lines += [f'[hosts."{name}"]', f"workers = {workers}"]
+    for pid, entry in CLUSTER_ROLES.items():
+        lines += [f'[processes."{pid}"]', f'entry = "{entry}"']
+    lines += ["[cluster]", f'node = "{node}"', f'servers = ["{nats_url}"]', 'name = "chaos"',
+              f'node_timeout = "{node_timeout}"']
+    return "\n".join(lines) + "\n"
+
+
+class Cluster:
+    """One nats-server and the nodes ``n1``..``nN`` in ``workdir`` (``n1`` holds the observer
+    host and is never killed). Each node keeps its directory (and log) across restarts;
+    ``runs[node]`` counts its runs, ``killed`` lists ``(node, run, wall time)`` of each
+    kill -9, ``orphans`` the workers of a killed run still alive 10 s after the kill."""
+
+    OBSERVER_NODE = "n1"
+
+    def __init__(self, workdir: Path, nodes: int, node_timeout: str) -> None:
+        from tests.cluster_support import NatsServer  # the tests' server: one way to start it
+
+        self.workdir = workdir
+        self.nats = NatsServer(workdir / "nats")
+        self.names = [f"n{i + 1}" for i in range(nodes)]
+        self.node_timeout = node_timeout
+        self.daemons: dict[str, Daemon] = {}
+        self.runs = dict.fromkeys(self.names, 0)
+        self.killed: list[tuple[str, int, float]] = []
+        self.orphans: list[int] = []
+        self.up: dict[str, bool] = dict.fromkeys(self.names, False)
+
+    def start(self) -> None:
+        self.nats.start()
+        for n in self.names:
+            self.start_node(n, wait_mesh=False)
+        self.wait_mesh()
+
+    def start_node(self, node: str, wait_mesh: bool = True) -> None:
+        """Start (or restart) ``node``; with ``wait_mesh``, wait until every live node and
+        it see each other up with their current incarnations."""
+        cfg = cluster_config_text(node, self.nats.url, self.node_timeout,
+                                  observer=node == self.OBSERVER_NODE)
+        d = Daemon(self.workdir / node, cfg)
+        d.start(timeout=60)
+        self.daemons[node] = d
+        self.runs[node] += 1
+        self.up[node] = True
+        if wait_mesh:
+            self.wait_mesh()
+
+    def live(self) -> list[str]:
+        return [n for n in self.names if self.up[n]]
+
+    def mesh(self) -> bool:
+        """True when every live node lists every live node up, with the same incarnation."""
+        views = {}
+        for n in self.live():
+            views[n] = {r["node"]: r.get("incarnation") for r in self.daemons[n].call("nodes")
+                        if r["state"] == "up"}
+        want = views.get(self.live()[0], {}) if views else {}
+        return all(set(v) >= set(self.live()) and all(v[m] == want.get(m) for m in self.live())
+                   for v in views.values())
+
+    def wait_mesh(self, timeout: float = 30.0) -> None:
+        wait_for(self.mesh, timeout, interval=0.1, what="every live node sees the others up")
+
+    def kill_node(self, node: str) -> float:
+        """kill -9 the node's daemon; its wall time. Its workers must die with it."""
+        d = self.daemons[node]
+        workers = [w["os_pid"] for w in d.workers() if w.get("os_pid")]
+        t = time.time()
+        d.kill9()
+        self.up[node] = False
+        self.killed.append((node, self.runs[node], t))
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and any(alive(p) for p in workers):
+            time.sleep(0.05)
+        self.orphans += [p for p in workers if alive(p)]
+        return t
+
+    def stop(self) -> dict[str, Any]:
+        """Stop every live node (SIGTERM) and the server: exit codes, surviving workers."""
+        codes: dict[str, int] = {}
+        survivors: list[int] = []
+        for n in self.live():
+            d = self.daemons[n]
+            pids = [w["os_pid"] for w in d.workers() if w.get("os_pid")]
+            codes[n] = d.stop()
+            self.up[n] = False
+            survivors += [p for p in pids if alive(p)]
+        self.nats.stop()
+        return {"exit_codes": codes, "survivors": survivors}
+
+    def teardown(self) -> None:
+        """Whatever happened: SIGKILL what still runs."""
+        for d in self.daemons.values():
+            if d.proc is not None and d.proc.poll() is None:
+                d.kill9()
+        self.nats.stop()
+
+    def logs(self) -> dict[str, str]:
+        return {n: (self.workdir / n / "daemon.log").read_text(errors="replace")
+                for n in self.names}
+

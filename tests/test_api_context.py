@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from actord.testing import Daemon
-from tests.api_support import PLACEMENTS, processes
+from tests.api_support import LOCAL_PLACEMENTS, PLACEMENTS, processes
+from tests.cluster_support import module_cluster
 from tests.conftest import module_daemon
 
 PROCESSES = {
@@ -23,13 +24,19 @@ PROCESSES = {
 
 
 @pytest.fixture(scope="module")
-def daemon(
+def single(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
     yield from module_daemon(request, tmp_path_factory, PROCESSES, left=0)
 
 
-@PLACEMENTS
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    """Nodes n1, n2, n3 for the other-node cases (started only if one runs)."""
+    yield from module_cluster(tmp_path_factory, PROCESSES, left=0)
+
+
+@LOCAL_PLACEMENTS  # names are node-local (SPEC 11): no other-node case
 def test_registry(daemon: Daemon, probe_host: str, host: str) -> None:
     """register (default caller, no-op, ALREADY_EXISTS, NOT_FOUND), lookup, unregister."""
     out = daemon.exec("api:registry_probe", probe_host, host)
@@ -48,7 +55,7 @@ def test_registry(daemon: Daemon, probe_host: str, host: str) -> None:
     assert out["me_still"]
 
 
-@PLACEMENTS
+@LOCAL_PLACEMENTS  # names are node-local (SPEC 11): no other-node case
 def test_registry_causality_and_release(daemon: Daemon, probe_host: str, host: str) -> None:
     """A name resolves as soon as its registrant says so, and is released when it ends."""
     out = daemon.exec("api:registry_causality", probe_host, host)
@@ -89,7 +96,7 @@ def test_with_message(daemon: Daemon, probe_host: str, host: str) -> None:
     ]
 
 
-@PLACEMENTS
+@LOCAL_PLACEMENTS  # with_name claims a node-local name: no other-node case
 def test_with_name_spawn_or_signal(daemon: Daemon, probe_host: str, host: str) -> None:
     """with_name claims first, or starts nothing and signals/monitors/links the holder."""
     out = daemon.exec("api:with_name_probe", probe_host, host)

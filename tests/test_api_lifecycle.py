@@ -9,6 +9,7 @@ import pytest
 
 from actord.testing import Daemon
 from tests.api_support import PLACEMENTS, processes
+from tests.cluster_support import module_cluster
 from tests.conftest import module_daemon
 
 PROCESSES = processes(
@@ -23,10 +24,16 @@ LINK_FAILED = {"error": "linked process failed"}
 
 
 @pytest.fixture(scope="module")
-def daemon(
+def single(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
     yield from module_daemon(request, tmp_path_factory, PROCESSES, left=0)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    """Nodes n1, n2, n3 for the other-node cases (started only if one runs)."""
+    yield from module_cluster(tmp_path_factory, PROCESSES, left=0)
 
 
 def end_of(daemon: Daemon, id: str, *args: Any) -> dict[str, Any]:
@@ -64,7 +71,10 @@ def test_terminate(daemon: Daemon, probe_host: str, host: str) -> None:
     out = daemon.exec("api:terminate_probe", probe_host, host)
     assert out["ok"] is None and out["exit"] == TERMINATED
     assert out["dead"] == "NOT_FOUND" and out["unknown_name"] == "NOT_FOUND"
-    assert out["by_name"] is None and out["by_name_exit"] == TERMINATED
+    if "@" in host:  # names are node-local: no by-name case for another node's process
+        assert "by_name" not in out
+    else:
+        assert out["by_name"] is None and out["by_name_exit"] == TERMINATED
     assert out["self"] == TERMINATED
     assert out["self_ran_on"] is None
 
@@ -103,7 +113,10 @@ def test_monitor(daemon: Daemon, probe_host: str, host: str) -> None:
     assert out["after_unmonitor"] == [["pid.exit", out["pids"]["witness"], LINK_FAILED]]
     assert out["dead"] == "NOT_FOUND" and out["unmonitor_dead"] is None
     assert out["unknown_name"] == "NOT_FOUND"
-    assert out["by_name"] is None and out["by_name_exit"] == TERMINATED
+    if "@" in host:  # names are node-local: no by-name case for another node's process
+        assert "by_name" not in out
+    else:
+        assert out["by_name"] is None and out["by_name_exit"] == TERMINATED
     assert out["queued_stays"] == ["pid.exit", True, TERMINATED]
     assert out["unmonitor_unknown_name"] == "NOT_FOUND"
 

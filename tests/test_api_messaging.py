@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from actord.testing import Daemon
-from tests.api_support import PLACEMENTS, processes
+from actord.testing import Daemon, wait_for
+from tests.api_support import PLACEMENTS, probe_pid_host, processes
+from tests.cluster_support import module_cluster
 from tests.conftest import module_daemon
 
 PROCESSES = processes(
@@ -19,10 +20,16 @@ PID_RE = re.compile(r"^\{(?P<host>[^|]+)\|0x[0-9a-f]{5,}\}$")
 
 
 @pytest.fixture(scope="module")
-def daemon(
+def single(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Daemon]:
     yield from module_daemon(request, tmp_path_factory, PROCESSES)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    """Nodes n1, n2, n3 for the other-node cases (started only if one runs)."""
+    yield from module_cluster(tmp_path_factory, PROCESSES)
 
 
 @PLACEMENTS
@@ -30,7 +37,7 @@ def test_pid_id_and_channels_identity(daemon: Daemon, probe_host: str, host: str
     """pid() is a PID of the caller's host, id() its process id, inbox()/events() are stable."""
     out = daemon.exec("api:identity", probe_host, host)
     m = PID_RE.match(out["pid"])
-    assert m and m["host"] == probe_host
+    assert m and m["host"] == probe_pid_host(probe_host, host)
     assert out["id"] == "api:identity"
     assert out["inbox_same"] and out["events_same"]
     child_pid, child_id = out["child"]
@@ -65,10 +72,12 @@ def test_payload_shapes(daemon: Daemon, probe_host: str, host: str) -> None:
 
 
 @PLACEMENTS
-def test_send_errors_and_dead_letters(daemon: Daemon, probe_host: str, host: str) -> None:
+def test_send_errors_and_dead_letters(
+    daemon: Daemon, target: Daemon, probe_host: str, host: str
+) -> None:
     """Bad topics, values, PIDs and names are INVALID, unknown names NOT_FOUND, dead PIDs
-    silent, and every spelling of a live PID reaches it."""
-    before = daemon.call("status")["dead_letters"]
+    silent (a dead letter where the PID lived), and every spelling of a live PID reaches it."""
+    before = target.call("status")["dead_letters"]
     out = daemon.exec("api:send_errors", probe_host, host)
     for label in ("empty", "at", "int", "none"):
         assert out[f"topic_{label}"] == "INVALID", label
@@ -85,7 +94,8 @@ def test_send_errors_and_dead_letters(daemon: Daemon, probe_host: str, host: str
     assert out["lookup_noncanonical"] == "ALREADY_EXISTS"  # the same monitored child
     assert out["ok"] is None and out["pong"]
     assert out["dead_pid"] is None
-    assert daemon.call("status")["dead_letters"] >= before + 1
+    wait_for(lambda: target.call("status")["dead_letters"] >= before + 1, 5,
+             what="the dead letter counted")
 
 
 @PLACEMENTS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actord.testing import Daemon, wait_for
-from tests.api_support import ON_HOSTS, PLACEMENTS, processes
+from tests.api_support import LOCAL_PLACEMENTS, ON_HOSTS, processes
 from tests.conftest import ACTORS, assert_nothing_left, config_text
 
 PROCESSES = {
@@ -91,7 +91,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, hot_dir: Path) -> Iterator[
             assert d.stop() == 0, d.log()
 
 
-@PLACEMENTS
+@LOCAL_PLACEMENTS
 def test_upgrade_keeps_pid_mail_edges_and_names(daemon: Daemon, probe_host: str, host: str) -> None:
     """Same PID, queued mail (in order, with senders), edges, names; trap_links reset; new id()."""
     out = daemon.exec("api:upgrade_keeps", probe_host, host)
@@ -111,7 +111,7 @@ def test_upgrade_keeps_pid_mail_edges_and_names(daemon: Daemon, probe_host: str,
     assert out["events"] == [["pid.exit", True, terminated], ["pid.link.down", True, terminated]]
 
 
-@PLACEMENTS
+@LOCAL_PLACEMENTS
 def test_upgrade_failures_and_call_site_checks(daemon: Daemon, probe_host: str, host: str) -> None:
     """Unknown id: abnormal "upgrade: ..."; bad args INVALID; from a task or TaskGroup works."""
     out = daemon.exec("api:upgrade_failures", probe_host, host)

@@ -1,7 +1,8 @@
 """The benchmark still works: ``scripts/bench.py --quick`` runs every scenario and prints its table.
 
 A smoke test only: no timing is asserted (the numbers of a quick run mean nothing, and this
-machine is shared), only that every scenario and baseline produced a number.
+machine is shared), only that every scenario and baseline produced a number, the cross-node
+ones (h), (i) included (a real nats-server and two clustered daemons, started by the bench).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"]
+SCENARIOS = ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)", "(h)", "(i)"]
 
 
 def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
-    """`bench.py --quick --json` exits 0, prints the table and writes a sample per scenario."""
+    """`bench.py --quick --json` exits 0, prints the table and writes a sample per scenario,
+    (h) and (i) beside their raw nats-py baselines."""
     out = tmp_path / "bench.json"
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
@@ -31,8 +33,12 @@ def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
         row = next(line for line in r.stdout.splitlines() if line.startswith(key))
         assert "ERROR" not in row, row
     result = json.loads(out.read_text())
-    assert [s["key"] for s in result["scenarios"]] == list("abcdefg")
+    assert [s["key"] for s in result["scenarios"]] == list("abcdefghi")
     assert all(len(s["actord"]["samples"]) == 1 for s in result["scenarios"])
+    by_key = {s["key"]: s for s in result["scenarios"]}
+    for key, baseline in (("h", "nats_pingpong"), ("i", "nats_stream")):
+        assert by_key[key]["baseline_of"] == baseline
+        assert by_key[key]["baseline"] == result["baselines"][baseline]["median"] > 0
     assert result["errors"] == {}
 
 
@@ -83,3 +89,20 @@ def test_bench_against_refuses_a_tree_without_actord(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "not a checkout of actord" in r.stderr
+
+
+def test_bench_cpu_quick_prints_cpu_per_operation() -> None:
+    """`bench_cpu.py --quick` exits 0 and prints a CPU row for each side of (h) and (i), each
+    naming every process of its chain."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_cpu.py"), "--quick"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("(h)", "(i)"))]
+    assert len(rows) == 4, r.stdout
+    cells = [[c.strip() for c in row.split("|")] for row in rows]
+    assert [c[1] for c in cells] == ["actord", "raw nats-py", "actord", "raw nats-py"], r.stdout
+    for c in cells[::2]:
+        for name in ("router n1", "worker n1", "router n2", "worker n2", "nats-server"):
+            assert name in c[2], c

@@ -29,14 +29,31 @@ from tests.conftest import config_text
 
 PROCESSES = {f"r:{name}": f"remote_probes:{name}" for name in (
     "idle", "value", "crash", "watch_remote", "exec_remote", "exec_then_end",
-    "calls_on", "name_holder", "claim", "watch_name", "monitor_of")}
+    "calls_on", "name_holder", "claim", "watch_name", "monitor_of", "try_terminate", "as_scope")}
 NODE_TIMEOUT = 1.0
 
 
-def config(node: str, url: str) -> str:
+def config(node: str, url: str, security: str = "") -> str:
     return config_text(PROCESSES, hosts={"t:a": 1, "t:b": 2}, extra=(
         f'[cluster]\nnode = "{node}"\nservers = ["{url}"]\nname = "t"\n'
-        f'node_timeout = "{NODE_TIMEOUT}s"\n'))
+        f'node_timeout = "{NODE_TIMEOUT}s"\n{security}'))
+
+
+#: n1 strict: everything allowed but terminating a process of n2 (its PIDs' resource)
+NO_REMOTE_KILL = """
+[security]
+mode = "strict"
+[security.policies.all]
+actions = ["process.*", "daemon.*"]
+resources = ["*"]
+effect = "allow"
+[security.policies.no_remote_kill]
+actions = ["process.terminate"]
+resources = ["{n2@*"]
+effect = "deny"
+[security.scopes.s]
+policies = ["all", "no_remote_kill"]
+"""
 
 
 @pytest.fixture
@@ -99,6 +116,28 @@ def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     local = n1.call("spawn", id="r:idle", host="n1@t:a")
     assert local.startswith("{n1@t:a|") and local in ps_ids(n1)
     n1.kill(local)
+
+
+def test_permissions_are_checked_for_remote_targets(tmp_path: Path, nats: NatsServer) -> None:
+    """SPEC 7 across nodes: n1's scope `s` denies process.terminate on n2's PIDs; a process
+    on n1 in that scope gets PERMISSION_DENIED for a target on n2, and may still terminate a
+    local one."""
+    n1 = Daemon(tmp_path / "n1", config("n1", nats.url, NO_REMOTE_KILL))
+    n2 = Daemon(tmp_path / "n2", config("n2", nats.url))
+    try:
+        n1.start()
+        n2.start()
+        wait_for(lambda: len(up(n1)) == len(up(n2)) == 2, 5, what="n1 and n2 up")
+        remote = n2.call("spawn", id="r:idle", host="t:a")
+        local = n1.call("spawn", id="r:idle", host="t:b")
+        assert n1.exec("r:as_scope", "t:a", "s", remote) == "PERMISSION_DENIED"
+        assert remote in ps_ids(n2)
+        assert n1.exec("r:as_scope", "t:a", "s", local) == "ok"
+        assert n1.exec("r:try_terminate", "t:a", remote) == "ok"  # as admin: allowed
+    finally:
+        for d in (n1, n2):
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
 
 
 def test_unknown_node_or_host_is_not_found(pair: tuple[Daemon, Daemon]) -> None:

@@ -108,7 +108,8 @@ def test_shipped_config_comments_every_key() -> None:
     """The shipped config mentions every key a user can set."""
     text = (REPO / "config" / "actord.toml").read_text()
     keys = [
-        "socket", "python_path", "shutdown_timeout", "max_frame", "log_level", "workers",
+        "socket", "python_path", "shutdown_timeout", "max_frame", "log_level", "log_format",
+        "log_ring", "workers",
         "entry", "auto_start", "process", "host", "args", "name", "restart", "backoff",
         "intensity", "stop_timeout", "depends_on", "actor", "scope", "mode", "actions",
         "resources", "effect", "conditions", "policies", "security.clients", "group",
@@ -144,6 +145,9 @@ BAD = [
     ("max_frame type", "[daemon]\nmax_frame = '8MiB'\n", "daemon.max_frame", "expected integer"),
     ("max_frame small", "[daemon]\nmax_frame = 10\n", "daemon.max_frame", "got 10"),
     ("log_level", "[daemon]\nlog_level = 'loud'\n", "daemon.log_level", '"loud" is not one of'),
+    ("log_format", "[daemon]\nlog_format = 'xml'\n", "daemon.log_format", '"xml" is not one of'),
+    ("log_ring small", "[daemon]\nlog_ring = 10\n", "daemon.log_ring", "got 10"),
+    ("log_ring type", "[daemon]\nlog_ring = '1k'\n", "daemon.log_ring", "expected integer"),
     ("host id", "[hosts.nocolon]\n", "hosts.nocolon", "namespace:name"),
     ("host not a table", '[hosts]\n"app:h" = 2\n', 'hosts."app:h"', "expected table"),
     ("workers zero", '[hosts."app:h"]\nworkers = 0\n', 'hosts."app:h".workers', "1..256, got 0"),

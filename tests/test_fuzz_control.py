@@ -29,7 +29,7 @@ PROCESSES = {"t:fz.value": "semantics_probes:value", "t:fz.idle": "semantics_pro
 #: every command but shutdown; an ``exec`` may only run ``t:fz.value`` (it ends at once), so
 #: no reply waits on a process that never ends (``spawn`` may start ``t:fz.idle``)
 COMMANDS = ["status", "nodes", "ps", "spawn", "send", "kill", "cancel", "exec", "registry",
-            "services", "start", "stop", "restart", "reload"]
+            "services", "start", "stop", "restart", "reload", "logs"]
 REPLY_WAIT = 15.0
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
@@ -60,6 +60,7 @@ KEYS = {
     "send": ["dest", "topic", "values"], "kill": ["dest"],
     "cancel": ["dest", "deadline", "reason"], "ps": ["host"],
     "start": ["service"], "stop": ["service"], "restart": ["service"],
+    "logs": ["after", "wait", "lines", "pid", "host", "level"],
 }
 
 
@@ -77,6 +78,11 @@ def fields(pid: str) -> dict[str, st.SearchStrategy[Any]]:
         "reason": ["r", None, 5],
         "timeout": [0, 0.01, 1, -1, None, "1", 1e300, float("inf")],
         "service": ["s", "t:a", ""],
+        "pid": [pid, "{t:a|0xfffff}", "n1", "nope", "", "{", 5],
+        "after": [0, 1, 10**9, -1, "1", None],
+        "wait": [0, 0.01, -1, "1", 11, None],
+        "lines": [0, 5, 10**6, -1, "5", None],
+        "level": ["info", "ERROR", "loud", 5, None],
     }
     return {k: st.integers(0, 3).flatmap(lambda i, v=v: values if i == 3 else st.sampled_from(v))
             for k, v in plausible.items()}

@@ -1,8 +1,9 @@
 """The Prometheus endpoint (``[daemon] metrics``) of a real daemon, on 127.0.0.1 only.
 
 One node serves most tests; each test reads counters before and after what it does, so the
-tests do not depend on each other's order. Rendering and the config key are tested as pure
-functions.
+tests do not depend on each other's order. Every scrape is parsed by prometheus_client's own
+text parser. The config key is tested as a pure function; the cluster counters on two nodes
+over a real nats-server.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from actord.core import config as cfg
 from actord.core import wire
 from actord.errors import ConfigError
-from actord.metrics import CONTENT_TYPE, Metric, render
+from actord.metrics import CONTENT_TYPE
 from actord.testing import Daemon, wait_for
+from tests.cluster_support import NatsServer, cluster_config
 from tests.conftest import config_text
 
 PROCESSES = {
@@ -33,6 +36,8 @@ PROCESSES = {
     "t:obedient": "service_probes:obedient",
     "t:crasher": "service_probes:crasher",
     "t:add": "basics:add",
+    "t:ponger": "flood_probes:ponger",
+    "t:pinger": "flood_probes:pinger",
 }
 HOSTS = {"t:a": 1, "t:b": 2}
 SERVICE = """
@@ -43,8 +48,15 @@ name = "svc"
 restart = "permanent"
 backoff = { initial = "10ms", max = "50ms" }
 """
-SAMPLE_RE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
-LABEL_RE = re.compile(r'([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"')
+OLD_NAMES = {  # the families of the hand-written exposition: users' queries name them
+    "actord_info": "gauge", "actord_uptime_seconds": "gauge", "actord_processes": "gauge",
+    "actord_workers": "gauge", "actord_worker_restarts_total": "counter",
+    "actord_worker_stalled": "gauge", "actord_mailbox_depth": "gauge",
+    "actord_worker_dead_letters_total": "counter", "actord_stats_timeouts": "gauge",
+    "actord_messages_routed_total": "counter", "actord_dead_letters_total": "counter",
+    "actord_exits_total": "counter", "actord_service_restarts_total": "counter",
+    "actord_service_state": "gauge",
+}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -71,16 +83,15 @@ def get(url: str) -> tuple[int, dict[str, str], str]:
 
 
 def parse(text: str) -> Samples:
-    """The samples of a text exposition, keyed by (name, labels)."""
-    out: Samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = SAMPLE_RE.fullmatch(line)
-        assert m is not None, f"not a sample line: {line!r}"
-        labels = frozenset(LABEL_RE.findall(m[2] or ""))
-        out[(m[1], labels)] = float(m[3])
-    return out
+    """The samples of a text exposition (prometheus_client's parser), keyed by (name, labels)."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def worker_values(samples: Samples, name: str, host: str) -> dict[str, float]:
+    """``name``'s samples of ``host``'s workers: worker index -> value."""
+    return {dict(k[1])["worker"]: v for k, v in samples.items()
+            if k[0] == name and ("host", host) in k[1]}
 
 
 class Node:
@@ -127,28 +138,23 @@ def gone(node: Node, pid: str) -> bool:
 
 
 def test_exposition_is_prometheus_text(node: Node) -> None:
-    """GET /metrics: 200, text format 0.0.4, HELP and TYPE before each family's samples."""
+    """GET /metrics: 200, text 0.0.4 that prometheus_client parses, every old family there with
+    its type, HELP and TYPE lines, counters named *_total; a single node has no cluster family."""
     status, headers, body = get(node.url)
     assert status == 200 and headers["Content-Type"] == CONTENT_TYPE
     assert body.endswith("\n")
+    families = list(text_string_to_metric_families(body))
     declared: dict[str, str] = {}
-    for line in body.splitlines():
-        if line.startswith("# HELP "):
-            declared.setdefault(line.split()[2], "")
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            assert kind in ("counter", "gauge") and name in declared
-            declared[name] = kind
-        else:
-            m = SAMPLE_RE.fullmatch(line)
-            assert m is not None and declared.get(m[1]), line
-    for name, kind in declared.items():
-        assert name.startswith("actord_") and name.endswith("_total") == (kind == "counter"), name
-    assert {
-        "actord_processes", "actord_workers", "actord_worker_restarts_total",
-        "actord_messages_routed_total", "actord_dead_letters_total", "actord_mailbox_depth",
-        "actord_service_restarts_total", "actord_service_state", "actord_exits_total",
-    } <= set(declared)
+    for family in families:
+        assert family.type in ("counter", "gauge") and family.documentation, family
+        for sample in family.samples:
+            assert sample.name.startswith("actord_"), sample
+            assert sample.name.endswith("_total") == (family.type == "counter"), sample
+            declared[sample.name] = family.type
+    for name, kind in OLD_NAMES.items():
+        assert f"# TYPE {name} {kind}\n" in body and f"# HELP {name} " in body, name
+    assert {name: declared.get(name) for name in OLD_NAMES} == OLD_NAMES
+    assert not any(name.startswith("actord_cluster_") for name in declared)
 
 
 def test_http_errors(node: Node) -> None:
@@ -310,14 +316,98 @@ def test_config_metrics_off_by_default() -> None:
     assert cfg.parse("[daemon]\n", "/etc/a.toml").daemon.metrics is None
 
 
-def test_render_escapes_and_formats() -> None:
-    """Label values and help are escaped; whole numbers print as integers."""
-    m = Metric("x_total", "counter", 'a "help"\\ line\nnext')
-    m.add(3.0, name='q"uo\\te\n')
-    m.add(0.25)
-    assert render([m]) == (
-        '# HELP x_total a "help"\\\\ line\\nnext\n'
-        "# TYPE x_total counter\n"
-        'x_total{name="q\\"uo\\\\te\\n"} 3\n'
-        "x_total 0.25\n"
-    )
+# -- per-worker messages and mailboxes ------------------------------------------------------------
+
+
+def test_worker_message_counters(node: Node) -> None:
+    """N round trips between t:b and t:a's worker move each side's sent and received by N and
+    the router's count by 2N; N between two processes of t:a's one worker count there twice
+    and skip the router."""
+    rounds = 20
+    sent, received = "actord_worker_messages_sent_total", "actord_worker_messages_received_total"
+    routed = ("actord_messages_routed_total", frozenset())
+
+    def totals(s: Samples, host: str) -> tuple[float, float]:
+        return sum(worker_values(s, sent, host).values()), sum(
+            worker_values(s, received, host).values())
+
+    ponger = spawn(node, "t:a", "t:ponger")
+    before = node.scrape()
+    assert len(node.d.exec("t:pinger", "t:b", ponger, rounds)) == rounds
+    after = node.scrape()
+    for name in (sent, received):  # t:a has one worker: the ponger's
+        assert worker_values(after, name, "t:a")["0"] == worker_values(before, name, "t:a")["0"] \
+            + rounds, name
+    assert totals(after, "t:b") == tuple(v + rounds for v in totals(before, "t:b"))
+    assert after[routed] == before[routed] + 2 * rounds
+
+    assert len(node.d.exec("t:pinger", "t:a", ponger, rounds)) == rounds  # same worker
+    local = node.scrape()
+    assert totals(local, "t:a") == tuple(v + 2 * rounds for v in totals(after, "t:a"))
+    assert totals(local, "t:b") == totals(after, "t:b") and local[routed] == after[routed]
+    node.d.call("kill", dest=ponger)
+
+
+def test_worker_mailbox_depth(node: Node) -> None:
+    """A receiver that never reads: its worker's actord_worker_mailbox_depth holds the queue,
+    and the per-worker depths of a host add up to its actord_mailbox_depth."""
+    pid = spawn(node, "t:b")
+    [worker] = [str(r["worker"]) for r in node.d.call("ps") if r["pid"] == pid]
+    before = worker_values(node.scrape(), "actord_worker_mailbox_depth", "t:b")
+    for i in range(7):
+        node.d.call("send", dest=pid, topic="unread", values=[i])
+    after = node.scrape()
+    depths = worker_values(after, "actord_worker_mailbox_depth", "t:b")
+    assert depths[worker] == before[worker] + 7
+    assert sum(depths.values()) == after[("actord_mailbox_depth", frozenset({("host", "t:b")}))]
+    node.d.call("cancel", dest=pid)
+    wait_for(lambda: gone(node, pid), what="process gone")
+    assert worker_values(node.scrape(), "actord_worker_mailbox_depth", "t:b")[worker] == (
+        before[worker])
+
+
+# -- a cluster ------------------------------------------------------------------------------------
+
+
+def test_cluster_counters(tmp_path: Path) -> None:
+    """Two nodes: n1 shows n2 up and counts the frames it published to n2; n2 counts them
+    received from n1; messages to a process on n2 move both."""
+    nats = NatsServer(tmp_path / "nats").start()
+    started: list[tuple[Daemon, Node]] = []
+    try:
+        for name in ("n1", "n2"):
+            port = free_port()
+            text = with_metrics(cluster_config(name, [nats.url], PROCESSES), f"127.0.0.1:{port}")
+            d = Daemon(tmp_path / name, text).start()
+            started.append((d, Node(d, port)))
+        (d1, n1), (_, n2) = started
+        wait_for(lambda: all(n.value("actord_cluster_node_up", node=other) == 1
+                             for n, other in ((n1, "n2"), (n2, "n1"))), 20, what="both nodes up")
+        pid = str(d1.call("spawn", id="t:deaf", host="n2@t:a"))
+        out = n1.value("actord_cluster_sent_total", node="n2")
+        got = n2.value("actord_cluster_received_total", node="n1")
+        for i in range(5):
+            d1.call("send", dest=pid, topic="unread", values=[i])
+        wait_for(lambda: n2.value("actord_mailbox_depth", host="t:a") >= 5, what="delivered")
+        assert n1.value("actord_cluster_sent_total", node="n2") >= out + 5
+        assert n2.value("actord_cluster_received_total", node="n1") >= got + 5
+        s = n1.scrape()
+        for key in ("gaps", "stale", "breaks"):
+            assert s[(f"actord_cluster_{key}_total", frozenset({("node", "n2")}))] == 0, key
+        for key in ("malformed", "lost", "too_large"):
+            assert s[(f"actord_cluster_{key}_total", frozenset())] == 0, key
+    finally:
+        for d, _ in started:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+        nats.stop()
+
+
+def test_bench_metrics_smoke() -> None:
+    """`scripts/bench_metrics.py` on a few processes exits 0 and prints its timing line."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_metrics.py"
+    out = subprocess.run([sys.executable, str(script), "--processes", "20", "--scrapes", "3"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"20 processes, 3 scrapes: median [\d.]+ ms, p90 [\d.]+ ms, "
+                        r"min [\d.]+ ms, body \d+ bytes\n", out.stdout), out.stdout

@@ -1,9 +1,10 @@
 """SPEC section 4 against a real daemon: order, routing, ends, links, in one worker and across.
 
 Placement: host ``t:a`` has one worker and ``t:b`` two, and every scenario runs on ``t:a``;
-so a probe on ``t:a`` shares the scenario's worker (same-worker fast path) and one on ``t:b``
-is on another worker and host (through the router). Each scenario lives in
-``tests/actors/semantics_probes.py`` and returns what it observed.
+so a probe on ``t:a`` shares the scenario's worker (same-worker fast path), one on ``t:b``
+is on another worker and host (through the router), and one on ``n2@t:a`` is on another node
+(the scenario then runs on n1 of a three-node cluster, started only if such a case runs).
+Each scenario lives in ``tests/actors/semantics_probes.py`` and returns what it observed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from actord.core import wire
 from actord.testing import Daemon, wait_for
 from tests.actors import semantics_probes
+from tests.api_support import OTHER_NODE, REMOTE
+from tests.cluster_support import module_cluster
 from tests.conftest import module_daemon
 
 PROCESSES = {
@@ -26,12 +29,21 @@ PROCESSES = {
 }
 
 SAME, OTHER = "t:a", "t:b"
-PLACES = pytest.mark.parametrize("host", [SAME, OTHER], ids=["same-worker", "other-host"])
+PLACES = pytest.mark.parametrize(
+    "host", [SAME, OTHER, pytest.param(OTHER_NODE, marks=REMOTE)],
+    ids=["same-worker", "other-host", "other-node"],
+)
 
 
 @pytest.fixture(scope="module")
-def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def single(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield from module_daemon(request, tmp_path_factory, PROCESSES)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Nodes n1, n2, n3 for the other-node cases (started only if one runs)."""
+    yield from module_cluster(tmp_path_factory, PROCESSES, left=0)
 
 
 def run(daemon: Daemon, name: str, *args: Any) -> Any:
@@ -62,9 +74,14 @@ def test_messages_listen_and_events_keep_order(daemon: Daemon, host: str) -> Non
     assert r == {"value": {"violations": [], "taken": True}}
 
 
-def test_many_senders_nothing_lost_or_duplicated(daemon: Daemon) -> None:
-    """Four senders (same worker, other host) flood one receiver: each stream intact, in order."""
-    r = run(daemon, "scenario_many_senders", [SAME, OTHER, OTHER, SAME], 2000)
+@pytest.mark.parametrize("hosts", [
+    [SAME, OTHER, OTHER, SAME],
+    pytest.param([SAME, OTHER_NODE, OTHER, "n3@t:b"], marks=REMOTE),
+], ids=["one-node", "three-nodes"])
+def test_many_senders_nothing_lost_or_duplicated(daemon: Daemon, hosts: list[str]) -> None:
+    """Four senders (same worker, other host, other nodes) flood one receiver: each stream
+    intact, in order."""
+    r = run(daemon, "scenario_many_senders", hosts, 2000)
     assert r == {"in_order": True, "counts": {f"s{i}": 2000 for i in range(4)}, "late": 0}
 
 
@@ -160,10 +177,17 @@ def test_every_end(daemon: Daemon, how: str, host: str) -> None:
     assert r["other_exits"] == {} and r["extra_events"] == 0
 
 
+@pytest.mark.parametrize("hosts", [
+    [SAME, OTHER, SAME, OTHER, OTHER],
+    # each member spawns the next: node-qualified hosts, so the chain goes n1 n2 n1 n3 n2
+    pytest.param(["n1@t:a", OTHER_NODE, "n1@t:b", "n3@t:a", "n2@t:b"], marks=REMOTE),
+], ids=["one-node", "three-nodes"])
 @pytest.mark.parametrize("fail_at", [0, 2], ids=["head", "middle"])
-def test_untrapped_link_failure_cascades_across_workers(daemon: Daemon, fail_at: int) -> None:
-    """A chain linked across hosts, none calling events(): one failure ends them all."""
-    hosts = [SAME, OTHER, SAME, OTHER, OTHER]
+def test_untrapped_link_failure_cascades_across_workers(
+    daemon: Daemon, fail_at: int, hosts: list[str]
+) -> None:
+    """A chain linked across hosts (and nodes), none calling events(): one failure ends them
+    all."""
     r = run(daemon, "scenario_chain", hosts, fail_at)
     exits = r["exits"]
     assert len(exits) == len(hosts)
@@ -172,10 +196,12 @@ def test_untrapped_link_failure_cascades_across_workers(daemon: Daemon, fail_at:
         assert results == [{"error": want}], (pid, results)
 
 
-def test_no_message_after_exit_when_sender_worker_dies(daemon: Daemon) -> None:
+@pytest.mark.parametrize("host", [OTHER, pytest.param(OTHER_NODE, marks=REMOTE)],
+                         ids=["other-host", "other-node"])
+def test_no_message_after_exit_when_sender_worker_dies(daemon: Daemon, host: str) -> None:
     """A sender whose worker is killed mid-burst: a prefix of its messages, then EXIT, no more."""
     for _ in range(3):
-        r = run(daemon, "scenario_crash_order", OTHER, 20_000)
+        r = run(daemon, "scenario_crash_order", host, 20_000)
         assert r["exit"] == ["pid.exit", r["child"], {"error": "worker crashed"}]
         assert r["prefix"], r
         assert r["after"] == [0], r

@@ -4,11 +4,13 @@ last line of defence that keeps every failure to one line (:class:`_Cli`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -53,18 +55,27 @@ def call(ctx: click.Context, command: str, wait: float | None = None, **args: An
     for key, value in args.items():
         if key not in ("args", "values"):  # those were checked when parsed
             checked(incoming, value, key.replace("_", "-"), 0)
+    with session(ctx) as client:
+        try:
+            return client.call(command, wait, **args)
+        except TimeoutError:
+            fail(f"{command}: no reply from the daemon within {wait}s")
+
+
+@contextlib.contextmanager
+def session(ctx: click.Context) -> Iterator[Client]:
+    """A connection to the daemon for several commands (e.g. ``logs -f``); every failure in
+    it ends the CLI with one line and its exit code, as in :func:`call`."""
     path = _socket_path(ctx.obj["socket"], ctx.obj["config"])
     try:
         with Client(path, timeout=ctx.obj["client_timeout"]) as client:
-            return client.call(command, wait, **args)
+            yield client
     except DaemonUnreachableError as e:
         fail(str(e), EXIT_UNREACHABLE)
     except ClientError as e:
         fail(str(e))
     except CommandError as e:
         fail(f"{e.kind}: {e}")
-    except TimeoutError:
-        fail(f"{command}: no reply from the daemon within {wait}s")
 
 
 def emit(ctx: click.Context, value: Any, text: str | None = None) -> None:

@@ -22,12 +22,16 @@ from actord.control.node_queries import NodeQueries
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
+from actord.logring import LEVELS, Filter
 from actord.values import check_topic, payload
 
 if TYPE_CHECKING:
     from actord.nodeview import ControlledNode
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+#: the longest a ``logs`` request waits for a new record (its ``wait``), in seconds
+LOGS_MAX_WAIT = 10.0
 
 #: the (actor, scope) of the client whose command is running (set per command task)
 current_client: contextvars.ContextVar[tuple[dict[str, Any] | None, list[str] | None]] = (
@@ -68,6 +72,7 @@ class Commands:
             "shutdown": self.shutdown,
             "ping": self.ping,
             "restart-worker": self.restart_worker,
+            "logs": self.logs,
         }
 
     def resolve(self, dest: Any) -> str:
@@ -302,6 +307,50 @@ class Commands:
         CLI can wait for the process to be gone."""
         self.node.request_stop("shutdown command")
         return {"os_pid": os.getpid(), "bound": self.node.stop_bound()}
+
+    async def logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The daemon's recent log records (:mod:`actord.logring`) that the filters select.
+
+        Without ``after``: the newest ``lines`` records. With ``after`` (a cursor): the
+        records logged after it, waiting up to ``wait`` seconds for one (a long poll; the
+        follower's next request takes the reply's ``cursor``, and its ``pid``: the filter's
+        name resolved, as the name may be released before the follower asks again).
+        ``missed`` counts the records after the cursor that the ring dropped before they were
+        read; ``dropped`` all it has dropped. A reply is bounded (1000 records, half of
+        ``max_frame``); the daemon keeps nothing per reader.
+        """
+        ring = self.node.logs
+        wanted = self._log_filter(args)
+        budget = self.node.config.daemon.max_frame // 2
+        after = args.get("after")
+        if after is None:
+            lines = args.get("lines", 100)
+            if type(lines) is not int or lines < 0:
+                raise InvalidError(f"bad lines {lines!r}: expected a count")
+            return {"records": ring.tail(wanted, lines, budget), "cursor": ring.last,
+                    "missed": 0, "dropped": ring.dropped, "pid": wanted.pid}
+        if type(after) is not int or after < 0:
+            raise InvalidError(f"bad after {after!r}: expected a cursor")
+        wait = args.get("wait", 0)
+        if type(wait) not in (int, float) or not 0 <= wait <= LOGS_MAX_WAIT:
+            raise InvalidError(f"bad wait {wait!r}: expected 0..{LOGS_MAX_WAIT:g} seconds")
+        cursor = min(after, ring.last)  # a cursor from the future (another run) starts now
+        deadline = time.monotonic() + wait
+        while True:
+            records, cursor, missed = ring.after(cursor, wanted, budget)
+            left = deadline - time.monotonic()
+            if records or missed or left <= 0:
+                return {"records": records, "cursor": cursor, "missed": missed,
+                        "dropped": ring.dropped, "pid": wanted.pid}
+            await ring.wait_new(cursor, left)
+
+    def _log_filter(self, args: dict[str, Any]) -> Filter:
+        pid, host, level = args.get("pid"), args.get("host"), args.get("level")
+        if host is not None and not isinstance(host, str):
+            raise InvalidError(f"bad host {host!r}")
+        if level is not None and (not isinstance(level, str) or level.lower() not in LEVELS):
+            raise InvalidError(f"bad level {level!r}: one of {', '.join(LEVELS)}")
+        return Filter(None if pid is None else self.resolve(pid), host, level)
 
     async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
         """A liveness probe (the CLI's client timeout) and the limits a client must respect."""

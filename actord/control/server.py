@@ -41,15 +41,16 @@ _TARGETED = frozenset({"send", "kill", "cancel"})
 class ControlConnection(FrameProtocol):
     """A CLI connection; knows its peer's uid/gid (SO_PEERCRED, read when it connects).
 
-    Its ``exec`` commands are cancelled when it goes away: a client that stops waiting (the
-    CLI killed, Ctrl-C) leaves its child a CANCEL, as an actor's exec does.
+    Its ``exec`` and ``logs`` commands are cancelled when it goes away: a client that stops
+    waiting (the CLI killed, Ctrl-C) leaves an exec's child a CANCEL, as an actor's exec does,
+    and a long poll of ``logs`` nothing.
     """
 
     uid = -1
     gid = -1
 
     def connection_made(self, transport: Any) -> None:
-        self.waiting: set[asyncio.Task[None]] = set()  # running exec commands
+        self.waiting: set[asyncio.Task[None]] = set()  # running exec and logs commands
         sock = transport.get_extra_info("socket")
         try:
             _, self.uid, self.gid = peer_credentials(sock)
@@ -133,7 +134,7 @@ class ControlServer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if frame[2] == "exec":
+        if frame[2] in ("exec", "logs"):  # a long poll of ``logs`` ends with its client too
             conn.waiting.add(task)
             task.add_done_callback(conn.waiting.discard)
 

@@ -26,7 +26,9 @@ queued for the other node, and fans out "node down" to its own processes at once
 side learns the higher session from the next batch or heartbeat and breaks too (its own
 fallout, no further bump). Batches of a lower session are from before the cut: dropped, so
 nothing from before a cut is ever delivered late. ``seq`` counts one session's batches from
-0, so a gap inside a session is seen by the receiver on the next batch.
+0, so a gap inside a session is seen by the receiver on the next batch, or (a lost last
+batch) from the sender's heartbeats, which say how many batches it sent
+(:meth:`Pairs.heard_sent`).
 
 Verdicts of :meth:`Pairs.accept`:
 
@@ -60,6 +62,7 @@ REMOTE_CALLS = frozenset(
     {"spawn", "terminate", "cancel", "monitor", "unmonitor", "link", "unlink"}
 )
 _REMOTE_EVENTS = frozenset({wire.EV_CANCEL, wire.EV_EXEC})
+_SEND = wire.SEND
 
 Verdict = Literal["ok", "broke", "gap", "stale"]
 
@@ -99,24 +102,25 @@ def is_result(r: Any) -> bool:
     return type(error) is str and len(error) <= 2 * wire.MAX_TEXT
 
 
+def _ours(pid: Any, mine: str) -> bool:
+    return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
+
+
+def _sender(pid: Any, theirs: str, empty: bool = True) -> bool:
+    return type(pid) is str and ((empty and pid == "") or pid.startswith(theirs)) and (
+        len(pid) <= wire.MAX_ADDRESS)
+
+
 def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
     """Why frame ``f`` is refused ("" when it is well formed)."""
     if type(f) is not list or not f:
         return "a frame that is no array"
     op, n = f[0], len(f)
-
-    def ours(pid: Any) -> bool:
-        return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
-
-    def sender(pid: Any, empty: bool = True) -> bool:
-        return type(pid) is str and ((empty and pid == "") or pid.startswith(theirs)) and (
-            len(pid) <= wire.MAX_ADDRESS)
-
     if op == wire.SEND:
         if n != 5:
             return "SEND of the wrong length"
         _, dest, from_, topic, payload = f
-        if not (ours(dest) and sender(from_) and type(topic) is str
+        if not (_ours(dest, mine) and _sender(from_, theirs) and type(topic) is str
                 and type(payload) is bytes and len(payload) <= max_frame
                 and len(topic) + len(dest) <= wire.MAX_ADDRESS):
             return "bad SEND"
@@ -124,19 +128,19 @@ def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
         if n != 7:
             return "EVENT of the wrong length"
         _, dest, kind, from_, result, deadline, reason = f
-        if not (ours(dest) and kind in _REMOTE_EVENTS and sender(from_)
+        if not (_ours(dest, mine) and kind in _REMOTE_EVENTS and _sender(from_, theirs)
                 and (result is None or is_result(result))
                 and (deadline is None or (type(deadline) in (int, float)))
                 and (reason is None or (type(reason) is str and len(reason) <= 2 * wire.MAX_TEXT))):
             return "bad EVENT"
     elif op == wire.EXITED:
-        if n != 3 or not sender(f[1], empty=False) or not is_result(f[2]):
+        if n != 3 or not _sender(f[1], theirs, empty=False) or not is_result(f[2]):
             return "bad EXITED"
     elif op == wire.CALL:
         if n != 5:
             return "CALL of the wrong length"
         _, req, caller, call, args = f
-        if not (_uint(req) and sender(caller) and call in REMOTE_CALLS
+        if not (_uint(req) and _sender(caller, theirs) and call in REMOTE_CALLS
                 and type(args) in (dict, list)):
             return "bad CALL"
     elif op == wire.REPLY:
@@ -152,7 +156,8 @@ def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
     cannot be told), a :class:`Batch` with ``bad`` set when a frame is (one bad frame
     refuses the whole batch)."""
     try:
-        batch = msgpack.unpackb(data, raw=False)
+        # int map keys are values too (a spawn's args, a result): as every frame decoder
+        batch = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
         return None
     if type(batch) is not list or len(batch) < 5:
@@ -163,7 +168,17 @@ def check_batch(data: bytes, me: str, max_frame: int) -> Batch | None:
         return None
     mine, theirs = "{" + me + "@", "{" + node + "@"
     frames = batch[5:]
+    max_address = wire.MAX_ADDRESS
     for f in frames:
+        # a message (nearly every frame) checked inline: this runs once per frame received
+        if type(f) is list and len(f) == 5 and f[0] == _SEND:
+            _, dest, from_, topic, payload = f
+            if (type(dest) is str and type(from_) is str and type(topic) is str
+                    and type(payload) is bytes and dest.startswith(mine)
+                    and (not from_ or from_.startswith(theirs))
+                    and len(payload) <= max_frame
+                    and len(topic) + len(dest) <= max_address and len(from_) <= max_address):
+                continue
         why = _bad_frame(f, mine, theirs, max_frame)
         if why:
             return Batch(node, inc, to_inc, session, seq, [], why)
@@ -179,6 +194,7 @@ class Pair:
     session: int = 0
     next_in: int = 0
     next_out: int = 0
+    short: int = -1  # batches the peer said it sent that had not all arrived (see heard_sent)
 
 
 @dataclass
@@ -197,6 +213,12 @@ class Pairs:
         if p is None or incarnation > p.incarnation:
             p = self.pairs[node] = Pair(incarnation)
         return p
+
+    def next_out(self, node: str, incarnation: int) -> tuple[int, int]:
+        """``(session, seq)`` the next batch to ``incarnation`` of ``node`` will carry
+        (:meth:`outgoing` takes it)."""
+        p = self._pair(node, incarnation)
+        return p.session, p.next_out
 
     def outgoing(self, node: str, incarnation: int) -> tuple[int, int]:
         """``(session, seq)`` of the next batch to ``incarnation`` of ``node``."""
@@ -218,6 +240,7 @@ class Pairs:
             return  # never met: nothing crossed, nothing to break
         p.session = max(p.session, above) + 1
         p.next_in = p.next_out = 0
+        p.short = -1
 
     def adopt(self, node: str, incarnation: int, session: int) -> bool:
         """The peer says it is at ``session`` with us (its heartbeat): True when that is a
@@ -225,7 +248,7 @@ class Pairs:
         p = self.pairs.get(node)
         if p is None or p.incarnation != incarnation or session <= p.session:
             return False
-        p.session, p.next_in, p.next_out = session, 0, 0
+        p.session, p.next_in, p.next_out, p.short = session, 0, 0, -1
         self.breaks[node] = self.breaks.get(node, 0) + 1
         return True
 
@@ -243,7 +266,7 @@ class Pairs:
         p = self._pair(b.node, b.incarnation)
         verdict: Verdict = "ok"
         if b.session > p.session:
-            p.session, p.next_in, p.next_out = b.session, 0, 0
+            p.session, p.next_in, p.next_out, p.short = b.session, 0, 0, -1
             self.breaks[b.node] = self.breaks.get(b.node, 0) + 1
             verdict = "broke"
         expected = p.next_in
@@ -254,9 +277,27 @@ class Pairs:
         p.next_in = expected + 1
         return verdict, expected
 
+    def heard_sent(self, node: str, incarnation: int, session: int, sent: int) -> bool:
+        """The peer's heartbeat says it sent ``sent`` batches to us in ``session``: True
+        (a gap: the caller breaks the pair) when fewer arrived, twice in a row with the same
+        count (once may be a batch still on its way). This finds a lost *last* batch, which
+        no later batch would show."""
+        p = self.pairs.get(node)
+        if p is None or p.incarnation != incarnation or p.session != session:
+            return False
+        if sent <= p.next_in:
+            p.short = -1
+            return False
+        if p.short != sent:
+            p.short = sent
+            return False
+        self.gaps[node] = self.gaps.get(node, 0) + 1
+        self.break_(node, session)
+        return True
+
     def sessions(self) -> dict[str, list[int]]:
-        """For our heartbeat: ``{node: [its incarnation, session]}``."""
-        return {n: [p.incarnation, p.session] for n, p in self.pairs.items()}
+        """For our heartbeat: ``{node: [its incarnation, session, batches sent in it]}``."""
+        return {n: [p.incarnation, p.session, p.next_out] for n, p in self.pairs.items()}
 
 
 __all__ = ["REMOTE_CALLS", "Batch", "Pair", "Pairs", "Verdict", "check_batch", "encode_batch",

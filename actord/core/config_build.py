@@ -153,6 +153,11 @@ def _daemon(raw: RawDaemon, base: str) -> DaemonConfig:
         ("daemon", "socket_group"),
         "must be a group name",
     )
+    require(
+        100 <= raw.log_ring <= 1_000_000,
+        ("daemon", "log_ring"),
+        f"must be 100..1000000 records, got {raw.log_ring}",
+    )
     return DaemonConfig(
         socket=socket,
         socket_group=raw.socket_group,
@@ -164,6 +169,8 @@ def _daemon(raw: RawDaemon, base: str) -> DaemonConfig:
         log_level=choice(
             raw.log_level.lower(), ("debug", "info", "warning", "error"), ("daemon", "log_level")
         ),
+        log_format=choice(raw.log_format, ("text", "json"), ("daemon", "log_format")),
+        log_ring=raw.log_ring,
         metrics=None if raw.metrics is None else _listen(raw.metrics, ("daemon", "metrics")),
         stall_timeout=_stall_timeout(raw.stall_timeout),
     )

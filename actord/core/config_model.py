@@ -27,6 +27,7 @@ DEFAULT_STALL_TIMEOUT = 3.0  # seconds without a heartbeat before a worker is "s
 MIN_STALL_TIMEOUT = 0.5  # below this, a busy machine's scheduling delays look like stalls
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
 DEFAULT_LOG_LEVEL = "info"
+DEFAULT_LOG_RING = 10_000  # records the daemon keeps for `actord logs`
 DEFAULT_RESTART: Restart = "transient"
 DEFAULT_MODE: Mode = "permissive"
 MAX_WORKERS = 256
@@ -70,6 +71,8 @@ class DaemonConfig(msgspec.Struct, frozen=True):
     shutdown_timeout: float = DEFAULT_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = "text"  # text | json (one JSON object a line, for log shippers)
+    log_ring: int = DEFAULT_LOG_RING
     metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
     stall_timeout: float = DEFAULT_STALL_TIMEOUT  # see actord/router/stall.py
 

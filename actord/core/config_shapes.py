@@ -17,6 +17,7 @@ import msgspec
 from actord.core.config_model import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_LOG_LEVEL,
+    DEFAULT_LOG_RING,
     DEFAULT_MAX_FRAME,
     DEFAULT_MODE,
     DEFAULT_RESTART,
@@ -39,6 +40,8 @@ class RawDaemon(Raw, frozen=True, forbid_unknown_fields=True):
     shutdown_timeout: Any = None
     max_frame: int = DEFAULT_MAX_FRAME
     log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = "text"
+    log_ring: int = DEFAULT_LOG_RING
     metrics: str | None = None
     stall_timeout: Any = None
 

@@ -24,8 +24,9 @@ again (same incarnation after a cut healed, or a new one) is a fresh member: its
 counts up, so what belonged to an earlier meeting can be told apart and refused by the links.
 
 When a node is down (the silence rule): its last heartbeat arrived more than ``limit`` =
-``node_timeout + interval`` ago, ``interval`` being the heartbeat period. A node stalled for
-less than ``node_timeout`` was silent at most ``stall + interval < limit``: nothing is declared
+``node_timeout + 1.25 * interval`` ago, ``interval`` being the heartbeat period (the caller
+chooses it: ``actord.router.nodes``). A node stalled for less than ``node_timeout`` was
+silent at most ``stall + interval`` (+ jitter) ``< limit``: nothing is declared
 (SPEC 11); a killed one is declared at most ``limit + tick`` after its death. Our own cut-off
 (our NATS connection lost) needs no rule of its own: no heartbeat arrives, so every other node
 goes down by the same rule, which is SPEC 11's symmetric down.

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from actord.core import wire
+from actord.logring import WORKER_RECORD
 from actord.router.calls import Calls
 from actord.router.slots import WorkerLink
 from actord.router.stats import Stats
@@ -56,7 +57,8 @@ class Dispatch(Calls, Stats):
                 _, level, name, message, pid, *tb = frame
                 if len(tb) > 1 or (tb and type(tb[0]) is not str):
                     raise ValueError("bad LOG traceback")
-                worker_log.log(int(level), "[%s] %s %s: %s", link.tag, pid, name, message,
+                # its args are the record's own fields, for the log ring and the JSON format
+                worker_log.log(int(level), WORKER_RECORD, link.tag, pid, name, message,
                                extra={"actord_traceback": tb[0]} if tb else None)
             elif op == wire.UPGRADED:
                 entry = self.procs.get(frame[1])

@@ -73,8 +73,8 @@ FRAME_OVERHEAD = 32
 
 def check_heartbeat(data: bytes) -> tuple[str, int, int, dict[str, list[int]]] | None:
     """``(node, incarnation, processes, sessions)`` of a heartbeat's bytes, or None when
-    malformed (``sessions``: ``{node: [its incarnation, session]}``, the pairs' sessions as the
-    sender has them; absent is empty)."""
+    malformed (``sessions``: ``{node: [its incarnation, session(, batches sent in it)]}``,
+    the pairs as the sender has them; absent is empty)."""
     try:
         hb = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
@@ -87,7 +87,7 @@ def check_heartbeat(data: bytes) -> tuple[str, int, int, dict[str, list[int]]] |
         not isinstance(node, str) or _NODE_RE.fullmatch(node) is None
         or type(inc) is not int or inc < 0 or type(procs) is not int or procs < 0
         or type(sessions) is not dict
-        or not all(type(k) is str and type(v) is list and len(v) == 2
+        or not all(type(k) is str and type(v) is list and 2 <= len(v) <= 3
                    and all(type(x) is int and 0 <= x < 2**64 for x in v)
                    for k, v in sessions.items())
     ):
@@ -115,7 +115,10 @@ class NodeLink:
         self.node = cluster.node
         self.incarnation = new_incarnation(time.time())
         self.interval = min(cluster.node_timeout / 4, MAX_INTERVAL)
-        self.members = Membership(cluster.node, cluster.node_timeout + self.interval)
+        # silent past node_timeout + 1.25 heartbeat periods: a node stopped for less than
+        # node_timeout was silent at most that + one period + delivery jitter (no false
+        # alarm); a dead one is declared within node_timeout + 1.25 * 0.5 + a tick (0.25)
+        self.members = Membership(cluster.node, cluster.node_timeout + 1.25 * self.interval)
         self.subject = f"{cluster.name}.hb"
         self.dropped = 0  # malformed heartbeats
         self.connected = False
@@ -142,6 +145,7 @@ class NodeLink:
         # awaited with the connection once connected, and again after each reconnect
         # (global: names bind their bucket); a failure is one log line
         self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
+        self._last_tick = time.monotonic()  # _check_frozen: when this loop last ran
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -235,11 +239,20 @@ class NodeLink:
             self._spawn(self._flush())
 
     async def _flush(self) -> None:
-        """Publish what was queued this tick: one batch per destination, in order."""
+        """Publish what was queued this tick: one batch per destination, in order. A tick's
+        frames for a node are encoded whole first: only a batch over max_payload is cut
+        (:meth:`_chunks`, a Python step per frame that the common case skips)."""
         try:
             while self._outbox:
                 out, self._outbox = self._outbox, {}
+                nc = self._nc
+                limit = nc.max_payload if nc is not None else 1 << 20
                 for (node, inc), queued in out.items():
+                    session, seq = self.pairs.next_out(node, inc)
+                    data = encode_batch(self.node, self.incarnation, inc, session, seq, queued)
+                    if len(data) <= limit:
+                        await self._publish_batch(node, inc, queued, data)
+                        continue
                     for frames in self._chunks(node, queued):
                         await self._publish_batch(node, inc, frames)
         finally:
@@ -274,9 +287,13 @@ class NodeLink:
             size += n
         return chunks if frames else [[]]
 
-    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]]) -> None:
+    async def _publish_batch(self, node: str, inc: int, frames: list[list[Any]],
+                             data: bytes | None = None) -> None:
+        """Publish ``frames`` as the pair's next batch (``data``: them already encoded with
+        the pair's next session and seq, by :meth:`_flush`)."""
         session, seq = self.pairs.outgoing(node, inc)
-        data = encode_batch(self.node, self.incarnation, inc, session, seq, frames)
+        if data is None:
+            data = encode_batch(self.node, self.incarnation, inc, session, seq, frames)
         nc = self._nc
         try:
             if nc is None or not nc.is_connected:
@@ -292,6 +309,7 @@ class NodeLink:
         self.sent[node] = self.sent.get(node, 0) + len(frames)
 
     async def _on_batch(self, msg: Any) -> None:
+        self._check_frozen()
         b = check_batch(msg.data, self.node, self._max_frame)
         if b is None or b.bad:
             self.malformed += 1
@@ -408,14 +426,30 @@ class NodeLink:
                 log.warning("cluster: after connecting: %s", e or type(e).__name__)
 
     async def _beat(self) -> None:
-        next_beat = 0.0
+        next_beat = time.monotonic()
         while True:
+            self._check_frozen()
             now = time.monotonic()
             if now >= next_beat:
                 self._publish()
-                next_beat = now + self.interval
+                # on schedule (a late tick does not stretch the period the others see)
+                next_beat = max(next_beat + self.interval, now + self.interval / 2)
             self._act(self.members.tick(now))
-            await asyncio.sleep(self.interval / 2)
+            await asyncio.sleep(max(0.0, min(next_beat - now, self.interval / 2)))
+
+    def _check_frozen(self) -> None:
+        """Were we ourselves stopped (SIGSTOP, a blocked loop) for longer than
+        ``node_timeout``? Then every other node has declared us down (its silence rule):
+        break every pair now, before anything that waited in NATS meanwhile is delivered
+        (it is from before the cut). Run at each tick and before each message we handle,
+        whichever the loop runs first after the stop."""
+        now = time.monotonic()
+        frozen = now - self._last_tick
+        self._last_tick = now
+        if frozen > self.config.node_timeout:
+            self._act(self.members.tick(now))  # the nodes silent too long: down, once
+            for node in self.members.up():
+                self.break_pair(node, f"this node was stopped for {frozen:.1f}s")
 
     def _publish(self) -> None:
         nc = self._nc
@@ -427,6 +461,7 @@ class NodeLink:
         self._spawn(nc.publish(self.subject, data))
 
     async def _on_heartbeat(self, msg: Any) -> None:
+        self._check_frozen()
         hb = check_heartbeat(msg.data)
         if hb is None:
             self.dropped += 1
@@ -444,10 +479,15 @@ class NodeLink:
         if self.members.members[node].incarnation == incarnation:
             self._seen_wall[node] = time.time()
             ours = sessions.get(self.node)
-            if ours is not None and ours[0] == self.incarnation and self.pairs.adopt(
-                node, incarnation, ours[1]
-            ):
-                self._broke(node, f"by {node}, session {ours[1]}", notify=False)
+            if ours is not None and ours[0] == self.incarnation:
+                if self.pairs.adopt(node, incarnation, ours[1]):
+                    self._broke(node, f"by {node}, session {ours[1]}", notify=False)
+                elif len(ours) > 2:
+                    pair = self.pairs.pairs.get(node)
+                    arrived = 0 if pair is None else pair.next_in
+                    if self.pairs.heard_sent(node, incarnation, ours[1], ours[2]):
+                        self._broke(node, f"gap: {node} sent {ours[2]} batches, {arrived} "
+                                          "arrived")
 
     def _act(self, changes: list[Change]) -> None:
         """Log each membership change; a node down breaks its pair (the router's fallout)."""

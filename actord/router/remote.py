@@ -42,17 +42,35 @@ GLOBAL = "global:"
 
 
 class PendingCall:
-    """A call sent to another node, awaiting its REPLY."""
+    """A call sent to another node, awaiting its REPLY: answered to a worker (``link``,
+    ``req``) at once when it comes, in order with the frames after it, or else (the
+    control socket) through ``future``."""
 
-    __slots__ = ("args", "caller", "future", "node", "op")
+    __slots__ = ("args", "caller", "future", "link", "node", "op", "req")
 
     def __init__(self, node: str, caller: str, op: str, args: Any,
-                 future: asyncio.Future[Any]) -> None:
+                 future: asyncio.Future[Any] | None, link: WorkerLink | None = None,
+                 req: int = 0) -> None:
         self.node = node
         self.caller = caller
         self.op = op
         self.args = args
         self.future = future
+        self.link = link
+        self.req = req
+
+    def answer(self, kind: str | None, value: Any) -> None:
+        """The call's answer: ``kind`` None with its value, or an error kind and message."""
+        if self.link is not None:
+            # sent now, not from a future's callback: a frame after the REPLY (an exec
+            # child's EV_EXEC in the same batch) must not reach the worker before it
+            self.link.conn.send([wire.REPLY, self.req, kind,
+                                 value if kind is None else wire.clip_text(str(value))])
+        elif self.future is not None and not self.future.done():
+            if kind is None:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(from_kind(kind, str(value)))
 
 
 class Remote(Spawns):
@@ -164,9 +182,11 @@ class Remote(Spawns):
         task.add_done_callback(self._claims.discard)
 
     # -- calls we make -----------------------------------------------------------------------
-    def call_remote(self, node: str, caller: str, op: str, args: Any) -> asyncio.Future[Any]:
-        """Send call ``op`` to ``node``; the future gets its value or its error (a
-        ProcessError). NOT_FOUND at once when ``node`` is unknown or down."""
+    def call_remote(self, node: str, caller: str, op: str, args: Any,
+                    reply_to: tuple[WorkerLink, int] | None = None) -> asyncio.Future[Any]:
+        """Send call ``op`` to ``node``; its answer goes to the worker call ``reply_to`` (a
+        REPLY), else to the future returned (its value, or a ProcessError). NOT_FOUND at
+        once when ``node`` is unknown or down."""
         cluster = self.cluster
         if cluster is None:
             raise NotFoundError(f"unknown node {node!r} (not in a cluster)")
@@ -176,7 +196,10 @@ class Remote(Spawns):
         if not cluster.send_to(node, [wire.CALL, req, caller, op, args]):
             known = node in cluster.members.members
             raise NotFoundError(f"node down: {node}" if known else f"unknown node {node!r}")
-        self._pending[req] = PendingCall(node, caller, op, args, future)
+        if reply_to is None:
+            self._pending[req] = PendingCall(node, caller, op, args, future)
+        else:
+            self._pending[req] = PendingCall(node, caller, op, args, None, *reply_to)
         if caller:
             nodes = self._calling.get(caller)
             if nodes is None:
@@ -203,18 +226,7 @@ class Remote(Spawns):
             self.tell_remote(node, caller, op, args)
             link.conn.send([wire.REPLY, req, None, None])
             return
-        future = self.call_remote(node, caller, op, args)
-
-        def answer(f: asyncio.Future[Any]) -> None:
-            error = f.exception()
-            if error is None:
-                link.conn.send([wire.REPLY, req, None, f.result()])
-            elif isinstance(error, ProcessError):
-                link.conn.send([wire.REPLY, req, error.kind, wire.clip_text(str(error))])
-            else:
-                link.conn.send([wire.REPLY, req, ProcessError.kind, str(error)])
-
-        future.add_done_callback(answer)
+        self.call_remote(node, caller, op, args, (link, req))
 
     async def request(self, caller: str, op: str, args: Any) -> Any:
         """Call ``op`` (spawn, terminate, cancel) for the control socket (caller ``""``),
@@ -242,7 +254,7 @@ class Remote(Spawns):
         if call is None:
             return  # its call was ended by a break: the answer has been given
         if kind is not None:
-            call.future.set_exception(from_kind(kind, str(value)))
+            call.answer(kind, value)
             return
         caller = call.caller
         if caller in self.procs:  # a caller that ended meanwhile: its EXITED went there
@@ -258,16 +270,13 @@ class Remote(Spawns):
                     self.topology.link(caller, value)
                 if flags & wire.SPAWN_EXEC:
                     self._exec_children.setdefault(caller, set()).add(value)
-        if not call.future.done():
-            call.future.set_result(value)
+        call.answer(None, value)
 
     def _fail_pending(self, node: str) -> None:
         """A break with ``node``: every call pending there ends NOT_FOUND."""
         ended = [req for req, call in self._pending.items() if call.node == node]
         for req in ended:
-            call = self._pending.pop(req)
-            if not call.future.done():
-                call.future.set_exception(NotFoundError(f"node down: {node}"))
+            self._pending.pop(req).answer(NotFoundError.kind, f"node down: {node}")
 
     def pair_broken(self, node: str, down: bool) -> None:
         """The pair with ``node`` broke (NodeLink's ``broken``): calls pending there fail,

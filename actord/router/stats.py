@@ -2,7 +2,10 @@
 
 One fan-out serves both: :meth:`Stats._ask_stats` sends ``[STATS_REQ, req]`` to every live
 worker that is not stalled (a stalled one would not answer) and keeps a future per request,
-which the worker's ``[STATS, req, stats]`` frame resolves. A worker that goes down answers
+which the worker's ``[STATS, req, stats]`` frame resolves. Metrics ask ``[STATS_REQ, req,
+True]``: each worker's totals (``mailbox``, ``sent``, ``received``, ``dead_letters``) without
+its process list, so a scrape of a node with many processes does not make the router decode
+them all. A worker that goes down answers
 ``{"processes": []}``; a request not answered in time is forgotten (a late answer is dropped).
 
 Invariant: a waiting caller is never stuck on a worker: every wait has a deadline, and a
@@ -30,10 +33,11 @@ class Stats(Slots):
     _next_req: int
 
     def _ask_stats(
-        self, host: str | None = None
+        self, host: str | None = None, totals: bool = False
     ) -> list[tuple[WorkerLink, asyncio.Future[dict[str, Any]] | None]]:
-        """Ask every live worker (of ``host``, if given) for its STATS: each with the future
-        of its answer, or None for a worker known to be stalled (not asked)."""
+        """Ask every live worker (of ``host``, if given) for its STATS (only its totals, if
+        ``totals``): each with the future of its answer, or None for a worker known to be
+        stalled (not asked)."""
         loop = asyncio.get_running_loop()
         asked: list[tuple[WorkerLink, asyncio.Future[dict[str, Any]] | None]] = []
         for slots in self.hosts.values():
@@ -45,7 +49,9 @@ class Stats(Slots):
                     self._next_req += 1
                     fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                     self._stats_waits[self._next_req] = (link, fut)
-                    link.conn.send([wire.STATS_REQ, self._next_req])
+                    req = self._next_req
+                    link.conn.send([wire.STATS_REQ, req, True] if totals
+                                   else [wire.STATS_REQ, req])
                     asked.append((link, fut))
         return asked
 
@@ -129,10 +135,10 @@ class Stats(Slots):
     async def worker_stats(
         self, timeout: float = 1.0
     ) -> tuple[list[tuple[WorkerLink, dict[str, Any]]], int]:
-        """Every live worker's STATS answer within one ``timeout`` (metrics), and how many
-        workers did not answer in time (their requests are forgotten). A stalled worker is
-        not asked."""
-        asked = {fut: link for link, fut in self._ask_stats() if fut is not None}
+        """Every live worker's totals within one ``timeout`` (metrics), and how many workers
+        did not answer in time (their requests are forgotten). A stalled worker is not
+        asked."""
+        asked = {fut: link for link, fut in self._ask_stats(totals=True) if fut is not None}
         if not asked:
             return [], 0
         done, pending = await asyncio.wait(asked, timeout=timeout)

@@ -46,6 +46,7 @@ class RouterFrames(Lifecycle):
             self.dead_letters += 1
             return
         proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
+        self.received += 1
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
@@ -99,6 +100,7 @@ class RouterFrames(Lifecycle):
         if messages:
             for topic, payload in messages:
                 proc.deliver(Message(topic, "", payload))
+            self.received += len(messages)
         # The task is built directly, not through loop.create_task: that would call our
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
@@ -141,13 +143,22 @@ class RouterFrames(Lifecycle):
             self.kill(proc, frame[2])
 
     def _on_stats(self, frame: list[Any]) -> None:
-        procs = [
-            {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
-            for p in self.procs.values()
-        ]
-        self.conn.send(
-            [wire.STATS, frame[1], {"processes": procs, "dead_letters": self.dead_letters}]
-        )
+        """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,
+        given True, only the mailbox total (metrics: no list of thousands to send)."""
+        local = self.sent_local  # a same-worker message is one sent and one received
+        stats: dict[str, Any] = {
+            "dead_letters": self.dead_letters,
+            "sent": local + self.sent_remote,
+            "received": local + self.received,
+        }
+        if len(frame) > 2 and frame[2]:
+            stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
+        else:
+            stats["processes"] = [
+                {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
+                for p in self.procs.values()
+            ]
+        self.conn.send([wire.STATS, frame[1], stats])
 
     def _on_shutdown(self, frame: list[Any]) -> None:
         # no report per process: the daemon logs how many it had to terminate

@@ -39,6 +39,11 @@ class WorkerState:
         self.exec_spawns: dict[int, Proc] = {}
         self.next_req = 0
         self.dead_letters = 0
+        # messages this worker's processes sent to a local / another worker's process, and
+        # messages put in their mailboxes from outside (STATS totals: one increment a message)
+        self.sent_local = 0
+        self.sent_remote = 0
+        self.received = 0
         # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
         self._checked_pids: set[str] = set()
         self.stopping = asyncio.Event()

@@ -14,6 +14,13 @@ API is used (``from actord import process``).
     idle_memory     idle                    RSS bytes per idle process of a worker
     fan_in          streamer x senders      messages/s received
     where           -                       the worker's actord.__file__ and OS pid
+
+Cross-node scenarios (h) and (i): the peer is started on the other node by ``bench.py``
+(through that node's own daemon: no remote spawn yet) and its PID given to the driver, which
+neither spawns nor links it; the peer ends when the driver is done with it.
+
+    remote_pingpong  echo (given)           mean round trip (us)
+    remote_stream    go_streamer (given)    messages/s received
 """
 
 from __future__ import annotations
@@ -51,6 +58,16 @@ async def streamer(parent: str, n: int, batch: int) -> None:
             await asyncio.sleep(0)
 
 
+async def go_streamer(n: int, batch: int) -> None:
+    """Wait for "go", then send ``n`` messages to its sender, yielding every ``batch``."""
+    go = await process.inbox().receive()
+    to, send = go.from_, process.send
+    for i in range(n):
+        send(to, "m", i)
+        if i % batch == batch - 1:
+            await asyncio.sleep(0)
+
+
 async def noop() -> None:
     """End at once (normally)."""
     return None
@@ -83,6 +100,40 @@ async def pingpong(host: str, n: int, warmup: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     send(peer, "stop")
     return {"rtt_us": elapsed / n * 1e6, "n": n}
+
+
+async def remote_pingpong(peer: str, n: int, warmup: int) -> dict[str, Any]:
+    """(h) Mean round trip of ``n`` ping-pongs with the echo ``peer`` (on another node)."""
+    inbox, send = process.inbox(), process.send
+
+    async def rounds(count: int) -> None:
+        for i in range(count):
+            send(peer, "ping", i)
+            msg = await inbox.receive()
+            if msg.payload != i:
+                raise AssertionError(f"pong {msg.payload!r} for ping {i}")
+
+    await rounds(warmup)
+    start = time.perf_counter()
+    await rounds(n)
+    elapsed = time.perf_counter() - start
+    send(peer, "stop")
+    return {"rtt_us": elapsed / n * 1e6, "n": n}
+
+
+async def remote_stream(peer: str, n: int) -> dict[str, Any]:
+    """(i) Messages/s of a one-way stream of ``n`` messages from the go_streamer ``peer``."""
+    inbox = process.inbox()
+    start = time.perf_counter()
+    process.send(peer, "go")
+    receive = inbox.receive
+    for _ in range(n - 1):
+        await receive()
+    last = await receive()
+    elapsed = time.perf_counter() - start
+    if last.payload != n - 1:
+        raise AssertionError(f"last message {last.payload!r}, expected {n - 1}")
+    return {"rate": n / elapsed, "n": n}
 
 
 async def stream(host: str, n: int, batch: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ What counts (each a separate total, all must be zero):
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -257,3 +258,249 @@ def _buddy(me: str, rec: dict[str, Any], e0: int, result: Any, abnormal: Any, or
     if rec.get("linked") is False and (result(partner) is None or order(partner) > order(me)
                                        or mine != {"value": "partner gone"}):
         v.bad("buddy: link refused while its partner was alive", me, partner, mine)
+
+
+# -- three nodes (scripts/chaos.py --nodes 3) -----------------------------------------------------
+#: seconds before a sender's spawn from which a break of its pair of nodes still cuts its
+#: streams (a node may log a break a moment after the harness saw the mesh whole)
+BREAK_SLACK = 2.0
+
+
+def verify_cluster(
+    procs: dict[str, dict[str, Any]],
+    reports: dict[str, dict[str, Any]],
+    watch: dict[str, dict[str, Any]],
+    killed: list[list[Any]],
+    breaks: list[list[Any]],
+    watcher_node: str = "n1",
+) -> dict[str, Any]:
+    """The verdict of a cluster run. A stream is the seqs sender ``S`` (node ``A``, run ``a``)
+    sends receiver ``R`` (node ``B`` != ``A``, run ``b``).
+
+    ``procs``: every workload process the harness spawned (``role``, ``node``, ``run``, ``t``
+    its spawn's wall time, ``gone`` the wall time of the first ``ps`` of its node without it,
+    or of its node's kill, ``targets`` of a sender); ``reports``: the collector's last report
+    of each (``done`` when it was the last one: a sender stopped by CANCEL or at the end of
+    its life, a receiver by the final CANCEL); ``watch``: the watcher's records by PID;
+    ``killed``: ``[node, run, t]`` of every node kill -9; ``breaks``: ``[node, node, t, line]``
+    of every pair break a node logged (``node X down``, ``pair with X broken``, ``gap from
+    X``, ``frames to X lost``, ``NATS connection lost`` with ``*`` for the other node).
+
+    The **cut** of a stream is the first of: the end of ``S`` (worker kill, node kill, its
+    CANCEL or the end of its life), the end of ``R``, a break of the pair ``{A, B}`` logged
+    while the stream could carry frames: from ``t(S) - BREAK_SLACK`` to the first ``gone`` of
+    the two + ``BREAK_SLACK`` (its last frames may still be on their way). Judged:
+
+    - always: no seq twice (duplicated), none after a later one (reordered), none after the
+      sender's ``fin`` (the count it sends each receiver when it stops by itself);
+    - a gap (seqs skipped) is lost unless the pair ``{A, B}`` broke (then it is the cut);
+    - if the pair never broke and ``R`` got the ``fin``: exactly that many seqs before it;
+    - else if the pair never broke and ``R`` got ``S``'s EXIT (not a ``node down``): at least
+      the count of ``S``'s last report before that EXIT (its router had those seqs first),
+      and no normal end (which sends the ``fin`` first);
+    - else if the pair never broke and ``R`` ended by the final CANCEL (``done``): ``R`` got
+      exactly ``S``'s own count when ``S`` stopped by itself (``done``) on a run that was never
+      killed, at least its last report when ``S``'s worker was killed (the router holding that
+      report held the seqs before it), and nothing is checked beyond the prefix when ``S``'s
+      node was killed (frames not yet published died with it);
+    - a sender whose stream to ``R`` never arrived is judged as one of 0 messages.
+
+    Monitors (the watcher, on ``watcher_node``, never killed, of every PID it was told):
+    exactly one EXIT each; an EXIT ``node down: X`` names the target's own node, another than
+    the watcher's, and comes only when that run was killed or the pair ``{watcher_node, X}``
+    broke between the target's spawn and that EXIT; the EXIT of a target on a killed run is
+    ``node down: <node>`` unless it came less than 2 s after the kill (it had ended before).
+    A receiver's monitor of a sender (when the build monitors across nodes): at most one
+    EXIT, exactly one if the receiver lived to the final CANCEL, no seq after it unless it
+    is a ``node down`` (a sender still alive after a break goes on sending as a fresh
+    member); a ``node down`` names the sender's node, whose run was killed or whose pair
+    with the receiver's broke; any other result is the watcher's.
+    """
+    v = Verdict()
+    extra = {"streams_prefix": 0, "streams_cut_by_break": 0, "tolerated_missing": 0,
+             "monitored": 0, "node_down_exits": 0, "monitors_refused": 0,
+             "receiver_monitors": 0}
+    killed_runs = {(k[0], k[1]) for k in killed}
+
+    def broke(s: dict[str, Any], r: dict[str, Any]) -> bool:
+        since = s["t"] - BREAK_SLACK
+        until = min(s.get("gone") or math.inf, r.get("gone") or math.inf) + BREAK_SLACK
+        pair = {s["node"], r["node"]}
+        return any(since <= t <= until and (x in pair if y == "*" else {x, y} == pair)
+                   for x, y, t, *_ in breaks)
+
+    for rpid, rrec in procs.items():
+        if rrec["role"] != "receiver":
+            continue
+        rep = reports.get(rpid) or {}
+        peers: dict[str, dict[str, Any]] = rep.get("peers") or {}
+        r_done = bool(rep.get("done"))
+        for spid, p in peers.items():
+            srec = procs.get(spid)
+            if srec is None or srec["role"] != "sender":
+                v.bad("receiver: messages from a stranger", rpid, spid)
+                continue
+            _cluster_stream(rpid, rrec, spid, srec, p, r_done, reports.get(spid), killed_runs,
+                            broke(srec, rrec), v, extra)
+        if r_done:  # streams that never arrived
+            for spid, srec in procs.items():
+                if srec["role"] == "sender" and rpid in srec.get("targets", ()) and \
+                        spid not in peers:
+                    _cluster_stream(rpid, rrec, spid, srec, None, True, reports.get(spid),
+                                    killed_runs, broke(srec, rrec), v, extra)
+    _cluster_monitors(procs, watch, killed, killed_runs, breaks, watcher_node, v, extra)
+    _receiver_monitors(procs, reports, watch, killed_runs, breaks, v, extra)
+    return {**v.as_dict(), **extra}
+
+
+def _cluster_stream(rpid: str, rrec: dict[str, Any], spid: str, srec: dict[str, Any],
+                    p: dict[str, Any] | None, r_done: bool, srep: dict[str, Any] | None,
+                    killed_runs: set[tuple[str, int]], broken: bool, v: Verdict,
+                    extra: dict[str, int]) -> None:
+    """One stream, by the rules of :func:`verify_cluster`."""
+    got = 0
+    if p is not None:
+        got = p["n"]
+        v.messages += got
+        v.duplicated += p["dup"]
+        v.reordered += p["reo"]
+        if p["dup"] or p["reo"]:
+            v.bad("stream: duplicated or reordered", spid, rpid, p)
+        if p["late"]:
+            v.bad("stream: seqs after the sender's fin", spid, rpid, p)
+        if p["gaps"]:
+            if broken:
+                extra["tolerated_missing"] += p["miss"]
+            else:
+                v.lost += p["miss"]
+                v.bad("stream: gap without a pair break", spid, rpid, p)
+    where = f"{srec['node']}->{rrec['node']}"
+    if p is not None and p["fin"] is not None and not broken:
+        v.exact += 1
+        _exact(p["nfin"], p["fin"], spid, rpid, v, f"at the fin, {where}")
+        return
+    first = p["exits"][0] if p is not None and p.get("exits") else None
+    if first is not None and not broken and srep is not None and not _node_down(first):
+        # the sender's own EXIT came after every seq its router had: its last report's
+        v.floor += 1
+        floor = (srep.get("sent") or {}).get(rpid, 0)
+        if isinstance(first, dict) and "error" not in first:  # a normal end sends the fin first
+            v.lost += 1
+            v.bad(f"stream: the fin lost before the sender's EXIT ({where})", spid, rpid, first)
+        if p is not None and p["nx"] < floor:
+            v.lost += floor - p["nx"]
+            v.bad(f"stream: below the sender's last report at its EXIT ({where})", spid, rpid,
+                  floor, p["nx"])
+        return
+    if not r_done or (srec["node"], srec["run"]) in killed_runs or srep is None:
+        extra["streams_prefix"] += 1
+        return
+    if broken:
+        extra["streams_cut_by_break"] += 1
+        return
+    sent = (srep.get("sent") or {}).get(rpid, 0)
+    if srep.get("done"):
+        v.exact += 1
+        _exact(got, sent, spid, rpid, v, where)
+    else:
+        v.floor += 1
+        if got < sent:
+            v.lost += sent - got
+            v.bad(f"stream: below the sender's last report ({where})", spid, rpid, sent, got)
+
+
+def _node_down(result: Any) -> bool:
+    err = result.get("error") if isinstance(result, dict) else None
+    return isinstance(err, str) and err.startswith("node down: ")
+
+
+def _exact(got: int, sent: int, spid: str, rpid: str, v: Verdict, where: str) -> None:
+    if got < sent:
+        v.lost += sent - got
+        v.bad(f"stream: lost ({where})", spid, rpid, sent, got)
+    elif got > sent:
+        v.duplicated += got - sent
+        v.bad(f"stream: more than sent ({where})", spid, rpid, sent, got)
+
+
+def _cluster_monitors(procs: dict[str, dict[str, Any]], watch: dict[str, dict[str, Any]],
+                      killed: list[list[Any]], killed_runs: set[tuple[str, int]],
+                      breaks: list[list[Any]], watcher_node: str, v: Verdict,
+                      extra: dict[str, int]) -> None:
+    """The watcher's records, by the rules of :func:`verify_cluster`."""
+    kill_t = {(k[0], k[1]): k[2] for k in killed}
+    for pid, w in watch.items():
+        rec = procs.get(pid)
+        if rec is None or w.get("stranger"):
+            v.bad("watcher: EXIT of a PID it never monitored", pid, w)
+            continue
+        if w.get("mon") is not True:
+            extra["monitors_refused"] += 1
+            if w["exits"]:
+                v.bad("watcher: EXIT without a monitor", pid, w)
+            continue
+        extra["monitored"] += 1
+        exits = w["exits"]
+        v.events += len(exits)
+        if len(exits) != 1:
+            v.bad("watcher: EXIT count != 1", pid, rec["node"], len(exits), exits)
+            continue
+        kind, result, t = exits[0]
+        if kind != "pid.exit":
+            v.bad("watcher: event that is no EXIT", pid, exits[0])
+        err = result.get("error") if isinstance(result, dict) else None
+        if isinstance(err, str) and err.startswith("node down: "):
+            extra["node_down_exits"] += 1
+            node = err.removeprefix("node down: ")
+            pair = {watcher_node, node}
+            cut = (rec["node"], rec["run"]) in killed_runs or any(
+                rec["t"] - BREAK_SLACK <= tb <= t + BREAK_SLACK
+                and (x in pair if y == "*" else {x, y} == pair) for x, y, tb, *_ in breaks)
+            if node != rec["node"] or node == watcher_node or not cut:
+                v.bad("watcher: node down without a cut of that node", pid, rec["node"],
+                      rec["run"], result)
+        elif (rec["node"], rec["run"]) in kill_t and t > kill_t[(rec["node"], rec["run"])] + 2.0:
+            v.bad("watcher: a target on a killed node ended otherwise", pid, rec["node"], result)
+
+
+def _receiver_monitors(procs: dict[str, dict[str, Any]], reports: dict[str, dict[str, Any]],
+                       watch: dict[str, dict[str, Any]], killed_runs: set[tuple[str, int]],
+                       breaks: list[list[Any]], v: Verdict, extra: dict[str, int]) -> None:
+    """Receivers' monitors of their senders, by the rules of :func:`verify_cluster`."""
+    for rpid, rrec in procs.items():
+        rep = reports.get(rpid) or {}
+        for spid, p in (rep.get("peers") or {}).items():
+            exits = p.get("exits") or []
+            if p.get("mon") is not True:
+                if exits:
+                    v.bad("receiver: EXIT without a monitor", rpid, spid, exits)
+                continue
+            srec = procs.get(spid)
+            if srec is None:
+                continue  # reported as a stranger's stream
+            extra["receiver_monitors"] += 1
+            v.events += len(exits)
+            if len(exits) > 1:
+                v.bad("receiver: EXIT count != 1", rpid, spid, exits)
+            if not exits:
+                if rep.get("done"):
+                    v.bad("receiver: monitor got no EXIT", rpid, spid)
+                continue
+            result = exits[0]
+            err = result.get("error") if isinstance(result, dict) else None
+            node_down = isinstance(err, str) and err.startswith("node down: ")
+            if p.get("after") and not node_down:  # (a sender alive past a break goes on)
+                v.bad("receiver: seq after the sender's EXIT", rpid, spid, p["after"])
+            if isinstance(err, str) and node_down:
+                node = err.removeprefix("node down: ")
+                pair = {node, rrec["node"]}
+                cut = (srec["node"], srec["run"]) in killed_runs or any(
+                    tb >= srec["t"] - BREAK_SLACK
+                    and (x in pair if y == "*" else {x, y} == pair) for x, y, tb, *_ in breaks)
+                if node != srec["node"] or not cut:
+                    v.bad("receiver: node down without a cut of that node", rpid, spid, result)
+                continue
+            w = (watch.get(spid) or {}).get("exits") or []
+            if w and w[0][1] != result and not str(w[0][1].get("error", "")).startswith(
+                    "node down: "):
+                v.bad("receiver: EXIT differs from the watcher's", rpid, spid, result, w[0][1])

@@ -24,6 +24,17 @@ WAIT = 5.0
 # -- helpers used by every probe module ------------------------------------------------------
 
 
+def remote(host: str) -> bool:
+    """True for a host of another node (``node@host``)."""
+    return "@" in host
+
+
+def unknown_host(host: str) -> str:
+    """A host that does not exist, on the node of ``host``."""
+    node, _, _ = host.rpartition("@")
+    return f"{node}@t:nope" if node else "t:nope"
+
+
 async def kind(call: Callable[[], Any]) -> str | None:
     """The ``.kind`` of the ProcessError that ``call()`` raises (awaited if needed), or None."""
     try:
@@ -224,12 +235,14 @@ async def send_errors(host: str) -> dict[str, Any]:
     out["name_newline"] = await kind(lambda: process.registry.register("a\nb"))
     out["name_long"] = await kind(lambda: process.registry.register("n" * 256))
     out["name_max"] = await kind(lambda: process.registry.register("n" * 255))
-    # a non-canonical spelling of a live PID is that PID: short, upper-case, extra zeros
+    # a non-canonical spelling of a live PID is that PID: short, upper-case, extra zeros (as
+    # many as fit in 16 digits: a clustered node's serials have 16 already)
     host_part, serial = child[1:-1].split("|0x")
     short = f"{{{host_part}|0x{int(serial, 16):x}}}"
+    zeros = "0" * min(3, 16 - len(serial))
     for label, spelling in [("short", short),
                             ("upper", f"{{{host_part}|0X{serial.upper()}}}"),
-                            ("zeros", f"{{{host_part}|0x000{serial}}}")]:
+                            ("zeros", f"{{{host_part}|0x{zeros}{serial}}}")]:
         process.send(spelling, "ping")
         out[f"pong_{label}"] = (await recv("pong")).from_ == child
     out["lookup_noncanonical"] = await kind(lambda: process.monitor(short))

@@ -14,6 +14,8 @@ from api_probes import (
     kind,
     next_event,
     recv,
+    remote,
+    unknown_host,
     witness_of,
 )
 
@@ -115,7 +117,7 @@ async def spawn_errors(host: str) -> dict[str, Any]:
                process.spawn_linked_monitored):
         out[fn.__name__] = [
             await kind(lambda f=fn: f("api:nope", host)),
-            await kind(lambda f=fn: f("api:waiter", "t:nope")),
+            await kind(lambda f=fn: f("api:waiter", unknown_host(host))),
             await kind(lambda f=fn: f("api:waiter", host, object())),
             await kind(lambda f=fn: f(5, host)),
         ]
@@ -144,10 +146,11 @@ async def terminate_probe(host: str) -> dict[str, Any]:
     out["exit"] = (await next_event(EXIT, child)).result
     out["dead"] = await kind(lambda: process.terminate(child))
     out["unknown_name"] = await kind(lambda: process.terminate("no-such-name"))
-    named = await process.spawn_monitored("api:waiter", host)
-    await process.registry.register(f"term-{named}", named)
-    out["by_name"] = await kind(lambda: process.terminate(f"term-{named}"))
-    out["by_name_exit"] = (await next_event(EXIT, named)).result
+    if not remote(host):  # names are node-local (SPEC 11): none for another node's process
+        named = await process.spawn_monitored("api:waiter", host)
+        await process.registry.register(f"term-{named}", named)
+        out["by_name"] = await kind(lambda: process.terminate(f"term-{named}"))
+        out["by_name_exit"] = (await next_event(EXIT, named)).result
     self_t = await process.spawn_monitored("api:self_terminator", host)
     out["self"] = (await next_event(EXIT, self_t)).result
     out["self_ran_on"] = TASK_STATE.get(self_t)
@@ -200,11 +203,12 @@ async def monitor_probe(host: str) -> dict[str, Any]:
     out["dead"] = await kind(lambda: process.monitor(child))
     out["unmonitor_dead"] = await kind(lambda: process.unmonitor(child))
     out["unknown_name"] = await kind(lambda: process.monitor("no-such-name"))
-    named = await process.spawn("api:waiter", host)
-    await process.registry.register(f"mon-{named}", named)
-    out["by_name"] = await kind(lambda: process.monitor(f"mon-{named}"))
-    await process.terminate(named)
-    out["by_name_exit"] = (await next_event(EXIT, named)).result
+    if not remote(host):  # names are node-local (SPEC 11): none for another node's process
+        named = await process.spawn("api:waiter", host)
+        await process.registry.register(f"mon-{named}", named)
+        out["by_name"] = await kind(lambda: process.monitor(f"mon-{named}"))
+        await process.terminate(named)
+        out["by_name_exit"] = (await next_event(EXIT, named)).result
     queued = await process.spawn_monitored("api:waiter", host)
     await process.terminate(queued)
     # a round trip per try, no sleep: NOT_FOUND once the router handled the end, whose EXIT
@@ -275,7 +279,7 @@ async def exec_probe(host: str) -> dict[str, Any]:
         out["failed"] = {"kind": e.kind, "pid_host": e.pid.startswith("{" + host + "|"),
                          "error": e.error}
     out["unknown_id"] = await kind(lambda: process.exec("api:nope", host))
-    out["unknown_host"] = await kind(lambda: process.exec("api:returner", "t:nope"))
+    out["unknown_host"] = await kind(lambda: process.exec("api:returner", unknown_host(host)))
     out["bad_timeout"] = await kind(lambda: process.exec("api:returner", host, timeout=-1))
     try:
         await process.exec("api:reporter", host, me, timeout=0.2)

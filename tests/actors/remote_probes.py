@@ -130,3 +130,20 @@ async def watch_name(name: str) -> dict[str, Any]:
         at_exit = None
     return {"exit": [ev.kind, ev.from_ == holder, ev.result], "at_exit": at_exit,
             "claim": await claim(name)}
+
+
+async def try_terminate(dest: str) -> str:
+    """Terminate ``dest``: "ok", or the error's kind."""
+    try:
+        await process.terminate(dest)
+    except ProcessError as e:
+        return e.kind
+    return "ok"
+
+
+async def as_scope(scope: str, dest: str) -> str:
+    """:func:`try_terminate` of ``dest`` run by a child with actor ``test:scoped`` and scope
+    ``[scope]``."""
+    builder = process.SpawnBuilder().with_actor({"id": "test:scoped"}).with_scope([scope])
+    result: str = await builder.exec("r:try_terminate", "t:a", dest)
+    return result
