@@ -104,6 +104,41 @@ def up_nodes(d: Daemon) -> list[str]:
     return [r["node"] for r in d.call("nodes") if r["state"] == "up"]
 
 
+def node_row(d: Daemon, node: str) -> dict[str, Any]:
+    """``node``'s row in ``actord nodes`` as ``d`` sees it."""
+    return {r["node"]: r for r in d.call("nodes")}[node]
+
+
+def running_pair(tmp_path: Path, config: Any) -> Iterator[tuple[Daemon, Daemon]]:
+    """Body of a fixture: nodes n1 and n2 (``config(node)`` is each one's config text),
+    each seeing the other up; both stopped after."""
+    ds = [Daemon(tmp_path / n, config(n)) for n in ("n1", "n2")]
+    try:
+        for d in ds:
+            d.start()
+        wait_for(lambda: all(len(up_nodes(d)) == 2 for d in ds), 5, what="n1 and n2 up")
+        yield ds[0], ds[1]
+    finally:
+        for d in ds:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+
+
+def exec_in_thread(d: Daemon, id: str, *args: Any,
+                   timeout: float = 20.0) -> tuple[threading.Thread, list[Any]]:
+    """``exec`` of ``id`` on ``t:a`` on its own client in a thread (the test goes on while
+    it runs): the thread, and the list its reply is appended to."""
+    out: list[Any] = []
+
+    def run() -> None:
+        with Client(d.socket, timeout=timeout + 10) as c:
+            out.append(c.call("exec", timeout + 10, id=id, host="t:a", args=list(args),
+                              timeout=timeout))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
 def module_cluster(
     tmp_path_factory: pytest.TempPathFactory,
     processes: dict[str, str],

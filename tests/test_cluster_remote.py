@@ -9,7 +9,6 @@ semantics tests' "other-node" placement; node kills, stalls and server restarts 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actord.client import Client
 from actord.core import wire
 from actord.core.batches import encode_batch
 from actord.testing import Daemon, wait_for
-from tests.cluster_support import NatsServer
+from tests.cluster_support import NatsServer, exec_in_thread, node_row, running_pair, up_nodes
 from tests.conftest import config_text
 
 PROCESSES = {f"r:{name}": f"remote_probes:{name}" for name in (
@@ -59,40 +57,14 @@ policies = ["all", "no_remote_kill"]
 @pytest.fixture
 def pair(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
     """Nodes n1 and n2, each seeing the other up."""
-    ds = [Daemon(tmp_path / n, config(n, nats.url)) for n in ("n1", "n2")]
-    try:
-        for d in ds:
-            d.start()
-        wait_for(lambda: all(len(up(d)) == 2 for d in ds), 5, what="n1 and n2 up")
-        yield ds[0], ds[1]
-    finally:
-        for d in ds:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+    yield from running_pair(tmp_path, lambda n: config(n, nats.url))
 
 
-def up(d: Daemon) -> list[str]:
-    return [r["node"] for r in d.call("nodes") if r["state"] == "up"]
-
-
-def row(d: Daemon, node: str) -> dict[str, Any]:
-    return {r["node"]: r for r in d.call("nodes")}[node]
+up, row = up_nodes, node_row
 
 
 def ps_ids(d: Daemon) -> dict[str, str]:
     return {p["pid"]: p["id"] for p in d.call("ps")}
-
-
-def exec_in_thread(d: Daemon, id: str, *args: Any) -> tuple[threading.Thread, list[Any]]:
-    """``exec`` on its own client in a thread (the test goes on while it runs)."""
-    out: list[Any] = []
-
-    def run() -> None:
-        with Client(d.socket, timeout=40.0) as c:
-            out.append(c.call("exec", 40.0, id=id, host="t:a", args=list(args), timeout=30))
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
@@ -173,7 +145,7 @@ def test_an_exec_caller_that_ends_cancels_its_child_on_the_other_node(
     there (it ends), nothing is left on either node."""
     n1, n2 = pair
     before = set(ps_ids(n2))
-    thread, out = exec_in_thread(n1, "r:exec_then_end", "n2@t:a")
+    thread, out = exec_in_thread(n1, "r:exec_then_end", "n2@t:a", timeout=30)
     child = wait_for(lambda: next((p for p, i in ps_ids(n2).items()
                                    if i == "r:idle" and p not in before), None), 10,
                      what="the exec child running on n2")
@@ -192,7 +164,7 @@ def test_kill_9_of_a_node_is_one_exit_and_one_link_down_per_child(
     node_timeout + 1 s, and nothing more."""
     n1, n2 = pair
     n = 5
-    thread, out = exec_in_thread(n1, "r:watch_remote", "n2@t:b", n)
+    thread, out = exec_in_thread(n1, "r:watch_remote", "n2@t:b", n, timeout=30)
     wait_for(lambda: sum(1 for i in ps_ids(n2).values() if i == "r:idle") == n, 10,
              what="the children running on n2")
     killed_at = time.time()

@@ -7,7 +7,6 @@ A real nats-server (tests/cluster_support.py) and two real daemons with ``node_t
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actord.client import Client
 from actord.core import wire
 from actord.core.batches import encode_batch
 from actord.testing import Daemon, wait_for
-from tests.cluster_support import NatsServer, cluster_config
+from tests.cluster_support import (
+    NatsServer,
+    cluster_config,
+    exec_in_thread,
+    node_row,
+    running_pair,
+)
 
 PROCESSES = {
     "t:idle": "semantics_probes:idle",
@@ -36,24 +40,10 @@ PROCESSES = {
 @pytest.fixture
 def pair(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
     """Nodes n1 and n2, each seeing the other up."""
-    ds = [Daemon(tmp_path / n, cluster_config(n, [nats.url], PROCESSES)) for n in ("n1", "n2")]
-    try:
-        for d in ds:
-            d.start()
-        wait_for(lambda: all(len(up(d)) == 2 for d in ds), 5, what="n1 and n2 up")
-        yield ds[0], ds[1]
-    finally:
-        for d in ds:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+    yield from running_pair(tmp_path, lambda n: cluster_config(n, [nats.url], PROCESSES))
 
 
-def up(d: Daemon) -> list[str]:
-    return [r["node"] for r in d.call("nodes") if r["state"] == "up"]
-
-
-def row(d: Daemon, node: str) -> dict[str, Any]:
-    return {r["node"]: r for r in d.call("nodes")}[node]
+row = node_row
 
 
 def dead_letters(d: Daemon) -> int:
@@ -72,20 +62,6 @@ def publish(url: str, subject: str, *datas: bytes) -> None:
         await nc.close()
 
     asyncio.run(run())
-
-
-def exec_in_thread(d: Daemon, id: str, *args: Any,
-                   timeout: float = 20.0) -> tuple[threading.Thread, list[Any]]:
-    """``exec`` on its own client in a thread (the test goes on while it runs)."""
-    out: list[Any] = []
-
-    def run() -> None:
-        with Client(d.socket, timeout=timeout + 10) as c:
-            out.append(c.call("exec", timeout + 10, id=id, host="t:a", args=list(args),
-                              timeout=timeout))
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def test_1000_messages_cross_in_order_and_the_report_comes_back(

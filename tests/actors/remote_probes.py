@@ -6,6 +6,7 @@ No probe sleeps to synchronise: every wait is for a message or an event, bounded
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from actord import channel, process
@@ -92,13 +93,18 @@ async def count_events(seconds: float) -> int:
     return n
 
 
-async def monitor_of(dest: str) -> str:
-    """Monitor ``dest``: "ok", or the error's kind."""
+async def outcome(call: Awaitable[Any]) -> str:
+    """Await ``call``: "ok", or its ProcessError's kind."""
     try:
-        await process.monitor(dest)
+        await call
     except ProcessError as e:
         return e.kind
     return "ok"
+
+
+async def monitor_of(dest: str) -> str:
+    """Monitor ``dest``: "ok", or the error's kind."""
+    return await outcome(process.monitor(dest))
 
 
 async def name_holder(name: str) -> Any:
@@ -110,11 +116,7 @@ async def name_holder(name: str) -> Any:
 
 async def claim(name: str) -> str:
     """Try to register ``name``: "ok", or the error's kind."""
-    try:
-        await process.registry.register(name)
-    except ProcessError as e:
-        return e.kind
-    return "ok"
+    return await outcome(process.registry.register(name))
 
 
 async def watch_name(name: str) -> dict[str, Any]:
@@ -134,11 +136,7 @@ async def watch_name(name: str) -> dict[str, Any]:
 
 async def try_terminate(dest: str) -> str:
     """Terminate ``dest``: "ok", or the error's kind."""
-    try:
-        await process.terminate(dest)
-    except ProcessError as e:
-        return e.kind
-    return "ok"
+    return await outcome(process.terminate(dest))
 
 
 async def as_scope(scope: str, dest: str) -> str:
