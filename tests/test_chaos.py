@@ -270,17 +270,19 @@ def test_cluster_verdict_catches(name: str) -> None:
 
 @pytest.mark.timeout(300)
 def test_chaos_short_run(tmp_path: Path) -> None:
-    """~45 s of chaos with 24 worker kills: zero lost, duplicated or reordered, no violation."""
+    """~30 s of chaos with 16 worker kills: zero lost, duplicated or reordered, no violation.
+    (30 s, not 45: the suite's time went to the three-node minute below; a 28 s run still
+    has ~9 SIGSTOPs, ~70 cancels and terminates, 300+ processes, 100k+ messages.)"""
     out = tmp_path / "chaos.json"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--duration", "42",
-         "--kills", "24", "--json", str(out), "--workdir", str(tmp_path / "daemon")],
+        [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--duration", "28",
+         "--kills", "16", "--json", str(out), "--workdir", str(tmp_path / "daemon")],
         capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
     )
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr[-4000:]}"
     report = json.loads(out.read_text())
     v = report["verdict"]
-    assert report["kills"] >= 20 and report["restarts"] == report["kills"], report
+    assert report["kills"] >= 14 and report["restarts"] == report["kills"], report
     assert report["unexplained_worker_deaths"] == [], r.stdout
     assert report["stops"] >= 5 and report["cancels"] > 20 and report["terminates"] > 20
     assert (v["lost"], v["duplicated"], v["reordered"]) == (0, 0, 0), r.stdout
