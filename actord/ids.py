@@ -20,6 +20,8 @@ from actord.errors import InvalidError, NotFoundError
 
 #: the longest registry name (SPEC section 2)
 MAX_NAME = 255
+#: the prefix of a cluster-wide registry name (SPEC 11)
+GLOBAL = "global:"
 # serials have at most 16 hex digits (64 bits): longer ones would only make huge ints
 _PID_RE = re.compile(r"^\{(?P<host>[^|{}\x00-\x1f\x7f]+)\|0x(?P<serial>[0-9a-f]{5,16})\}$")
 _LENIENT_PID_RE = re.compile(

@@ -19,7 +19,7 @@ from actord import ids
 from actord.core import wire
 from actord.core.wire import SpawnFields
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
-from actord.router.remote import GLOBAL, Remote
+from actord.router.remote import Remote
 from actord.router.slots import ProcEntry, WorkerLink
 
 
@@ -54,7 +54,7 @@ class Calls(Remote):
                     if node is not None:
                         self.remote_call_from_worker(link, req, caller, node, op, args)
                         return
-                    if op in _NAME_CALLS and str(args.get("name")).startswith(GLOBAL):
+                    if op in _NAME_CALLS and str(args.get("name")).startswith(ids.GLOBAL):
                         self.global_call(link, req, op, args)
                         return
                 value = handler(self, caller, args)

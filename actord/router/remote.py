@@ -37,9 +37,6 @@ from actord.router.spawns import Spawns
 
 log = logging.getLogger("actord.router")
 
-#: the prefix of a cluster-wide registry name (SPEC 11)
-GLOBAL = "global:"
-
 
 class PendingCall:
     """A call sent to another node, awaiting its REPLY: answered to a worker (``link``,
@@ -134,7 +131,7 @@ class Remote(Spawns):
         """The PID holding registry name ``name``: a ``global:`` one from the cluster's
         bucket (its replica here), any other from this node's registry."""
         names = self.global_names
-        if names is not None and name.startswith(GLOBAL):
+        if names is not None and name.startswith(ids.GLOBAL):
             return names.lookup(name)
         return self.registry.lookup(name)
 
@@ -182,31 +179,30 @@ class Remote(Spawns):
         task.add_done_callback(self._claims.discard)
 
     # -- calls we make -----------------------------------------------------------------------
-    def call_remote(self, node: str, caller: str, op: str, args: Any,
-                    reply_to: tuple[WorkerLink, int] | None = None) -> asyncio.Future[Any]:
-        """Send call ``op`` to ``node``; its answer goes to the worker call ``reply_to`` (a
-        REPLY), else to the future returned (its value, or a ProcessError). NOT_FOUND at
-        once when ``node`` is unknown or down."""
-        cluster = self.cluster
+    def call_remote(self, node: str, caller: str, op: str, args: Any) -> asyncio.Future[Any]:
+        """Send call ``op`` to ``node``: the future gets its value or its error (a
+        ProcessError). NOT_FOUND at once when ``node`` is unknown or down."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._send_call(PendingCall(node, caller, op, args, future))
+        return future
+
+    def _send_call(self, call: PendingCall) -> None:
+        """Send ``call`` and keep it pending until its REPLY (or a break) answers it."""
+        cluster, node = self.cluster, call.node
         if cluster is None:
             raise NotFoundError(f"unknown node {node!r} (not in a cluster)")
         self._next_call += 1
         req = self._next_call
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if not cluster.send_to(node, [wire.CALL, req, caller, op, args]):
+        if not cluster.send_to(node, [wire.CALL, req, call.caller, call.op, call.args]):
             known = node in cluster.members.members
             raise NotFoundError(f"node down: {node}" if known else f"unknown node {node!r}")
-        if reply_to is None:
-            self._pending[req] = PendingCall(node, caller, op, args, future)
-        else:
-            self._pending[req] = PendingCall(node, caller, op, args, None, *reply_to)
-        if caller:
-            nodes = self._calling.get(caller)
+        self._pending[req] = call
+        if call.caller:
+            nodes = self._calling.get(call.caller)
             if nodes is None:
-                self._calling[caller] = {node}
+                self._calling[call.caller] = {node}
             else:
                 nodes.add(node)
-        return future
 
     def tell_remote(self, node: str, caller: str, op: str, args: Any) -> None:
         """A call nobody waits for (unmonitor, unlink): sent if ``node`` is up, else moot
@@ -226,7 +222,7 @@ class Remote(Spawns):
             self.tell_remote(node, caller, op, args)
             link.conn.send([wire.REPLY, req, None, None])
             return
-        self.call_remote(node, caller, op, args, (link, req))
+        self._send_call(PendingCall(node, caller, op, args, None, link, req))
 
     async def request(self, caller: str, op: str, args: Any) -> Any:
         """Call ``op`` (spawn, terminate, cancel) for the control socket (caller ``""``),

@@ -48,7 +48,7 @@ class Spawns(Exits, Gate):
         if not slots:
             raise NotFoundError(f"unknown host {host!r}")
         if name:
-            if self.cluster is not None and name.startswith("global:"):
+            if self.cluster is not None and name.startswith(ids.GLOBAL):
                 raise InvalidError("with_name takes a node's own name, not a global: one "
                                    "(register it from the child)")
             existing = self.registry.lookup(name)
