@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,11 @@ class Daemon:
                 self.proc.wait()
             self._log.close()
         return code
+
+    @property
+    def running(self) -> bool:
+        """True while the daemon's OS process runs."""
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self, *pids: str) -> None:
         """Terminate these processes and wait for each one's end (``actord kill``). How a
@@ -181,4 +186,19 @@ class Daemon:
             self.stop()
 
 
-__all__ = ["CommandError", "Daemon", "alive", "descendants", "wait_for"]
+def stop_all(daemons: Iterable[Daemon]) -> None:
+    """Stop every daemon still running, each even if stopping an earlier one failed (a
+    daemon that does not stop in time is SIGKILLed by ``stop``); then raise the first
+    failure, if any."""
+    errors: list[BaseException] = []
+    for d in daemons:
+        if d.running:
+            try:
+                d.stop()
+            except Exception as e:  # the others are stopped all the same
+                errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+__all__ = ["CommandError", "Daemon", "alive", "descendants", "stop_all", "wait_for"]

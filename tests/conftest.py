@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 
 ACTORS = Path(__file__).parent / "actors"
 
@@ -51,9 +51,7 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
         return d.start()
 
     yield factory
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
+    stop_all(started)
 
 
 def assert_nothing_left(d: Daemon, left: int = 0) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from actord import ids
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 from tests.cluster_support import NatsServer, cluster_config, free_port
 
 PROCESSES = {"t:idle": "semantics_probes:idle"}
@@ -33,9 +33,7 @@ def nodes(tmp_path: Path) -> Iterator[list[Daemon]]:
     """The daemons a test starts (append them); all stopped at teardown."""
     started: list[Daemon] = []
     yield started
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
+    stop_all(started)
 
 
 def node(tmp_path: Path, nodes: list[Daemon], name: str, servers: list[str],
@@ -167,8 +165,7 @@ def test_a_node_starts_without_nats_and_joins_when_it_comes(
         wait_for(lambda: states(n1) == states(n2) == {"n1": "up", "n2": "up"}, 10,
                  what="n1 joined once the server came")
     finally:
-        for d in nodes:
-            d.stop()
+        stop_all(nodes)
         server.stop()
 
 

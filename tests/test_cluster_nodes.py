@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from actord.client import CommandError
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 from tests.api_support import REMOTE
 from tests.cluster_support import NatsServer, Running, cluster_config, up_nodes
 
@@ -63,7 +63,7 @@ def nodes(tmp_path: Path, nats: NatsServer) -> Iterator[Nodes]:
     yield ns
     for d in ns.live():
         os.kill(d.pid, signal.SIGCONT)  # a test that failed mid-stall
-        d.stop()
+    stop_all(ns.started)
 
 
 def state(d: Daemon, node: str) -> str | None:

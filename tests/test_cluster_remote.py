@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from actord.core import wire
 from actord.core.batches import encode_batch
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 from tests.cluster_support import NatsServer, exec_in_thread, node_row, running_pair, up_nodes
 from tests.conftest import config_text
 
@@ -107,9 +107,7 @@ def test_permissions_are_checked_for_remote_targets(tmp_path: Path, nats: NatsSe
         assert n1.exec("r:as_scope", "t:a", "s", local) == "ok"
         assert n1.exec("r:try_terminate", "t:a", remote) == "ok"  # as admin: allowed
     finally:
-        for d in (n1, n2):
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+        stop_all((n1, n2))
 
 
 def test_unknown_node_or_host_is_not_found(pair: tuple[Daemon, Daemon]) -> None:

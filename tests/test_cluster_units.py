@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from actord.testing import Daemon, wait_for
+from actord.testing import Daemon, stop_all, wait_for
 from tests.cluster_support import NATS_SERVER, accepts, free_port
 from tests.conftest import config_text
 from tests.test_readme import BLOCKS
@@ -217,6 +217,4 @@ def test_three_nodes_join_through_a_tls_nats_cluster(
         for d in ds:
             assert "Traceback" not in d.log(), d.log()
     finally:
-        for d in ds:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+        stop_all(ds)
