@@ -374,18 +374,7 @@ def print_report(report: dict[str, Any]) -> None:
          len(report.get("unexplained_worker_deaths", []))),
         ("daemon tracebacks", report["tracebacks"]),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'metric'.ljust(width)} | value")
-    print(f"{'-' * width}-+-{'-' * 40}")
-    for k, val in rows:
-        print(f"{k.ljust(width)} | {val}")
-    for kind, n in v["violations"].items():
-        print(f"violation: {kind}: {n}")
-    for ex in v["examples"][:20]:
-        text = repr(ex)
-        print(f"  e.g. {text[:400]}{'...' if len(text) > 400 else ''}")
-    for leak in report["leaks"]:
-        print(f"leak: {leak}")
+    print_findings(rows, v, report["leaks"])
     verdict = "PASS" if report_ok(report) else f"FAIL (daemon dir {report['workdir']})"
     print(f"verdict: {verdict}")
 
@@ -761,6 +750,15 @@ def print_cluster_report(report: dict[str, Any]) -> None:
         ("worker deaths the harness did not cause", len(report["unexplained_worker_deaths"])),
         ("daemon tracebacks", sum(report["tracebacks"].values())),
     ]
+    print_findings(rows, v, report["leaks"])
+    for line in report["unexplained_worker_deaths"][:10]:
+        print(f"unexplained: {line}")
+    verdict = "PASS" if cluster_ok(report) else f"FAIL (directory {report['workdir']})"
+    print(f"verdict: {verdict}")
+
+
+def print_findings(rows: list[tuple[str, Any]], v: dict[str, Any], leaks: list[Any]) -> None:
+    """The metric | value table, then every violation kind, examples and leak."""
     width = max(len(k) for k, _ in rows)
     print(f"{'metric'.ljust(width)} | value")
     print(f"{'-' * width}-+-{'-' * 40}")
@@ -771,12 +769,8 @@ def print_cluster_report(report: dict[str, Any]) -> None:
     for ex in v["examples"][:20]:
         text = repr(ex)
         print(f"  e.g. {text[:400]}{'...' if len(text) > 400 else ''}")
-    for leak in report["leaks"]:
+    for leak in leaks:
         print(f"leak: {leak}")
-    for line in report["unexplained_worker_deaths"][:10]:
-        print(f"unexplained: {line}")
-    verdict = "PASS" if cluster_ok(report) else f"FAIL (directory {report['workdir']})"
-    print(f"verdict: {verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:

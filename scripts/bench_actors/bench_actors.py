@@ -85,25 +85,12 @@ async def idle(parent: str) -> None:
 async def pingpong(host: str, n: int, warmup: int) -> dict[str, Any]:
     """(a) Mean round trip of ``n`` ping-pongs with an echo on ``host``."""
     peer = await process.spawn_linked("bench:echo", host)
-    inbox, send = process.inbox(), process.send
-
-    async def rounds(count: int) -> None:
-        for i in range(count):
-            send(peer, "ping", i)
-            msg = await inbox.receive()
-            if msg.payload != i:
-                raise AssertionError(f"pong {msg.payload!r} for ping {i}")
-
-    await rounds(warmup)
-    start = time.perf_counter()
-    await rounds(n)
-    elapsed = time.perf_counter() - start
-    send(peer, "stop")
-    return {"rtt_us": elapsed / n * 1e6, "n": n}
+    return await remote_pingpong(peer, n, warmup)
 
 
 async def remote_pingpong(peer: str, n: int, warmup: int) -> dict[str, Any]:
-    """(h) Mean round trip of ``n`` ping-pongs with the echo ``peer`` (on another node)."""
+    """(h) Mean round trip of ``n`` ping-pongs with the echo ``peer`` (on another node; (a)
+    spawns its echo, then runs this), which is told to stop after."""
     inbox, send = process.inbox(), process.send
 
     async def rounds(count: int) -> None:

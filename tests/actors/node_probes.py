@@ -17,19 +17,12 @@ from actord import channel, process
 from actord.errors import ProcessError
 from actord.messages import Event, Message
 
+# isort: split
+from api_probes import kind
+from semantics_probes import drain
+
 #: every wait in a probe is bounded by this (seconds)
 WAIT = 20.0
-
-
-async def kind(call: Any) -> str | None:
-    """The ``.kind`` of the ProcessError that ``call()`` raises (awaited if needed), or None."""
-    try:
-        result = call()
-        if inspect.isawaitable(result):
-            await result
-    except ProcessError as e:
-        return e.kind
-    return None
 
 
 async def fence() -> None:
@@ -44,16 +37,6 @@ async def until_done() -> None:
         if isinstance(msg, Message) and msg.topic == "done":
             break
     await fence()
-
-
-def drain(ch: channel.Channel) -> list[Any]:
-    """Everything queued in ``ch`` now, without waiting."""
-    out = []
-    while True:
-        try:
-            out.append(ch.receive_nowait())
-        except channel.Empty:
-            return out
 
 
 def drain_events() -> list[list[Any]]:
