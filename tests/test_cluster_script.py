@@ -47,6 +47,10 @@ def test_scripts_cluster_runs_the_demo_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
         after = out().index("n1  | ring n1 -> n2 -> n1")
         wait_for(lambda: re.search(r"round \d+: n1 -> n2 -> n1 in", out()[after:])
                  or proc.poll() is not None, 10, what="a round on n1 and n2 only")
+        # the script's `actord nodes` (run once n3 is down) has printed its table: a Ctrl-C
+        # while that CLI is still starting would interrupt it too (it is in the group)
+        wait_for(lambda: re.search(r"^    n3\s+down ", out(), re.M) or proc.poll() is not None,
+                 20, what="actord nodes showing n3 down")
         assert proc.poll() is None, out()
         children = descendants(proc.pid)
         assert len(children) >= 3, children  # nats-server, n1, n2 (and their workers)
