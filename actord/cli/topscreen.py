@@ -30,7 +30,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from actord.cli.output import EXIT_USAGE, fail, to_json
+from actord.cli.output import EXIT_USAGE, esc, fail, to_json
 from actord.client import Client
 
 #: seconds between two samples
@@ -113,17 +113,25 @@ def _uptime(seconds: float) -> str:
 
 
 def _table(*columns: str) -> Table:
-    """A borderless table: text columns first (shrunk with an ellipsis when the screen is
-    narrow), then right-aligned numbers; ``*`` ends the text columns."""
+    """A borderless table of the ``columns`` (names; ``*`` ends the text columns, then
+    right-aligned numbers). When the screen is too narrow, the text columns after the first
+    shrink (a cut cell ends with an ellipsis); the first (the key) and the numbers keep
+    their width."""
     table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold reverse")
     numbers = False
-    for name in columns:
+    for i, name in enumerate(columns):
         if name == "*":
             numbers = True
             continue
-        table.add_column(name, justify="right" if numbers else "left", no_wrap=True,
-                         overflow="ellipsis", min_width=len(name))
+        table.add_column(name, justify="right" if numbers else "left", min_width=len(name),
+                         no_wrap=numbers or i == 0, overflow="ellipsis")
     return table
+
+
+def _text(value: object) -> Text:
+    """A user's string (a name, an id) as a cell: unprintable characters escaped, and never
+    read as rich markup."""
+    return Text(esc(value))
 
 
 def render(sample: dict[str, Any], sort: str, width: int) -> RenderableType:
@@ -133,25 +141,25 @@ def render(sample: dict[str, Any], sort: str, width: int) -> RenderableType:
     dead = n["dead_letters"] + sum(w["dead_letters"] or 0 for h in sample["hosts"]
                                    for w in h["workers"])
     head = Text.assemble(
-        (n["node"], "bold"), f"  up {_uptime(n['uptime'])}  routed {_count(n['routed_rate'])}/s"
-        f"  dead letters {dead}  processes {n['processes']}")
+        (esc(n["node"]), "bold"), f"  up {_uptime(n['uptime'])}  routed "
+        f"{_count(n['routed_rate'])}/s  dead letters {dead}  processes {n['processes']}")
     keys = "  ".join(f"{k} {v}" for k, v in SORT_KEYS.items())
     help_line = Text(f"sort: {sort}   keys: {keys}, q quit", style="dim")
     wide = width >= WIDE
     totals = ("SENT", "RECEIVED") if wide else ()
-    workers = _table("WORKER", "*", "OS PID", "CPU%", "RSS", "PROCS", "MAILBOX", "IN/s",
+    workers = _table("WORKER", "*", "OS PID", "CPU%", "RSS", "PROCS", "MBOX", "IN/s",
                      "OUT/s", *totals, "RESTARTS")
     for w in _workers(sample, sort):
         state = "" if w["state"] == "running" else f" {w['state']}"
-        workers.add_row(f"{w['host']}/{w['index']}{state}", str(w["os_pid"]),
+        workers.add_row(_text(f"{w['host']}/{w['index']}{state}"), str(w["os_pid"]),
                         "-" if w["cpu"] is None else f"{w['cpu']:.1f}", _bytes(w["rss"]),
                         _count(w["processes"]), _count(w["mailbox"]), _count(w["in_rate"]),
                         _count(w["out_rate"]), *(_count(w[k]) for k in ("sent", "received")
                                                  if wide), str(w["restarts"]))
-    procs = _table("PID", "ID", "NAME", "WORKER", "*", "MAILBOX", "MSG/s", *totals)
+    procs = _table("PID", "ID", "NAMES", "*", "W", "MBOX", "MSG/s", *totals)
     for p in sample["processes"]:
-        procs.add_row(p["pid"], p["id"], ",".join(p["names"]), f"{p['host']}/{p['worker']}",
-                      _count(p["mailbox"]), _count(p.get("rate")),
+        procs.add_row(_text(p["pid"]), _text(p["id"]), _text(",".join(p["names"])),
+                      str(p["worker"]), _count(p["mailbox"]), _count(p.get("rate")),
                       *(_count(p.get(k)) for k in ("sent", "received") if wide))
     return Group(head, help_line, Text(""), workers, Text(""), procs)
 
