@@ -93,9 +93,9 @@ def _count(n: float | None) -> str:
     """A count or rate in at most 6 characters: 999, 12.3k, 4.5M; ``-`` when unknown."""
     if n is None:
         return "-"
-    for size, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if n >= size:
-            return f"{n / size:.1f}{unit}" if n < 100 * size else f"{n / size:.0f}{unit}"
+    for at, size, unit in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if n >= at:
+            return f"{n / size:.1f}{unit}" if n < 99.95 * size else f"{n / size:.0f}{unit}"
     return f"{n:.0f}"
 
 
