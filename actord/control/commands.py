@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from actord import ids
+from actord.control import top as top_view
 from actord.control.node_queries import NodeQueries
-from actord.control.top import sample as top_sample
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
@@ -112,7 +112,7 @@ class Commands:
 
     async def top(self, args: dict[str, Any]) -> dict[str, Any]:
         """SPEC 12: one sample for ``actord top`` (control/top.py)."""
-        return await top_sample(self.node, args)
+        return await top_view.sample(self.node, args)
 
     def _cluster(self) -> dict[str, Any] | None:
         link = self.router.cluster
