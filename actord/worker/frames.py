@@ -151,14 +151,11 @@ class RouterFrames(Lifecycle):
         _, req, n, sort = frame
         if self.top_counts is None:
             self.top_counts = TopCounts()
-        procs = self.procs.values()
+        rows, mailbox = self.top_counts.busiest(self.procs.values(), n, sort, time.monotonic())
         local = self.sent_local
         self.conn.send([wire.STATS, req, {
-            "dead_letters": self.dead_letters,
-            "sent": local + self.sent_remote,
-            "received": local + self.received,
-            "mailbox": sum(p.mailbox_depth() for p in procs),
-            "processes": self.top_counts.busiest(procs, n, sort, time.monotonic()),
+            "dead_letters": self.dead_letters, "sent": local + self.sent_remote,
+            "received": local + self.received, "mailbox": mailbox, "processes": rows,
         }])
 
     def _on_stats(self, frame: list[Any]) -> None:

