@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from actord.client import CommandError
 from actord.testing import Daemon
 from tests.conftest import module_daemon
 
@@ -84,20 +85,26 @@ def test_once_json_has_workers_busiest_process_and_rates(daemon: Daemon) -> None
     daemon.kill(small)
 
 
-def test_json_sort_host_and_bad_input(daemon: Daemon) -> None:
+def test_sort_host_limit_and_bad_input(daemon: Daemon) -> None:
     """--sort rate gives every process a rate (a number: taken over the interval); --host keeps
-    one host; a bad sort is a usage error, an unknown host NOT_FOUND, another node's host
-    refused."""
+    one host; the daemon sends only ``limit`` rows, the busiest; a bad sort is a usage error,
+    an unknown host NOT_FOUND, another node's host refused, and the live view wants a
+    terminal."""
     sample = top_json(daemon, "--sort", "rate", "--host", "t:a")
     assert sample["sort"] == "rate" and [h["name"] for h in sample["hosts"]] == ["t:a"]
     assert [p["id"] for p in sample["processes"]] == ["t:stream"]
     assert isinstance(sample["processes"][0]["rate"], float)
+    [row] = daemon.call("top", limit=1)["processes"]
+    assert row["pid"] == daemon.call("registry")[SINK]
+    for args, kind, words in (({"host": "t:nope"}, "NOT_FOUND", "t:nope"),
+                              ({"host": "n2@t:a"}, "INVALID", "this node only"),
+                              ({"sort": "cpu"}, "INVALID", "bad sort"),
+                              ({"limit": -1}, "INVALID", "bad limit")):
+        with pytest.raises(CommandError) as e:
+            daemon.call("top", **args)
+        assert e.value.kind == kind and words in str(e.value), (args, e.value)
     out = daemon.cli("top", "--once", "--sort", "cpu")
     assert out.returncode == 2 and "cpu" in out.stderr
-    out = daemon.cli("top", "--once", "--host", "t:nope")
-    assert out.returncode == 1 and "NOT_FOUND" in out.stderr
-    out = daemon.cli("top", "--once", "--host", "n2@t:a")
-    assert out.returncode == 1 and "this node only" in out.stderr
     out = daemon.cli("top")  # stdout is a pipe here: the live view needs a terminal
     assert out.returncode == 2 and "--once" in out.stderr
 
