@@ -1,13 +1,17 @@
-"""The OS process tree, read from /proc: who is below whom (stdlib only, Linux).
+"""The OS process tree, read from /proc: who is below whom (stdlib only, Linux), and what
+one process uses (CPU time, resident memory).
 
-Used by the daemon (reap what is left at shutdown), the worker (kill its tree when the daemon
-dies) and tests (no orphan survives). A snapshot: processes may come and go while it is read.
+Used by the daemon (reap what is left at shutdown; ``actord top``), the worker (kill its tree
+when the daemon dies) and tests (no orphan survives). A snapshot: processes may come and go
+while it is read.
 """
 
 from __future__ import annotations
 
 import os
 
+_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's times
+_PAGE = os.sysconf("SC_PAGE_SIZE")  # the unit of its rss
 
 def _stat_fields(pid: str) -> list[str] | None:
     """``state ppid ...`` of a process (the fields after its parenthesised name)."""
@@ -47,3 +51,13 @@ def is_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     fields = _stat_fields(str(pid))
     return fields is not None and fields[0] != "Z"
+
+
+def usage(pid: int) -> tuple[float, int] | None:
+    """``(cpu_seconds, rss_bytes)`` of a live process: user + system time so far, and its
+    resident set now (one read of /proc/PID/stat); None when it is gone."""
+    fields = _stat_fields(str(pid))
+    if fields is None or fields[0] == "Z":
+        return None
+    # fields[0] is stat's field 3 (state): utime, stime are 14, 15; rss (pages) is 24
+    return (int(fields[11]) + int(fields[12])) / _TICKS, int(fields[21]) * _PAGE

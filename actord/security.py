@@ -166,6 +166,8 @@ def command_permissions(
         return [(f"service.{command}", str(args.get("service")))]
     if command == "logs":
         return [("daemon.logs", "daemon")]
+    if command == "top":
+        return [("daemon.status", "daemon")]
     if command == "restart-worker":
         return [("daemon.worker", str(args.get("host")))]
     if command in ("spawn", "exec"):

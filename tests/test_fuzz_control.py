@@ -29,7 +29,7 @@ PROCESSES = {"t:fz.value": "semantics_probes:value", "t:fz.idle": "semantics_pro
 #: every command but shutdown; an ``exec`` may only run ``t:fz.value`` (it ends at once), so
 #: no reply waits on a process that never ends (``spawn`` may start ``t:fz.idle``)
 COMMANDS = ["status", "nodes", "ps", "spawn", "send", "kill", "cancel", "exec", "registry",
-            "services", "start", "stop", "restart", "reload", "logs"]
+            "services", "start", "stop", "restart", "reload", "logs", "top"]
 REPLY_WAIT = 15.0
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)

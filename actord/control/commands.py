@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from actord import ids
+from actord.control import top as top_view
 from actord.control.node_queries import NodeQueries
 from actord.core import wire
 from actord.durations import cancel_deadline, check_seconds
@@ -56,6 +57,7 @@ class Commands:
         self.queries = None if link is None else NodeQueries(self.router, link)
         self.handlers: dict[str, Handler] = {
             "status": self.status,
+            "top": self.top,
             "nodes": self.nodes,
             "ps": self.ps,
             "spawn": self.spawn,
@@ -107,6 +109,10 @@ class Commands:
             "services": d.services.rows(),
             "cluster": self._cluster(),
         }
+
+    async def top(self, args: dict[str, Any]) -> dict[str, Any]:
+        """SPEC 12: one sample for ``actord top`` (control/top.py)."""
+        return await top_view.sample(self.node, args)
 
     def _cluster(self) -> dict[str, Any] | None:
         link = self.router.cluster

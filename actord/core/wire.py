@@ -49,6 +49,7 @@ REPLY = 14  # [REPLY, req_id, error_kind_or_None, value_or_message]
 NAME = 15  # [NAME, name, pid_or_None]                         registry replica update
 KILL = 16  # [KILL, pid, error]                                 terminate now with this error
 STATS_REQ = 17  # [STATS_REQ, req_id(, True)]   True: totals only, no process list (metrics)
+TOP_REQ = 28  # [TOP_REQ, req_id, n, sort]  -> STATS: totals and the n busiest (actord top)
 SHUTDOWN = 18  # [SHUTDOWN]                                        end every process and exit
 INIT = 19  # [INIT, init_dict]                                  first frame to a worker
 PROCESSES = 20  # [PROCESSES, {id: entry}]                        process table after reload

@@ -7,6 +7,8 @@ True]``: each worker's totals (``mailbox``, ``sent``, ``received``, ``dead_lette
 its process list, so a scrape of a node with many processes does not make the router decode
 them all. A worker that goes down answers
 ``{"processes": []}``; a request not answered in time is forgotten (a late answer is dropped).
+``actord top`` asks ``[TOP_REQ, req, n, sort]``: the totals and only the worker's ``n``
+busiest processes (actord/worker/top.py), answered by the same STATS frame.
 
 Invariant: a waiting caller is never stuck on a worker: every wait has a deadline, and a
 worker marked stalled while we wait is given up at once.
@@ -33,11 +35,13 @@ class Stats(Slots):
     _next_req: int
 
     def _ask_stats(
-        self, host: str | None = None, totals: bool = False
+        self, host: str | None = None, totals: bool = False,
+        top: tuple[int, str] | None = None,
     ) -> list[tuple[WorkerLink, asyncio.Future[dict[str, Any]] | None]]:
         """Ask every live worker (of ``host``, if given) for its STATS (only its totals, if
-        ``totals``): each with the future of its answer, or None for a worker known to be
-        stalled (not asked)."""
+        ``totals``; its totals and its ``top = (n, sort)`` busiest processes, if ``top``):
+        each with the future of its answer, or None for a worker known to be stalled (not
+        asked)."""
         loop = asyncio.get_running_loop()
         asked: list[tuple[WorkerLink, asyncio.Future[dict[str, Any]] | None]] = []
         for slots in self.hosts.values():
@@ -50,7 +54,8 @@ class Stats(Slots):
                     fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                     self._stats_waits[self._next_req] = (link, fut)
                     req = self._next_req
-                    link.conn.send([wire.STATS_REQ, req, True] if totals
+                    link.conn.send([wire.TOP_REQ, req, *top] if top
+                                   else [wire.STATS_REQ, req, True] if totals
                                    else [wire.STATS_REQ, req])
                     asked.append((link, fut))
         return asked
@@ -131,6 +136,16 @@ class Stats(Slots):
             return fut.result()
         self._stats_forget(fut)
         return None
+
+    async def top(
+        self, host: str | None, n: int, sort: str, timeout: float = 1.0
+    ) -> list[tuple[WorkerLink, dict[str, Any] | None]]:
+        """Every live worker (of ``host``, if given) with its answer to a top request (its
+        totals and its ``n`` busiest processes by ``sort``, worker/top.py), or None when it is
+        stalled, becomes stalled, or does not answer within ``timeout``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        return [(link, None if fut is None else await self._stats_answer(link, fut, deadline))
+                for link, fut in self._ask_stats(host, top=(n, sort))]
 
     async def worker_stats(
         self, timeout: float = 1.0

@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from actord.messages import Event, Message
 from actord.security import Guard
 from actord.worker.lifecycle import Lifecycle
 from actord.worker.proc import Proc
+from actord.worker.top import TopCounts
 
 _Task = asyncio.Task
 _START_FIELDS = wire.START_FIELDS
@@ -35,6 +37,7 @@ class RouterFrames(Lifecycle):
     """The frame handlers of ``Runtime`` (on ``Lifecycle``: frames start and end processes)."""
 
     _handlers: dict[int, Callable[[list[Any]], None]]  # frame kind -> handler: see Runtime
+    top_counts: TopCounts | None = None  # made by the first top request (``_on_top``)
 
     def on_frame(self, frame: list[Any]) -> None:
         """Dispatch one router frame (the router is trusted: it validated everything)."""
@@ -141,6 +144,19 @@ class RouterFrames(Lifecycle):
         proc = self.procs.get(frame[1])
         if proc is not None:
             self.kill(proc, frame[2])
+
+    def _on_top(self, frame: list[Any]) -> None:
+        """``[TOP_REQ, req, n, sort]``: the totals of a metrics STATS answer and this worker's
+        ``n`` busiest processes by ``sort`` (worker/top.py)."""
+        _, req, n, sort = frame
+        if self.top_counts is None:
+            self.top_counts = TopCounts()
+        rows, mailbox = self.top_counts.busiest(self.procs.values(), n, sort, time.monotonic())
+        local = self.sent_local
+        self.conn.send([wire.STATS, req, {
+            "dead_letters": self.dead_letters, "sent": local + self.sent_remote,
+            "received": local + self.received, "mailbox": mailbox, "processes": rows,
+        }])
 
     def _on_stats(self, frame: list[Any]) -> None:
         """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,

@@ -45,6 +45,7 @@ class Runtime(RouterFrames, SendPath):
             wire.REPLY: self._on_reply,
             wire.NAME: self._on_name,
             wire.KILL: self._on_kill,
+            wire.TOP_REQ: self._on_top,
             wire.STATS_REQ: self._on_stats,
             wire.SHUTDOWN: self._on_shutdown,
             wire.INIT: self._on_init,
