@@ -78,11 +78,12 @@ def daemon() -> Iterator[Daemon]:
 
 
 class Follower:
-    """``actord logs -f ARGS`` running; its stdout lines collected by a thread."""
+    """``actord logs -f ARGS`` (or another ``command``) running; its stdout lines collected
+    by a thread."""
 
-    def __init__(self, d: Daemon, *args: str) -> None:
+    def __init__(self, d: Daemon, *args: str, command: tuple[str, ...] = ("logs", "-f")) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actord", "logs", "-f", *args], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "actord", *command, *args], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env={**os.environ, "ACTORD_SOCKET": d.socket})
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
