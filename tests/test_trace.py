@@ -147,6 +147,19 @@ def test_calls_events_and_the_end(daemon: Daemon) -> None:
     assert lines[1].split()[1:] == ["exit", "-", "normal"]
 
 
+def test_a_cancel_deadline_ends_the_trace(daemon: Daemon) -> None:
+    """A CANCEL with a deadline to a traced process that ignores it: the event with its
+    reason, then the end the deadline makes; the trace ends with it (exit 0)."""
+    idle = daemon.call("spawn", id="t:idle", host="t:a")
+    cli = start_trace(daemon, idle, "--json")
+    daemon.call("cancel", dest=idle, deadline="100ms", reason="bye")
+    code, lines = finished(cli)
+    assert code == 0, lines
+    assert [(r["kind"], r.get("event"), r.get("reason"), r["error"])
+            for r in map(json.loads, lines)] == [
+        ("event", "pid.cancel", "bye", None), ("exit", None, None, "cancel deadline exceeded")]
+
+
 def test_limit_stops_exactly(daemon: Daemon) -> None:
     """--limit 5 on a process that receives 50 messages: exactly 5 lines, exit 0, and the
     trace switched off in the worker."""

@@ -30,7 +30,7 @@ def record_text(r: dict[str, Any]) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1e6) % 1000000:06d}"
     peer, what = "-", ""
     if kind == "send" or kind == "receive":
-        peer = r["to"] if kind == "send" else r["from"]
+        peer = (r["to"] if kind == "send" else r["from"]) or "-"  # "": sent by no process
         what = f"{esc(r['topic'])} {r['bytes']} bytes"
     elif kind == "spawn":
         peer = r["pid"]
@@ -44,7 +44,7 @@ def record_text(r: dict[str, Any]) -> str:
         what = "normal" if r["error"] is None else f"error: {esc(r['error'])}"
     elif "pid" in r:  # link, unlink, monitor, unmonitor
         peer = r["pid"]
-    return f"{when} {kind:<9} {esc(peer):<20} {what}".rstrip()
+    return f"{when} {kind:<9} {esc(peer):<24} {what}".rstrip()
 
 
 def _show(reply: dict[str, Any], as_json: bool) -> None:

@@ -12,8 +12,8 @@ A trace swaps in tracing variants instead. The traced process's object becomes a
 :class:`TracedProc` (its ``deliver``/``deliver_event`` record, then do what ``Proc``'s do),
 and while any process of the worker is traced the runtime's class gets :class:`Tracing` in
 front (its ``send`` and ``request`` record for traced callers: one dict lookup per call of
-this worker's processes, only then; its ``finish`` and ``kill`` end a trace with its
-process). Both classes are swapped back when the last trace ends.
+this worker's processes, only then; its ``_mark_dead``, which every end goes through before
+its EXITED, ends a trace with its process). Both classes are swapped back when the last trace ends.
 
 Bounds: at most :data:`~actord.core.trace.MAX_BATCH` records per process per frame; beyond,
 they are only counted (``dropped``, sent with the next frame), so tracing never holds a
@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 from actord.core import wire
 from actord.core.trace import CALLS, FLUSH_EVERY, MAX_BATCH, MAX_ERROR, MAX_TOPIC, clip
-from actord.core.wire import ExitResult
 from actord.messages import Event, Message
 from actord.transport import FrameProtocol
 from actord.worker.frames import RouterFrames
@@ -177,17 +176,10 @@ class Tracing(RouterFrames, SendPath, TraceFrames):
             fut.add_done_callback(functools.partial(rec.call_done, proc.pid, op, args))
         return fut
 
-    def finish(self, proc: Proc, result: ExitResult) -> None:
-        finish = super().finish  # bound now: _untrace may take Tracing out of self's class
-        if proc.alive:
-            self._untrace(proc, flush=True)  # its records reach the router before its EXITED
-        finish(proc, result)
-
-    def kill(self, proc: Proc, error: str, report: bool = True) -> None:
-        kill = super().kill
-        if proc.alive:
-            self._untrace(proc, flush=True)
-        kill(proc, error, report)
+    def _mark_dead(self, proc: Proc) -> None:
+        mark_dead = super()._mark_dead  # bound now: _untrace may take Tracing out of self's class
+        self._untrace(proc, flush=True)  # its records reach the router before its EXITED
+        mark_dead(proc)
 
 
 #: runtime class -> that class with Tracing in front (made once per class)
