@@ -6,67 +6,31 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 
 from actord.testing import Daemon, wait_for
-from tests.conftest import config_text
 from tests.test_logs import Follower
-from tests.test_security import NOBODY, SOCKET_GROUP, _as_uid
+from tests.test_security import NOBODY, _as_uid, client_grants, strict_daemon
 
 PROCESSES = {f"t:{n}": f"trace_probes:{n}" for n in (
     "idle", "echo", "exchange", "sender", "doer", "pinger", "measure")}
 #: strict mode; uid NOBODY may trace, uid NOBODY - 1 may only read the status
-SECURITY = f"""
-[security]
-mode = "strict"
-[security.policies.status]
-actions = ["daemon.status"]
-resources = ["daemon"]
-effect = "allow"
-[security.policies.trace]
-actions = ["process.trace"]
-resources = ["*"]
-effect = "allow"
-[security.scopes.status]
-policies = ["status"]
-[security.scopes.trace]
-policies = ["status", "trace"]
-[[security.clients]]
-uid = {NOBODY}
-actor = {{ id = "user:{{user}}" }}
-scope = ["trace"]
-[[security.clients]]
-uid = {NOBODY - 1}
-actor = {{ id = "user:{{user}}" }}
-scope = ["status"]
-"""
+SECURITY = client_grants({NOBODY: ["daemon.status", "process.trace"],
+                          NOBODY - 1: ["daemon.status"]})
 
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[Daemon]:
     """A strict-mode daemon whose socket other uids may reach."""
-    workdir = Path(tempfile.mkdtemp(prefix="actord-trace-"))
-    workdir.chmod(0o711)
-    text = config_text(PROCESSES, extra=SECURITY).replace(
-        "[daemon]\n", f'[daemon]\nsocket_group = "{SOCKET_GROUP}"\n', 1)
-    d = Daemon(workdir, text)
-    d.start()
-    yield d
-    try:
-        assert d.stop() == 0, d.log()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from strict_daemon("actord-trace-", PROCESSES, SECURITY)
 
 
 def traces(d: Daemon) -> dict[str, int]:

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from actord.cli.app import common_options, main, session, setup
-from actord.cli.logs import POLL_WAIT
-from actord.cli.output import esc, to_json
+from actord.cli.logs import POLL_WAIT, show
+from actord.cli.output import esc
 from actord.cli.values import checked, incoming
 from actord.core.trace import KINDS
 from actord.durations import MAX_DURATION
@@ -47,16 +47,9 @@ def record_text(r: dict[str, Any]) -> str:
     return f"{when} {kind:<9} {esc(peer):<24} {what}".rstrip()
 
 
-def _show(reply: dict[str, Any], as_json: bool) -> None:
-    """Print one reply: its missed count (if any), then its records, in one write."""
-    lines = []
-    if reply["missed"]:
-        lines.append(to_json({"missed": reply["missed"]}) if as_json else
-                     f"-- missed {reply['missed']} events (dropped while this client was "
-                     "behind; the process was not slowed) --")
-    lines += [to_json(r) if as_json else record_text(r) for r in reply["records"]]
-    if lines:
-        click.echo("\n".join(lines))
+#: what a trace reader prints when it missed records (N: how many)
+MISSED = ("-- missed {} events (dropped while this client was behind; the process was not "
+          "slowed) --")
 
 
 def _kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -103,7 +96,7 @@ def trace(ctx: click.Context, dest: str, events: list[str] | None, limit: int,
             while True:
                 reply = client.call("trace", None, dest=started["pid"],
                                     session=started["session"], wait=POLL_WAIT)
-                _show(reply, as_json)
+                show(reply, as_json, record_text, MISSED)
                 if reply["end"] is not None:
                     break
     except KeyboardInterrupt:  # Ctrl-C: how a trace without a bound ends
