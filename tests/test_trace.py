@@ -21,7 +21,7 @@ from tests.test_logs import Follower
 from tests.test_security import NOBODY, _as_uid, client_grants, strict_daemon
 
 PROCESSES = {f"t:{n}": f"trace_probes:{n}" for n in (
-    "idle", "echo", "exchange", "sender", "doer", "pinger", "measure")}
+    "idle", "echo", "exchange", "sender", "doer", "pinger", "measure", "odd_topic")}
 #: strict mode; uid NOBODY may trace, uid NOBODY - 1 may only read the status
 SECURITY = client_grants({NOBODY: ["daemon.status", "process.trace"],
                           NOBODY - 1: ["daemon.status"]})
@@ -122,6 +122,17 @@ def test_a_cancel_deadline_ends_the_trace(daemon: Daemon) -> None:
     assert [(r["kind"], r.get("event"), r.get("reason"), r["error"])
             for r in map(json.loads, lines)] == [
         ("event", "pid.cancel", "bye", None), ("exit", None, None, "cancel deadline exceeded")]
+
+
+def test_a_topic_msgpack_cannot_carry(daemon: Daemon) -> None:
+    """A topic with a lone surrogate (it can only pass between two processes of one worker)
+    is shown escaped, and the trace goes on."""
+    idle = daemon.call("spawn", id="t:idle", host="t:a")  # t:a has one worker
+    cli = start_trace(daemon, idle, "--json", "--limit", "2")
+    daemon.exec("t:odd_topic", "t:a", idle)
+    code, lines = finished(cli)
+    assert code == 0 and [json.loads(ln)["topic"] for ln in lines] == ["odd\\ud800", "m"]
+    daemon.kill(idle)
 
 
 def test_limit_stops_exactly(daemon: Daemon) -> None:
@@ -225,3 +236,15 @@ def test_bad_requests(daemon: Daemon) -> None:
         out = daemon.cli("trace", idle, *args)
         assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, (args, out.stderr)
     assert traces(daemon)["sessions"] == 0
+
+
+def test_the_worker_dies(daemon: Daemon) -> None:
+    """The traced process's worker is killed (restart-worker): the trace ends with its
+    "worker crashed" end (exit 0), and nothing is left traced."""
+    idle = daemon.call("spawn", id="t:idle", host="t:b")
+    index = next(r["worker"] for r in daemon.call("ps") if r["pid"] == idle)
+    cli = start_trace(daemon, idle, "--json")
+    daemon.call("restart-worker", host="t:b", index=index)
+    code, lines = finished(cli)
+    assert code == 0 and [json.loads(ln)["error"] for ln in lines] == ["worker crashed"], lines
+    assert traces(daemon) == {**traces(daemon), "sessions": 0, "traced": 0}

@@ -82,7 +82,11 @@ class Recorder:
                 self.send(pid, buf)
 
     def send(self, pid: str, buf: _Buffer) -> None:
-        self.conn.send([wire.TRACE, pid, buf.records, buf.dropped])
+        try:
+            self.conn.send([wire.TRACE, pid, buf.records, buf.dropped])
+        except ValueError:  # a topic msgpack refuses (a lone surrogate, sent in the worker)
+            self.conn.send([wire.TRACE, pid, [[_printable(x) for x in r] for r in buf.records],
+                            buf.dropped])
         buf.records = []
         buf.dropped = 0
 
@@ -94,6 +98,11 @@ class Recorder:
             self.add(pid, [_time(), op, fut.result(), args[0], args[1], args[3]])
         else:
             self.add(pid, [_time(), op, args["dest"]])
+
+
+def _printable(x: Any) -> Any:
+    """``x``, or a str msgpack refuses with its unencodable characters escaped."""
+    return x.encode("utf-8", "backslashreplace").decode() if type(x) is str else x
 
 
 class TracedProc(Proc):

@@ -38,6 +38,13 @@ async def sender(dest: str, n: int) -> int:
     return n
 
 
+async def odd_topic(dest: str) -> None:
+    """Send ``dest`` a message whose topic holds a lone surrogate (msgpack cannot carry it:
+    only a process of the same worker can get it), then a plain ``m``."""
+    process.send(dest, "odd" + chr(0xD800))
+    process.send(dest, "m")
+
+
 async def doer() -> str:
     """On its first message: spawn an idle child, link, unlink, monitor, unmonitor and
     monitor it again, terminate it, wait for its EXIT; returns the child's PID."""
