@@ -85,9 +85,9 @@ def test_a_known_exchange_in_order(daemon: Daemon) -> None:
 
 
 def test_calls_events_and_the_end(daemon: Daemon) -> None:
-    """spawn, link, unlink, monitor, unmonitor, the EXIT event and the process's end, as
-    text and JSON; a second trace of the same process with --events gets only those kinds;
-    both end with the process (exit 0)."""
+    """spawn, link, unlink, monitor, unmonitor, the EXIT event, an exec's spawn and the
+    process's end, as text and JSON; a second trace of the same process with --events gets
+    only those kinds; both end with the process (exit 0)."""
     doer = daemon.call("spawn", id="t:doer", host="t:a")
     full = start_trace(daemon, doer, "--json")
     some = start_trace(daemon, doer, "--events", "spawn,exit")
@@ -97,18 +97,21 @@ def test_calls_events_and_the_end(daemon: Daemon) -> None:
     records = [json.loads(line) for line in lines]
     child = records[1]["pid"]
     assert [r["kind"] for r in records] == ["receive", "spawn", "link", "unlink", "monitor",
-                                            "unmonitor", "monitor", "event", "exit"]
+                                            "unmonitor", "monitor", "event", "spawn", "exit"]
     assert records[0] == {**records[0], "from": "", "topic": "go", "bytes": 1}
     assert records[1] == {**records[1], "id": "t:idle", "host": "t:b", "link": False,
                           "monitor": False}
     assert all(r["pid"] == child for r in records[2:7])
     assert records[7] == {**records[7], "event": "pid.exit", "from": child,
                           "error": "process terminated", "reason": None}
-    assert records[8] == {**records[8], "error": None}
+    assert records[8] == {**records[8], "id": "t:sender", "host": "t:b", "link": False,
+                          "monitor": False}
+    assert records[9] == {**records[9], "error": None}
     code, lines = finished(some)
-    assert code == 0 and len(lines) == 2, lines
+    assert code == 0 and len(lines) == 3, lines
     assert lines[0].split()[1:] == ["spawn", child, "t:idle", "on", "t:b"]
-    assert lines[1].split()[1:] == ["exit", "-", "normal"]
+    assert lines[1].split()[1:] == ["spawn", records[8]["pid"], "t:sender", "on", "t:b"]
+    assert lines[2].split()[1:] == ["exit", "-", "normal"]
 
 
 def test_a_cancel_deadline_ends_the_trace(daemon: Daemon) -> None:

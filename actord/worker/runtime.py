@@ -55,4 +55,5 @@ class Runtime(RouterFrames, SendPath, TraceFrames):
             wire.TRACE_ON: self._on_trace_on,
             wire.TRACE_OFF: self._on_trace_off,
         }
+        self._recorder = None  # worker.trace: made by the first trace (set here: see there)
         kernel.install(self)

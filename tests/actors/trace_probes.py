@@ -47,7 +47,8 @@ async def odd_topic(dest: str) -> None:
 
 async def doer() -> str:
     """On its first message: spawn an idle child, link, unlink, monitor, unmonitor and
-    monitor it again, terminate it, wait for its EXIT; returns the child's PID."""
+    monitor it again, terminate it, wait for its EXIT, exec a ``sender`` of nothing;
+    returns the child's PID."""
     inbox, events = process.inbox(), process.events()
     await inbox.receive()
     child = await process.spawn("t:idle", "t:b")
@@ -58,6 +59,7 @@ async def doer() -> str:
     await process.monitor(child)
     await process.terminate(child)
     await events.receive()
+    await process.exec("t:sender", "t:b", child, 0)
     return child
 
 
