@@ -13,7 +13,7 @@ answers at once when records are queued, else when one comes, its end, or the po
 
 Invariants: nothing waits on a client: a session keeps at most :data:`QUEUE` records (plus
 its ``exit``) and counts those it had no room for (``missed``, with the worker's
-``dropped``), which its next read reports; a record is converted and checked
+``dropped``, whatever their kind), which its next read reports; a record is converted and checked
 (:func:`actord.core.trace.as_dict`) only when a session keeps it, so a client that stops
 reading costs the router a count per record. A session takes at most ``limit`` records, then
 ends; once it ended no record is added, and it is forgotten when its end has been read or its
