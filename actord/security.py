@@ -181,6 +181,8 @@ def command_permissions(
         return [("process.terminate", dest)]
     if command == "cancel":
         return [("process.cancel", dest)]
+    if command == "trace":
+        return [("process.trace", dest)]
     return []
 
 

@@ -70,13 +70,18 @@ def ps_ids(d: Daemon) -> dict[str, str]:
 def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     pair: tuple[Daemon, Daemon]
 ) -> None:
-    """`actord spawn ID n2@HOST` on n1 starts it on n2; `kill` from n1 waits for its end
-    there; `exec` on n2's host returns the child's value; `cancel` reaches it."""
+    """`actord spawn ID n2@HOST` on n1 starts it on n2; `trace` of it from n1 is refused (one
+    line: not supported yet); `kill` from n1 waits for its end there; `exec` on n2's host
+    returns the child's value; `cancel` reaches it."""
     n1, n2 = pair
     spawned = n1.cli("spawn", "r:idle", "n2@t:b")
     assert spawned.returncode == 0, spawned.stderr
     pid = spawned.stdout.strip()
     assert pid.startswith("{n2@t:b|") and ps_ids(n2)[pid] == "r:idle"
+    traced = n1.cli("trace", pid)  # SPEC 12's trace: this node's processes only, for now
+    assert (traced.returncode, traced.stderr) == (1, "actord: ERROR: tracing a process of "
+                                                  "another node (n2) is not supported yet: "
+                                                  "run actord trace on that node\n")
     killed = n1.cli("kill", pid)
     assert killed.returncode == 0, killed.stderr
     assert pid not in ps_ids(n2)  # kill waited for the end

@@ -29,7 +29,7 @@ PROCESSES = {"t:fz.value": "semantics_probes:value", "t:fz.idle": "semantics_pro
 #: every command but shutdown; an ``exec`` may only run ``t:fz.value`` (it ends at once), so
 #: no reply waits on a process that never ends (``spawn`` may start ``t:fz.idle``)
 COMMANDS = ["status", "nodes", "ps", "spawn", "send", "kill", "cancel", "exec", "registry",
-            "services", "start", "stop", "restart", "reload", "logs", "top"]
+            "services", "start", "stop", "restart", "reload", "logs", "top", "trace"]
 REPLY_WAIT = 15.0
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
@@ -61,6 +61,7 @@ KEYS = {
     "cancel": ["dest", "deadline", "reason"], "ps": ["host"],
     "start": ["service"], "stop": ["service"], "restart": ["service"],
     "logs": ["after", "wait", "lines", "pid", "host", "level"],
+    "trace": ["dest", "session", "wait", "events", "limit", "duration", "stop"],
 }
 
 
@@ -83,6 +84,11 @@ def fields(pid: str) -> dict[str, st.SearchStrategy[Any]]:
         "wait": [0, 0.01, -1, "1", 11, None],
         "lines": [0, 5, 10**6, -1, "5", None],
         "level": ["info", "ERROR", "loud", 5, None],
+        "session": [None, 1, 2, -1, "1"],
+        "events": [None, ["send"], ["exit", "spawn"], ["nope"], [], "send"],
+        "limit": [1, 5, 0, -1, "5", None],
+        "duration": [0.01, 1, -1, "1s", None],
+        "stop": [True, False, None],
     }
     return {k: st.integers(0, 3).flatmap(lambda i, v=v: values if i == 3 else st.sampled_from(v))
             for k, v in plausible.items()}

@@ -8,51 +8,25 @@ import itertools
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actord.logring import MAX_BYTES, Filter, LogRing
 from actord.testing import Daemon, wait_for
-from tests.conftest import config_text
-from tests.test_security import NOBODY, SOCKET_GROUP, _as_uid
+from tests.test_security import NOBODY, _as_uid, client_grants, strict_daemon
 
 PROCESSES = {"t:talk": "log_probes:talker", "t:burst": "log_probes:burst"}
 RING = 100
 #: strict mode; uid NOBODY may read status only, uid NOBODY - 1 may read the logs too
-SECURITY = f"""
-[security]
-mode = "strict"
-[security.policies.status]
-actions = ["daemon.status"]
-resources = ["daemon"]
-effect = "allow"
-[security.policies.logs]
-actions = ["daemon.logs"]
-resources = ["daemon"]
-effect = "allow"
-[security.scopes.status]
-policies = ["status"]
-[security.scopes.logs]
-policies = ["status", "logs"]
-[[security.clients]]
-uid = {NOBODY}
-actor = {{ id = "user:{{user}}" }}
-scope = ["status"]
-[[security.clients]]
-uid = {NOBODY - 1}
-actor = {{ id = "user:{{user}}" }}
-scope = ["logs"]
-"""
+SECURITY = client_grants({NOBODY: ["daemon.status"],
+                          NOBODY - 1: ["daemon.status", "daemon.logs"]})
 _tokens = itertools.count()
 
 
@@ -63,26 +37,17 @@ def token(what: str) -> str:
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[Daemon]:
     """A strict-mode daemon (socket reachable by other uids) logging JSON, ring of 100."""
-    workdir = Path(tempfile.mkdtemp(prefix="actord-logs-"))
-    workdir.chmod(0o711)
-    text = config_text(PROCESSES, extra=SECURITY).replace(
-        "[daemon]\n", f'[daemon]\nsocket_group = "{SOCKET_GROUP}"\nlog_format = "json"\n'
-                      f"log_ring = {RING}\n", 1)
-    d = Daemon(workdir, text)
-    d.start()
-    yield d
-    try:
-        assert d.stop() == 0, d.log()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from strict_daemon("actord-logs-", PROCESSES, SECURITY,
+                             f'log_format = "json"\nlog_ring = {RING}\n')
 
 
 class Follower:
-    """``actord logs -f ARGS`` running; its stdout lines collected by a thread."""
+    """``actord logs -f ARGS`` (or another ``command``) running; its stdout lines collected
+    by a thread."""
 
-    def __init__(self, d: Daemon, *args: str) -> None:
+    def __init__(self, d: Daemon, *args: str, command: tuple[str, ...] = ("logs", "-f")) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actord", "logs", "-f", *args], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "actord", *command, *args], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env={**os.environ, "ACTORD_SOCKET": d.socket})
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

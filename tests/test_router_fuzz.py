@@ -20,7 +20,7 @@ CONFIG = config.parse(
     "fuzz.toml",
 )
 OPS = [wire.SEND, wire.CALL, wire.EXITED, wire.LOG, wire.UPGRADED, wire.STATS, wire.HELLO,
-       wire.STARTED, 99]
+       wire.STARTED, wire.TRACE, 99]
 CALLS = ["spawn", "terminate", "cancel", "monitor", "unmonitor", "link", "unlink", "register",
          "unregister", "nope"]
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,39 @@ PROCESSES = {
 NOBODY = 65534
 SOCKET_GROUP = grp.getgrgid(NOBODY).gr_name  # nogroup on Debian
 SOCKET_GID = NOBODY
+
+
+def client_grants(grants: dict[int, list[str]]) -> str:
+    """A strict-mode ``[security]`` table mapping each uid (a CLI client) to a scope that
+    allows it these actions, on any resource."""
+    lines = ['[security]\nmode = "strict"']
+    for uid, actions in grants.items():
+        lines += [
+            f'[security.policies.uid_{uid}]\nactions = {json.dumps(actions)}\n'
+            'resources = ["*"]\neffect = "allow"',
+            f'[security.scopes.uid_{uid}]\npolicies = ["uid_{uid}"]',
+            f'[[security.clients]]\nuid = {uid}\nactor = {{ id = "user:{{user}}" }}\n'
+            f'scope = ["uid_{uid}"]',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def strict_daemon(prefix: str, processes: dict[str, str], security: str,
+                  daemon_keys: str = "") -> Iterator[Daemon]:
+    """Body of a module-scoped fixture: a daemon on ``security`` (plus ``daemon_keys`` in
+    its ``[daemon]`` table) whose socket other uids may reach (its directory 0711, the
+    socket's group theirs); stopped at the end (exit 0)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o711)
+    text = config_text(processes, extra=security).replace(
+        "[daemon]\n", f'[daemon]\nsocket_group = "{SOCKET_GROUP}"\n{daemon_keys}', 1)
+    d = Daemon(workdir, text)
+    d.start()
+    yield d
+    try:
+        assert d.stop() == 0, d.log()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _key(action: str) -> str:

@@ -9,6 +9,7 @@ it nothing: when it asks again, it is told how many records the ring dropped mea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -38,14 +39,19 @@ def record_text(r: dict[str, Any]) -> str:
     return text
 
 
-def _show(reply: dict[str, Any], as_json: bool) -> None:
-    """Print one reply: its missed count (if any), then its records, in one write."""
+#: what ``logs -f`` prints when it missed records (N: how many)
+MISSED = "-- missed {} records (dropped from the daemon's log ring before they were read) --"
+
+
+def show(reply: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str] = record_text,
+         missed: str = MISSED) -> None:
+    """Print one reply of a long poll (``logs``, ``trace``): its missed count (if any, as
+    ``missed`` says it), then its records (as ``text`` says each), in one write."""
     lines = []
     if reply["missed"]:
         lines.append(to_json({"missed": reply["missed"]}) if as_json else
-                     f"-- missed {reply['missed']} records (dropped from the daemon's log "
-                     "ring before they were read) --")
-    lines += [to_json(r) if as_json else record_text(r) for r in reply["records"]]
+                     missed.format(reply["missed"]))
+    lines += [to_json(r) if as_json else text(r) for r in reply["records"]]
     if lines:
         click.echo("\n".join(lines))
 
@@ -78,12 +84,12 @@ def logs(ctx: click.Context, follow: bool, pid: str | None, host: str | None,
     try:
         with session(ctx) as client:
             reply = client.call("logs", None, lines=lines, **filters)
-            _show(reply, as_json)
+            show(reply, as_json)
             if pid is not None:  # a name resolved once: followed after the name is released
                 filters["pid"] = reply["pid"]
             while follow:
                 reply = client.call("logs", None, after=reply["cursor"], wait=POLL_WAIT,
                                     **filters)
-                _show(reply, as_json)
+                show(reply, as_json)
     except KeyboardInterrupt:  # Ctrl-C: how a follower ends
         pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from actord import ids
 from actord.control import top as top_view
 from actord.control.node_queries import NodeQueries
-from actord.core import wire
+from actord.core import trace, wire
 from actord.durations import cancel_deadline, check_seconds
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.logring import LEVELS, Filter
@@ -38,6 +39,37 @@ LOGS_MAX_WAIT = 10.0
 current_client: contextvars.ContextVar[tuple[dict[str, Any] | None, list[str] | None]] = (
     contextvars.ContextVar("actord_control_client", default=(None, None))
 )
+
+
+class Closers:
+    """What is to be done when a control connection goes away (its trace sessions end); a
+    trace session is known by its connection's."""
+
+    def __init__(self) -> None:
+        self._todo: list[Callable[[], None]] = []
+        self.gone = False
+
+    def add(self, close: Callable[[], None]) -> None:
+        """Do ``close`` when the connection goes (at once if it is gone)."""
+        if self.gone:
+            close()
+        else:
+            self._todo.append(close)
+
+    def run(self) -> None:
+        """The connection is gone: do everything added."""
+        self.gone = True
+        todo, self._todo = self._todo, []
+        for close in todo:
+            close()
+
+
+#: the closers of the connection whose command is running (set per command task)
+current_closers: contextvars.ContextVar[Closers | None] = (
+    contextvars.ContextVar("actord_control_closers", default=None)
+)
+#: the most trace sessions a node keeps open at once (each holds a bounded queue)
+MAX_TRACE_SESSIONS = 256
 
 
 def _settle(future: asyncio.Future[Any], value: Any) -> None:
@@ -75,6 +107,7 @@ class Commands:
             "ping": self.ping,
             "restart-worker": self.restart_worker,
             "logs": self.logs,
+            "trace": self.trace,
         }
 
     def resolve(self, dest: Any) -> str:
@@ -108,6 +141,7 @@ class Commands:
             "hosts": hosts,
             "services": d.services.rows(),
             "cluster": self._cluster(),
+            "traces": self.router.traces.counts(),
         }
 
     async def top(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -358,6 +392,62 @@ class Commands:
             raise InvalidError(f"bad level {level!r}: one of {', '.join(LEVELS)}")
         return Filter(None if pid is None else self.resolve(pid), host, level)
 
+    async def trace(self, args: dict[str, Any]) -> dict[str, Any]:
+        """SPEC 12: one local process's trace (:mod:`actord.router.traces`), owned by this
+        connection (it ends when the connection goes).
+
+        Without ``session``: start one (``events``: the kinds wanted, None for all;
+        ``limit`` records, default 1000; ``duration`` seconds or None), answering
+        ``{"session", "pid"}``. With it: read it as ``logs`` follows the ring, a long poll
+        (``wait`` seconds at most), answering ``{"records", "missed", "end"}``; with ``stop``
+        end it first. ``dest`` is the traced process on every request: the permission
+        (``process.trace``) is checked on it each time.
+        """
+        pid = self.resolve(args.get("dest"))
+        node = self.router.remote_node(pid)
+        if node is not None:
+            raise ProcessError(f"tracing a process of another node ({node}) is not supported "
+                               "yet: run actord trace on that node")
+        owner = current_closers.get()
+        if owner is None:
+            raise InvalidError("trace needs a control connection")
+        traces = self.router.traces
+        if args.get("session") is None:
+            kinds, limit, duration = _trace_options(args)
+            if len(traces.sessions) >= MAX_TRACE_SESSIONS:
+                raise InvalidError(f"too many trace sessions (at most {MAX_TRACE_SESSIONS})")
+            s = traces.start(pid, kinds, limit, duration, owner)
+            owner.add(functools.partial(traces.close, s))
+            return {"session": s.id, "pid": pid}
+        s = traces.get(args["session"], owner)
+        if s.pid != pid:
+            raise InvalidError(f"trace session {s.id} traces {s.pid}, not {pid}")
+        if args.get("stop"):
+            traces.stop(s, "stopped")
+        wait = args.get("wait", 0)
+        if type(wait) not in (int, float) or not 0 <= wait <= LOGS_MAX_WAIT:
+            raise InvalidError(f"bad wait {wait!r}: expected 0..{LOGS_MAX_WAIT:g} seconds")
+        return await traces.read(s, wait, self.node.config.daemon.max_frame // 2)
+
     async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
         """A liveness probe (the CLI's client timeout) and the limits a client must respect."""
         return {"max_frame": self.node.config.daemon.max_frame}
+
+
+def _trace_options(args: dict[str, Any]) -> tuple[frozenset[str] | None, int, float | None]:
+    """A new trace's ``events`` (kinds), ``limit`` and ``duration``, checked (INVALID)."""
+    events, limit, duration = args.get("events"), args.get("limit", 1000), args.get("duration")
+    kinds = None
+    if events is not None:
+        if not isinstance(events, list) or not events or not all(
+                isinstance(k, str) and k in trace.KINDS for k in events):
+            raise InvalidError(f"bad events {events!r}: a list of {', '.join(trace.KINDS)}")
+        kinds = frozenset(events)
+    if type(limit) is not int or limit < 1:
+        raise InvalidError(f"bad limit {limit!r}: expected a count of at least 1")
+    if duration is not None:
+        try:
+            duration = check_seconds(duration)
+        except ValueError as e:
+            raise InvalidError(str(e)) from None
+    return kinds, limit, duration

@@ -20,7 +20,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from actord import ids
-from actord.control.commands import Commands, current_client
+from actord.control.commands import Closers, Commands, current_client, current_closers
 from actord.core import wire
 from actord.errors import ConfigError, InvalidError, PermissionDeniedError, ProcessError
 from actord.ownership import prepare_socket_path
@@ -35,22 +35,26 @@ log = logging.getLogger("actord.control")
 
 
 #: commands whose ``dest`` argument is the resource of their permission
-_TARGETED = frozenset({"send", "kill", "cancel"})
+_TARGETED = frozenset({"send", "kill", "cancel", "trace"})
+#: commands cancelled when their client goes away (a long poll answers no one then)
+_WAITING = ("exec", "logs", "trace")
 
 
 class ControlConnection(FrameProtocol):
     """A CLI connection; knows its peer's uid/gid (SO_PEERCRED, read when it connects).
 
-    Its ``exec`` and ``logs`` commands are cancelled when it goes away: a client that stops
-    waiting (the CLI killed, Ctrl-C) leaves an exec's child a CANCEL, as an actor's exec does,
-    and a long poll of ``logs`` nothing.
+    Its ``exec``, ``logs`` and ``trace`` commands are cancelled when it goes away: a client
+    that stops waiting (the CLI killed, Ctrl-C) leaves an exec's child a CANCEL, as an actor's
+    exec does, and a long poll of ``logs`` nothing; then its ``closers`` run (its trace
+    sessions end, so the traces are switched off).
     """
 
     uid = -1
     gid = -1
 
     def connection_made(self, transport: Any) -> None:
-        self.waiting: set[asyncio.Task[None]] = set()  # running exec and logs commands
+        self.waiting: set[asyncio.Task[None]] = set()  # running exec, logs, trace commands
+        self.closers = Closers()  # what to do when the client goes
         sock = transport.get_extra_info("socket")
         try:
             _, self.uid, self.gid = peer_credentials(sock)
@@ -62,6 +66,7 @@ class ControlConnection(FrameProtocol):
         super().connection_lost(exc)
         for task in self.waiting:
             task.cancel()
+        self.closers.run()
 
     def _bad(self, reason: str) -> None:
         """Drop the client, answering first: it may still be sending (a request over the
@@ -134,7 +139,7 @@ class ControlServer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if frame[2] in ("exec", "logs"):  # a long poll of ``logs`` ends with its client too
+        if frame[2] in _WAITING:
             conn.waiting.add(task)
             task.add_done_callback(conn.waiting.discard)
 
@@ -148,6 +153,7 @@ class ControlServer:
             # SPEC 7: a CLI client is an actor too; check before the command acts
             actor, scope = client_identity(self.node.config.security, conn.uid, conn.gid)
             current_client.set((actor, scope))
+            current_closers.set(conn.closers)
             evaluator = self.router.guard.evaluator(actor, scope)
             dest = self._resolve_for(evaluator, command, args) if command in _TARGETED else ""
             self.router.guard.require(evaluator, command_permissions(command, args, dest))

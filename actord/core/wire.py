@@ -335,3 +335,9 @@ class FrameDecoder:
 # control socket (CLI <-> daemon)
 CTL_REQUEST = 30  # [CTL_REQUEST, req_id, command, args_dict]
 CTL_REPLY = 31  # [CTL_REPLY, req_id, error_kind_or_None, value_or_message]
+
+# tracing one process (SPEC 12, ``actord trace``): records batched per loop tick by the worker
+# (actord/worker/trace.py), fanned out by the router to its trace sessions (actord/router/traces.py)
+TRACE = 40  # worker -> router  [TRACE, pid, records, dropped]   records: actord.core.trace
+TRACE_ON = 41  # router -> worker  [TRACE_ON, pid]                  start recording pid
+TRACE_OFF = 42  # router -> worker [TRACE_OFF, pid]                 stop recording pid

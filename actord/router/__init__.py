@@ -17,6 +17,7 @@ One module per job; :class:`Router` (``core.py``) only composes them::
                  EXITED to other nodes, a node's end as the end of its processes
     remote.py    calls on other nodes' processes, frames from other nodes, global: names
     stats.py     the one STATS fan-out, for ps and for metrics
+    traces.py    ``actord trace`` sessions: TRACE_ON/OFF, TRACE records to bounded queues
     slots.py     WorkerLink, ProcEntry: host -> worker slots, and sending to what they hold
     stall.py     heartbeats: which workers' event loops are blocked
     nodes.py     NodeLink ([cluster] only): the NATS connection, node heartbeats, who is up,

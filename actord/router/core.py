@@ -28,6 +28,7 @@ from actord.router.nodes import NodeLink
 from actord.router.remote import PendingCall
 from actord.router.slots import ProcEntry, WorkerLink
 from actord.router.stall import StallWatch
+from actord.router.traces import Traces
 from actord.security import Guard
 
 log = logging.getLogger("actord.router")
@@ -80,6 +81,7 @@ class Router(Dispatch):
         self.empty = asyncio.Event()
         self.empty.set()
         self.stalls = StallWatch(config.daemon.stall_timeout)  # heartbeats: router/stall.py
+        self.traces = Traces(self.procs, self.on_exit)  # traces.py: ``actord trace`` sessions
 
     def attach(self, link: WorkerLink) -> None:
         """A (re)started worker: take its slot and send it what it needs to know."""

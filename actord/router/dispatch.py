@@ -3,7 +3,7 @@
 SEND comes first and is handled inline: it is the hot path (every message between workers),
 so it costs one dict lookup, one int rewrite and one write, with no call of its own. The
 other ops go to their module: CALL to ``calls``, EXITED and STARTED to ``exits``, STATS to
-``stats``, HEARTBEAT to ``stall``.
+``stats``, HEARTBEAT to ``stall``, TRACE to ``traces``.
 
 Invariant: frames are handled in the order they are read, and what they cause is sent in that
 order (per-pair order, SPEC 4); a malformed frame never raises out of here: it drops the worker
@@ -20,6 +20,7 @@ from actord.logring import WORKER_RECORD
 from actord.router.calls import Calls
 from actord.router.slots import WorkerLink
 from actord.router.stats import Stats
+from actord.router.traces import Traces
 
 log = logging.getLogger("actord.router")
 worker_log = logging.getLogger("actord.worker")
@@ -27,6 +28,8 @@ worker_log = logging.getLogger("actord.worker")
 
 class Dispatch(Calls, Stats):
     """``on_frame`` (a Router mixin)."""
+
+    traces: Traces
 
     def on_frame(self, link: WorkerLink, frame: list[Any]) -> None:
         """Handle one frame from a worker; a malformed one drops the worker."""
@@ -73,6 +76,8 @@ class Dispatch(Calls, Stats):
             elif op == wire.STARTED:
                 if frame[1] in link.pids:  # only the worker that runs it may say so
                     self._started(frame[1])
+            elif op == wire.TRACE:
+                self.traces.frame(link, frame)
             else:
                 raise ValueError(f"unknown op {op}")
         except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:

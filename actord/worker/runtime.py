@@ -13,6 +13,7 @@ extra call level or attribute lookup on a hot path:
     worker.frames      frames from the router: one handler per kind (``_handlers`` below)
     worker.calls       permit, resolve, router calls and their REPLY, exec
     worker.send        the send path (same worker: delivered at once; else one SEND frame)
+    worker.trace       TRACE_ON/OFF: tracing variants swapped in for a traced process
 
 Invariants: a process is in ``procs`` iff it is alive; once dead it never reports again;
 same-worker messages skip the router but keep per-pair order because delivery to a local
@@ -29,9 +30,10 @@ from actord.transport import FrameProtocol
 from actord.worker.frames import RouterFrames
 from actord.worker.lifecycle import CRASH_REPORTS_PER_SECOND, CrashLimit
 from actord.worker.send import SendPath
+from actord.worker.trace import TraceFrames
 
 
-class Runtime(RouterFrames, SendPath):
+class Runtime(RouterFrames, SendPath, TraceFrames):
     """One worker: its tables (``WorkerState``) and every job's methods; a ``Kernel``."""
 
     def __init__(self, conn: FrameProtocol, host: str, index: int,
@@ -51,5 +53,8 @@ class Runtime(RouterFrames, SendPath):
             wire.INIT: self._on_init,
             wire.PROCESSES: self._on_processes,
             wire.SECURITY: self._on_security,
+            wire.TRACE_ON: self._on_trace_on,
+            wire.TRACE_OFF: self._on_trace_off,
         }
+        self._recorder = None  # worker.trace: made by the first trace (set here: see there)
         kernel.install(self)
