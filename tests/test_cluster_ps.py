@@ -147,7 +147,7 @@ def test_every_node_lists_every_nodes_processes(cluster: dict[str, Daemon]) -> N
         assert all(set(r) >= {"pid", "id", "host", "worker", "state", "names", "mailbox"}
                    for r in rows), rows
         assert rows[0]["node"] == name  # its own first
-    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:a", "--id", "t:*", "--state", "running")
+    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:a", "--id", "t:*", "--state", "waiting")
     assert sorted(r["node"] for r in rows) == list(NODES), rows
     rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:none")
     assert rows == []

@@ -6,11 +6,12 @@ no command prints a traceback. ``--json`` prints machine-readable output.
 
 The group and how a command reaches the daemon are in :mod:`~actord.cli.app`; values in and
 out in :mod:`~actord.cli.values` and :mod:`~actord.cli.output`; the commands, by what they act
-on, in :mod:`~actord.cli.processes`, :mod:`~actord.cli.services`, :mod:`~actord.cli.logs` and
+on, in :mod:`~actord.cli.processes`, :mod:`~actord.cli.services`, :mod:`~actord.cli.logs`,
+:mod:`~actord.cli.info` and
 :mod:`~actord.cli.daemon` (importing each registers its commands on ``main``).
 """
 
-from actord.cli import daemon, logs, processes, services  # noqa: F401 - each registers its commands
+from actord.cli import daemon, info, logs, processes, services  # noqa: F401 - each registers its commands
 from actord.cli.app import main
 
 __all__ = ["main"]

@@ -21,6 +21,7 @@ from actord.core import wire
 from actord.core.wire import Start
 from actord.messages import Event, Message
 from actord.security import Guard
+from actord.worker.introspect import call_futures, info_of, state_of
 from actord.worker.lifecycle import Lifecycle
 from actord.worker.proc import Proc
 
@@ -154,11 +155,19 @@ class RouterFrames(Lifecycle):
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
         else:
+            calls = call_futures(self.pending, self.procs)
             stats["processes"] = [
-                {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
+                {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(),
+                 "state": state_of(p, calls), "sent": p.sent, "received": p.received}
                 for p in self.procs.values()
             ]
         self.conn.send([wire.STATS, frame[1], stats])
+
+    def _on_info(self, frame: list[Any]) -> None:
+        """``[INFO_REQ, req, pid]``: the worker's part of ``actord info`` ({}: not alive)."""
+        proc = self.procs.get(frame[2])
+        info = {} if proc is None else info_of(proc, call_futures(self.pending, self.procs))
+        self.conn.send([wire.INFO, frame[1], info])
 
     def _on_shutdown(self, frame: list[Any]) -> None:
         # no report per process: the daemon logs how many it had to terminate

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from typing import Any
 
@@ -91,7 +92,10 @@ class Proc:
         "listeners",
         "meta",
         "pid",
+        "received",
         "scope",
+        "sent",
+        "started",
         "task",
         "tasks",
         "trap_links",
@@ -132,6 +136,11 @@ class Proc:
         # swaps the guard
         self.evaluator: tuple[Any, Any, bool] | None = None
         self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
+        # for ps and info (worker.introspect): messages it sent, messages delivered to it
+        # (queued or taken), and when it started (epoch seconds)
+        self.sent = 0
+        self.received = 0
+        self.started = time.time()
 
     # -- delivery (hot path) -------------------------------------------------------------------
     def deliver(self, msg: Message) -> None:
@@ -139,6 +148,7 @@ class Proc:
         # One counter for the whole worker (a C call): still increasing per receiver, which
         # is all an upgrade's re-ordering needs, and one attribute less per process.
         msg._seq = _next_seq()
+        self.received += 1
         listeners = self.listeners
         if listeners:
             listener = listeners.get(msg.topic)

@@ -46,6 +46,7 @@ class Runtime(RouterFrames, SendPath):
             wire.NAME: self._on_name,
             wire.KILL: self._on_kill,
             wire.STATS_REQ: self._on_stats,
+            wire.INFO_REQ: self._on_info,
             wire.SHUTDOWN: self._on_shutdown,
             wire.INIT: self._on_init,
             wire.PROCESSES: self._on_processes,

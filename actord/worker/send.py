@@ -65,6 +65,7 @@ class SendPath(Calls):
                 raise InvalidError(wire.too_large(len(value), max_frame))
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
             self.sent_remote += 1
+        proc.sent += 1
 
     def _check_pid(self, dest: str) -> str:
         """The canonical spelling of ``dest`` (INVALID if malformed), remembered when it
