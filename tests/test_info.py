@@ -151,8 +151,8 @@ def test_states_are_true(daemon: Daemon, spawn: Callable[..., str]) -> None:
     command(daemon, calling, "exec", ["t:idle", "t:b"])
     command(daemon, selecting, "select")
     daemon.call("cancel", dest=cancelling, deadline="60s")
-    wanted = {waiting: "waiting inbox", sleeping: "sleeping", busy: "running",
-              calling: "calling exec", selecting: "waiting listen:jobs|events|mine",
+    wanted = {waiting: "waiting:inbox", sleeping: "sleeping", busy: "running",
+              calling: "calling:exec", selecting: "waiting:listen:jobs|events|mine",
               cancelling: "cancelling"}
     for pid, state in wanted.items():
         until(daemon, pid, lambda r, state=state: r["state"] == state, f"{pid} {state}")
@@ -160,7 +160,10 @@ def test_states_are_true(daemon: Daemon, spawn: Callable[..., str]) -> None:
     assert {pid: rows[pid] for pid in wanted} == wanted
     text = daemon.cli("ps", "--state", "sleeping")
     assert text.returncode == 0 and sleeping in text.stdout and waiting not in text.stdout
-    assert "waiting inbox" in daemon.cli("ps").stdout
+    text = daemon.cli("ps", "--state", "waiting")  # any channel
+    assert waiting in text.stdout and selecting in text.stdout and sleeping not in text.stdout
+    [row] = [line.split() for line in daemon.cli("ps").stdout.splitlines() if selecting in line]
+    assert row[4:6] == ["waiting:listen:jobs|events|mine", "0"]  # one column, however long
     stack = info(daemon, waiting)["stack"]
     assert stack[-2:] == [f"info_probes.py:{marked_line('WAIT-INBOX')} in agent",
                           f"channel.py:{stack[-1].split(':')[1].split()[0]} in receive"]
@@ -176,7 +179,7 @@ def test_counts_and_mailbox_per_channel(daemon: Daemon, spawn: Callable[..., str
     command(daemon, a, "send", [h, "keep", 3])
     command(daemon, a, "send", [h, "other", 2])
     r = until(daemon, h, lambda r: r["received"] == 5, "five delivered")
-    assert (r["sent"], r["state"]) == (0, "waiting events")
+    assert (r["sent"], r["state"]) == (0, "waiting:events")
     assert r["mailbox"] == {"held": 2, "held_events": 0, "listen:keep": 3, "events": 0}
     ra = info(daemon, a)
     assert (ra["sent"], ra["received"]) == (5, 2)  # its two commands
@@ -194,7 +197,7 @@ def test_cli_text_and_json(daemon: Daemon, spawn: Callable[..., str]) -> None:
     r = json.loads(out.stdout)
     assert list(r) == KEYS
     assert (r["pid"], r["id"], r["names"], r["state"]) == (
-        pid, "t:agent", ["info-named"], "waiting inbox")
+        pid, "t:agent", ["info-named"], "waiting:inbox")
     text = daemon.cli("info", pid)
     assert text.returncode == 0, text.stderr
     fields = {line.split()[0]: line.split(None, 1)[1] for line in text.stdout.splitlines()

@@ -7,13 +7,14 @@ awaited future and coroutine chain, the channels' waiter lists, the pending rout
 when a STATS or INFO request asks for it. The answer is exact at that instant: the worker
 answers on its own loop, so no process code runs while it is computed.
 
-A state is one word, optionally followed by a space and what it is about:
+A state is one word, optionally followed by ``:`` and what it is about (no space, so a
+``ps`` row still splits into its columns):
 
     running              runnable: its task is scheduled (or it yields with ``sleep(0)``)
-    waiting CHANNELS     suspended in ``receive`` or ``select`` on these channels (``inbox``,
+    waiting:CHANNELS     suspended in ``receive`` or ``select`` on these channels (``inbox``,
                          ``events``, ``listen:<topic>``, or a channel it made), ``|``-joined
     waiting              suspended on something else (a future, a lock, another task)
-    calling OP           awaiting the router's reply to a call (``spawn``, ``link``, ``exec``...)
+    calling:OP           awaiting the router's reply to a call (``spawn``, ``link``, ``exec``...)
     sleeping             in ``asyncio.sleep``
     upgrading            held by an upgrade (SPEC 5) asked for from a helper task
     cancelling           a CANCEL with a deadline was delivered and the deadline is armed
@@ -66,15 +67,15 @@ def _task_state(task: asyncio.Task[Any], calls: set[asyncio.Future[Any]]) -> str
     frames = list(_frames(task))
     inner = frames[-1] if frames else None
     if waiter in calls:
-        return f"calling {_call_op(frames)}"
+        return f"calling:{_call_op(frames)}"
     if inner is None:
         return "waiting"
     code = inner.f_code
     if code is _RECEIVE:
-        return f"waiting {inner.f_locals['self'].name or 'channel'}"
+        return f"waiting:{inner.f_locals['self'].name or 'channel'}"
     if code is _SELECT:
         chans = inner.f_locals.get("channels", ())
-        return "waiting " + "|".join(ch.name or "channel" for ch in chans)
+        return "waiting:" + "|".join(ch.name or "channel" for ch in chans)
     if code is _SLEEP:
         return "sleeping"
     return "waiting"
