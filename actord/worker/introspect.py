@@ -62,7 +62,7 @@ def _task_state(task: asyncio.Task[Any], calls: set[asyncio.Future[Any]]) -> str
     if task.done() or task.cancelling():
         return "exiting"
     waiter = getattr(task, "_fut_waiter", None)  # the future it is suspended on (CPython)
-    if waiter is None:
+    if waiter is None or waiter.done():  # done: woken, its next step is scheduled
         return "running"
     frames = list(_frames(task))
     inner = frames[-1] if frames else None
