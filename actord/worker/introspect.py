@@ -46,32 +46,52 @@ def _frames(task: asyncio.Task[Any]) -> Iterator[FrameType]:
     """The suspended frames of ``task``'s coroutine chain, outermost first."""
     obj: Any = task.get_coro()
     for _ in range(256):  # a bound: a chain is never that deep in practice
-        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) \
-            or getattr(obj, "ag_frame", None)
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
         if frame is None:
             return
         yield frame
-        obj = (getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
-               or getattr(obj, "ag_await", None))
-        if obj is None:
-            return
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
 
 
-def _task_state(task: asyncio.Task[Any], calls: set[asyncio.Future[Any]]) -> str:
-    """The state of one task (see the module docstring), from its innermost frame."""
-    if task.done() or task.cancelling():
+def _innermost(task: asyncio.Task[Any]) -> FrameType | None:
+    """The innermost suspended frame of ``task`` (as :func:`_frames`, without a list: this
+    runs for every process of a ``ps``)."""
+    obj: Any = task.get_coro()
+    frame = None
+    for _ in range(256):
+        inner = getattr(obj, "cr_frame", None)
+        if inner is not None:
+            frame, obj = inner, obj.cr_await
+            continue
+        inner = getattr(obj, "gi_frame", None)
+        if inner is None:
+            break
+        frame, obj = inner, obj.gi_yieldfrom
+    return frame
+
+
+def _task_state(task: asyncio.Task[Any], calls: set[asyncio.Future[Any]],
+                proc: Proc | None = None) -> str:
+    """The state of one task (see the module docstring); ``proc``: the process whose own
+    channels are looked at first (a receive on them needs no frame's locals)."""
+    if task.done():
         return "exiting"
     waiter = getattr(task, "_fut_waiter", None)  # the future it is suspended on (CPython)
     if waiter is None or waiter.done():  # done: woken, its next step is scheduled
-        return "running"
-    frames = list(_frames(task))
-    inner = frames[-1] if frames else None
+        return "exiting" if task.cancelling() else "running"
+    if task.cancelling():
+        return "exiting"
     if waiter in calls:
-        return f"calling:{_call_op(frames)}"
+        return f"calling:{_call_op(list(_frames(task)))}"
+    inner = _innermost(task)
     if inner is None:
         return "waiting"
     code = inner.f_code
     if code is _RECEIVE:
+        if proc is not None:
+            own = _own_channel(proc, waiter)
+            if own is not None:
+                return own
         return f"waiting:{inner.f_locals['self'].name or 'channel'}"
     if code is _SELECT:
         chans = inner.f_locals.get("channels", ())
@@ -79,6 +99,19 @@ def _task_state(task: asyncio.Task[Any], calls: set[asyncio.Future[Any]]) -> str
     if code is _SLEEP:
         return "sleeping"
     return "waiting"
+
+
+def _own_channel(proc: Proc, waiter: asyncio.Future[Any]) -> str | None:
+    """``"waiting:NAME"`` of the channel of ``proc``'s own that ``waiter`` waits on, if any."""
+    inbox, events = proc.inbox, proc.events
+    if inbox is not None and waiter in inbox._waiters:
+        return "waiting:inbox"
+    if events is not None and waiter in events._waiters:
+        return "waiting:events"
+    for listener in (proc.listeners or {}).values():
+        if waiter in listener.ch._waiters:
+            return f"waiting:{listener.ch.name}"
+    return None
 
 
 def _call_op(frames: list[FrameType]) -> str:
@@ -104,12 +137,12 @@ def state_of(proc: Proc, calls: set[asyncio.Future[Any]]) -> str:
     task = proc.task
     if task is None:
         return "running"  # started, its task not built yet
-    state = _task_state(task, calls)
+    state = _task_state(task, calls, proc)
     if state == "waiting" and proc.tasks:
         # suspended on a helper task (gather, wait_for...): say what the helpers wait on
         for helper in proc.tasks:
             if helper is not task and not helper.done():
-                inner = _task_state(helper, calls)
+                inner = _task_state(helper, calls, proc)
                 if inner not in ("waiting", "exiting"):
                     return inner
     return state
