@@ -25,6 +25,9 @@ from actord.errors import NotFoundError
 from actord.router.slots import Slots, WorkerLink
 from actord.router.stall import StallWatch
 
+#: the fields of ``actord info`` its worker answers (worker/introspect.py ``info_of``)
+_WORKER_INFO = ("state", "trap_links", "mailbox", "sent", "received", "started", "stack")
+
 
 class Stats(Slots):
     """The STATS fan-out and the views built on it (a Router mixin)."""
@@ -181,10 +184,11 @@ class Stats(Slots):
             self._stats_waits[self._next_req] = (link, fut)
             link.conn.send([wire.INFO_REQ, self._next_req, pid])
             answer = await self._stats_answer(link, fut, loop.time() + timeout)
-            if answer is not None and "state" not in answer:
+            if answer is not None and (type(answer) is not dict or "state" not in answer):
                 # {} (it ended there first) or {"processes": []} (its worker went down)
                 raise NotFoundError(f"process {pid} is not alive")
         if answer is None:
-            answer = {"state": "stalled" if self.stalls.is_stalled(link) else "unresponsive"}
-        row.update(answer)
+            row["state"] = "stalled" if self.stalls.is_stalled(link) else "unresponsive"
+        else:  # only the worker's own fields: the router's are its truth
+            row.update((key, answer.get(key)) for key in _WORKER_INFO)
         return row
