@@ -47,7 +47,6 @@ class RouterFrames(Lifecycle):
             self.dead_letters += 1
             return
         proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
-        self.received += 1
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
@@ -101,7 +100,6 @@ class RouterFrames(Lifecycle):
         if messages:
             for topic, payload in messages:
                 proc.deliver(Message(topic, "", payload))
-            self.received += len(messages)
         # The task is built directly, not through loop.create_task: that would call our
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
@@ -146,11 +144,11 @@ class RouterFrames(Lifecycle):
     def _on_stats(self, frame: list[Any]) -> None:
         """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,
         given True, only the mailbox total (metrics: no list of thousands to send)."""
-        local = self.sent_local  # a same-worker message is one sent and one received
-        stats: dict[str, Any] = {
+        procs = self.procs.values()
+        stats: dict[str, Any] = {  # totals: the ended processes' and the live ones' counts
             "dead_letters": self.dead_letters,
-            "sent": local + self.sent_remote,
-            "received": local + self.received,
+            "sent": self.ended_sent + sum(p.sent for p in procs),
+            "received": self.ended_received + sum(p.received for p in procs),
         }
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
