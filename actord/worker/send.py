@@ -59,11 +59,12 @@ class SendPath(Calls):
         if target is not None:
             # delivered now, before this call returns: that keeps per-pair order locally
             target.deliver(Message(topic, proc.pid, value))
+            proc.sent += 1  # the STATS totals' count too (see _on_stats)
         else:
             if len(value) > max_frame:
                 raise InvalidError(wire.too_large(len(value), max_frame))
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
-        proc.sent += 1  # the STATS totals' count too (see _on_stats)
+            proc.sent += 1
 
     def _check_pid(self, dest: str) -> str:
         """The canonical spelling of ``dest`` (INVALID if malformed), remembered when it
