@@ -144,11 +144,9 @@ class RouterFrames(Lifecycle):
     def _on_stats(self, frame: list[Any]) -> None:
         """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,
         given True, only the mailbox total (metrics: no list of thousands to send)."""
-        procs = self.procs.values()
-        stats: dict[str, Any] = {  # totals: the ended processes' and the live ones' counts
-            "dead_letters": self.dead_letters,
-            "sent": self.ended_sent + sum(p.sent for p in procs),
-            "received": self.ended_received + sum(p.received for p in procs),
+        sent, received = self.message_totals()
+        stats: dict[str, Any] = {
+            "dead_letters": self.dead_letters, "sent": sent, "received": received,
         }
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())

@@ -50,3 +50,10 @@ class WorkerState:
         self._module_stamp: dict[str, tuple[int, int]] = {}
         # entry -> (module name, attribute, module, function): see ``load_entry``
         self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}
+
+    def message_totals(self) -> tuple[int, int]:
+        """Messages this worker's processes sent and were delivered, ended ones included
+        (a same-worker message counts once in each): the STATS totals."""
+        procs = self.procs.values()
+        return (self.ended_sent + sum(p.sent for p in procs),
+                self.ended_received + sum(p.received for p in procs))
