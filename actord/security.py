@@ -10,7 +10,7 @@ Invariant: every path that acts on behalf of a caller goes through :meth:`Guard.
 first; the policies it uses are swapped as a whole on reload (no half-applied policy set).
 
 Actions beyond SPEC section 7's table, for CLI commands that are not actor calls:
-``daemon.status`` (status, ps, registry, services; resource ``"daemon"``),
+``daemon.status`` (status, ps, info, registry, services; resource ``"daemon"``),
 ``daemon.reload`` and ``daemon.shutdown`` (resource ``"daemon"``), ``service.start``,
 ``service.stop``, ``service.restart`` (resource: the service name), and ``daemon.worker``
 (restart-worker; resource: the host name). ``ping`` (the CLI's liveness probe, answering the
@@ -158,7 +158,7 @@ def command_permissions(
     command: str, args: Mapping[str, Any], dest: str = ""
 ) -> Sequence[Permission]:
     """The permissions a control-socket command needs; ``dest`` is its resolved target PID."""
-    if command in ("status", "nodes", "ps", "registry", "services"):
+    if command in ("status", "nodes", "ps", "info", "registry", "services"):
         return [("daemon.status", "daemon")]
     if command in ("reload", "shutdown"):
         return [(f"daemon.{command}", "daemon")]

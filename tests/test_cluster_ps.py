@@ -147,7 +147,7 @@ def test_every_node_lists_every_nodes_processes(cluster: dict[str, Daemon]) -> N
         assert all(set(r) >= {"pid", "id", "host", "worker", "state", "names", "mailbox"}
                    for r in rows), rows
         assert rows[0]["node"] == name  # its own first
-    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:a", "--id", "t:*", "--state", "running")
+    rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:a", "--id", "t:*", "--state", "waiting")
     assert sorted(r["node"] for r in rows) == list(NODES), rows
     rows, _, _ = ps_cluster(cluster["n1"], "--host", "t:none")
     assert rows == []
@@ -176,6 +176,18 @@ def test_ps_of_another_nodes_host(cluster: dict[str, Daemon]) -> None:
         assert out.returncode == 1 and "NOT_FOUND" in out.stderr and why in out.stderr, out
     local = n1.call("ps", host="n1@t:a")
     assert [r["pid"][:4] for r in local] == ["{n1@"] and "node" not in local[0]
+
+
+def test_info_of_another_nodes_process_is_refused(cluster: dict[str, Daemon]) -> None:
+    """`info` of n2's process on n1: one line, not supported yet (exit 1); on n2 itself
+    it answers, with the true state."""
+    [row] = cluster["n2"].call("ps")
+    out = cluster["n1"].cli("info", row["pid"])
+    assert out.returncode == 1 and out.stdout == "", out
+    assert out.stderr.count("\n") == 1
+    assert "info on another node's process is not supported yet" in out.stderr
+    r = cluster["n2"].call("info", dest=row["pid"])
+    assert (r["pid"], r["state"], r["links"]) == (row["pid"], "waiting:inbox", [])
 
 
 def test_a_node_that_does_not_answer_is_named_and_never_waited_for_long(

@@ -70,7 +70,8 @@ def _worker_state(w: dict[str, Any]) -> str:
               help="Only processes whose id matches (a glob, e.g. 'app.*:worker').")
 @click.option("--name", "name_glob", default=None, metavar="GLOB",
               help="Only processes with a registered name that matches (a glob).")
-@click.option("--state", default=None, help="Only processes in this state (e.g. running).")
+@click.option("--state", default=None,
+              help="Only processes in this state (e.g. running, or waiting for any channel).")
 @click.option("--cluster", is_flag=True,
               help="Every node that is up (a NODE column; --json rows gain \"node\").")
 @common_options
@@ -98,16 +99,17 @@ def ps(ctx: click.Context, host: str | None, id_glob: str | None, name_glob: str
         r for r in found
         if (id_glob is None or fnmatch.fnmatchcase(str(r["id"]), id_glob))
         and (name_glob is None or any(fnmatch.fnmatchcase(n, name_glob) for n in r["names"]))
-        and (state is None or r.get("state") == state)
+        and (state is None or state in (r["state"], r["state"].partition(":")[0]))
     ]
     width = max([4, *(len(esc(r["node"])) for r in rows)]) + 1 if cluster else 0
     pw = max([28, *(len(esc(r["pid"])) for r in rows)])  # a clustered PID is longer
+    sw = max([12, *(len(esc(r["state"])) for r in rows)])  # e.g. waiting:inbox|events
     header = (f"{'NODE':<{width}}" if cluster else "") + (
-        f"{'PID':<{pw}} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<12} {'MBOX':>6} NAMES")
+        f"{'PID':<{pw}} {'ID':<28} {'HOST':<20} {'W':>2} {'STATE':<{sw}} {'MBOX':>6} NAMES")
     text = "\n".join([header] + [
         (f"{esc(r['node']):<{width}}" if cluster else "")
         + f"{esc(r['pid']):<{pw}} {esc(r['id']):<28} {esc(r['host']):<20} {r['worker']:>2} "
-        f"{esc(r['state']):<12} {'-' if r['mailbox'] is None else r['mailbox']:>6} "
+        f"{esc(r['state']):<{sw}} {'-' if r['mailbox'] is None else r['mailbox']:>6} "
         f"{esc(','.join(r['names']))}" for r in rows
     ])
     emit(ctx, rows, text)

@@ -92,6 +92,7 @@ class Commands:
             "top": self.top,
             "nodes": self.nodes,
             "ps": self.ps,
+            "info": self.info,
             "spawn": self.spawn,
             "send": self.send,
             "kill": self.kill,
@@ -184,6 +185,14 @@ class Commands:
             return {"processes": [dict(r, node=self.node.node) for r in rows],
                     "missing": [], "omitted": {}, "wait": 0}
         return rows
+
+    async def info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """SPEC 12: one live process of this node, as ``process_info`` shows it (the
+        router's ``info``); NOT_FOUND if it is not alive."""
+        pid = self.resolve(args.get("dest"))
+        if self.router.remote_node(pid) is not None:
+            raise InvalidError(f"info on another node's process is not supported yet ({pid})")
+        return await self.router.info(pid)
 
     async def spawn(self, args: dict[str, Any]) -> str:
         pid: str = await self.router.request("", "spawn", self._spawn_request(args))

@@ -58,6 +58,10 @@ SECURITY = 21  # [SECURITY, security_dict]                         policies afte
 # worker -> router, from a timer of the worker's event loop (see actord/router/stall.py)
 HEARTBEAT = 22  # [HEARTBEAT]                                      every INIT["heartbeat"] s
 
+# actord info (SPEC 12): one process as its worker sees it (see actord/worker/introspect.py)
+INFO_REQ = 26  # router -> worker [INFO_REQ, req_id, pid]
+INFO = 27  # worker -> router [INFO, req_id, info_dict]  {}: not alive there
+
 #: The request id of a CALL nobody waits for (abandoning an exec: its child's CANCEL). The
 #: router answers it like any call; the worker's REPLY handler finds no future for it and drops
 #: the reply (real request ids count up from 1).

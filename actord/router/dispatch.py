@@ -67,7 +67,7 @@ class Dispatch(Calls, Stats):
                 entry = self.procs.get(frame[1])
                 if entry is not None and entry.worker is link:
                     entry.id = str(frame[2])
-            elif op == wire.STATS:
+            elif op == wire.STATS or op == wire.INFO:  # INFO: the same waits (stats.py)
                 self._stats_answered(frame)
             elif op == wire.HEARTBEAT:
                 self.stalls.heard(link)

@@ -54,14 +54,16 @@ class ProcEntry:
     """One live process as the router knows it."""
 
     __slots__ = (
-        "actor", "context", "evaluator", "generation", "id", "meta", "pid", "scope", "worker",
+        "actor", "context", "evaluator", "generation", "id", "meta", "parent", "pid", "scope",
+        "worker",
     )
 
     def __init__(
         self, pid: str, id: str, worker: WorkerLink, actor: Any, scope: Any,
-        context: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None, parent: str | None = None,
     ) -> None:
         self.pid = pid
+        self.parent = parent  # the PID that spawned it (None: a CLI command or config)
         self.id = id
         self.worker = worker
         self.actor = actor

@@ -79,7 +79,7 @@ class Spawns(Exits, Gate):
         self.serial += 1
         if not procs:
             self.empty.clear()
-        procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None)
+        procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None, caller or None)
         worker.pids.add(pid)
         if flags and (parent is not None or (caller and self.cluster is not None)):
             # (a caller of another node: its node installs its side on our reply, SPEC 11)

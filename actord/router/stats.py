@@ -22,14 +22,20 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.registry import Registry
+from actord.core.topology import Topology
+from actord.errors import NotFoundError
 from actord.router.slots import Slots, WorkerLink
 from actord.router.stall import StallWatch
+
+#: the fields of ``actord info`` its worker answers (worker/introspect.py ``info_of``)
+_WORKER_INFO = ("state", "trap_links", "mailbox", "sent", "received", "started", "stack")
 
 
 class Stats(Slots):
     """The STATS fan-out and the views built on it (a Router mixin)."""
 
     registry: Registry
+    topology: Topology
     stalls: StallWatch
     _stats_waits: dict[int, tuple[WorkerLink, asyncio.Future[dict[str, Any]]]]
     _next_req: int
@@ -160,3 +166,44 @@ class Stats(Slots):
         for fut in pending:
             self._stats_forget(fut)
         return [(asked[fut], fut.result()) for fut in done], len(pending)
+
+    async def info(self, pid: str, timeout: float = 3.0) -> dict[str, Any]:
+        """``actord info`` of a live local process (SPEC 12): the router's truth (names,
+        parent, links, monitors both ways) and its worker's (state, mailbox per channel,
+        counts, start time, stack), asked with ``[INFO_REQ, req, pid]``.
+
+        The router's part is read when the request is sent, so the two agree: every event
+        an edge's removal caused was sent before the request, and is in the mailbox shown.
+        NOT_FOUND if ``pid`` is not alive (or ends before its worker answers). A worker that
+        is stalled or silent past ``timeout`` leaves its fields None and the state
+        ``"stalled"`` / ``"unresponsive"``, as in :meth:`ps`.
+        """
+        entry = self.procs.get(pid)
+        if entry is None:
+            raise NotFoundError(f"process {pid} is not alive")
+        link = entry.worker
+        topology = self.topology
+        row: dict[str, Any] = {
+            "pid": pid, "id": entry.id, "host": link.host, "worker": link.index,
+            "state": None, "names": list(self.registry.names_of(pid)), "parent": entry.parent,
+            "links": list(topology.links_of(pid)), "monitors": list(topology.monitoring(pid)),
+            "monitored_by": list(topology.monitors_of(pid)),
+            "trap_links": None, "mailbox": None, "sent": None, "received": None,
+            "started": None, "stack": None,
+        }
+        answer = None
+        if not self.stalls.is_stalled(link):
+            loop = asyncio.get_running_loop()
+            self._next_req += 1
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._stats_waits[self._next_req] = (link, fut)
+            link.conn.send([wire.INFO_REQ, self._next_req, pid])
+            answer = await self._stats_answer(link, fut, loop.time() + timeout)
+            if answer is not None and (type(answer) is not dict or "state" not in answer):
+                # {} (it ended there first) or {"processes": []} (its worker went down)
+                raise NotFoundError(f"process {pid} is not alive")
+        if answer is None:
+            row["state"] = "stalled" if self.stalls.is_stalled(link) else "unresponsive"
+        else:  # only the worker's own fields: the router's are its truth
+            row.update((key, answer.get(key)) for key in _WORKER_INFO)
+        return row

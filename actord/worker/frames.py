@@ -22,6 +22,7 @@ from actord.core import wire
 from actord.core.wire import Start
 from actord.messages import Event, Message
 from actord.security import Guard
+from actord.worker.introspect import call_futures, info_of, state_of
 from actord.worker.lifecycle import Lifecycle
 from actord.worker.proc import Proc
 from actord.worker.top import TopCounts
@@ -49,7 +50,6 @@ class RouterFrames(Lifecycle):
             self.dead_letters += 1
             return
         proc.deliver(Message(frame[3], frame[2], wire.decode_value(frame[4])))
-        self.received += 1
 
     def _on_init(self, frame: list[Any]) -> None:
         init = frame[1]
@@ -103,7 +103,6 @@ class RouterFrames(Lifecycle):
         if messages:
             for topic, payload in messages:
                 proc.deliver(Message(topic, "", payload))
-            self.received += len(messages)
         # The task is built directly, not through loop.create_task: that would call our
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
@@ -152,29 +151,35 @@ class RouterFrames(Lifecycle):
         if self.top_counts is None:
             self.top_counts = TopCounts()
         rows, mailbox = self.top_counts.busiest(self.procs.values(), n, sort, time.monotonic())
-        local = self.sent_local
+        sent, received = self.message_totals()
         self.conn.send([wire.STATS, req, {
-            "dead_letters": self.dead_letters, "sent": local + self.sent_remote,
-            "received": local + self.received, "mailbox": mailbox, "processes": rows,
+            "dead_letters": self.dead_letters, "sent": sent, "received": received,
+            "mailbox": mailbox, "processes": rows,
         }])
 
     def _on_stats(self, frame: list[Any]) -> None:
         """``[STATS_REQ, req(, True)]``: the worker's counters, with every process (ps) or,
         given True, only the mailbox total (metrics: no list of thousands to send)."""
-        local = self.sent_local  # a same-worker message is one sent and one received
+        sent, received = self.message_totals()
         stats: dict[str, Any] = {
-            "dead_letters": self.dead_letters,
-            "sent": local + self.sent_remote,
-            "received": local + self.received,
+            "dead_letters": self.dead_letters, "sent": sent, "received": received,
         }
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
         else:
+            calls = call_futures(self.pending, self.procs)
             stats["processes"] = [
-                {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(), "state": "running"}
+                {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(),
+                 "state": state_of(p, calls), "sent": p.sent, "received": p.received}
                 for p in self.procs.values()
             ]
         self.conn.send([wire.STATS, frame[1], stats])
+
+    def _on_info(self, frame: list[Any]) -> None:
+        """``[INFO_REQ, req, pid]``: the worker's part of ``actord info`` ({}: not alive)."""
+        proc = self.procs.get(frame[2])
+        info = {} if proc is None else info_of(proc, call_futures(self.pending, self.procs))
+        self.conn.send([wire.INFO, frame[1], info])
 
     def _on_shutdown(self, frame: list[Any]) -> None:
         # no report per process: the daemon logs how many it had to terminate

@@ -183,6 +183,8 @@ class Lifecycle(Entries):
         # the exec children it waited for are cancelled by the router on its EXITED
         proc.execs = None
         proc.alive = False
+        self.ended_sent += proc.sent  # a dead process sends nothing more (require_process)
+        self.ended_received += proc.received
         self.procs.pop(proc.pid, None)
         if proc.cancel_timer is not None:
             proc.cancel_timer.cancel()

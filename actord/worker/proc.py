@@ -6,14 +6,15 @@ messages of topic ``t``; creating ``inbox()`` takes all the other held ones. Eve
 to ``events()`` (held until it exists). Invariant: a message is in exactly one place (held,
 one channel, or received), so ``mailbox_depth`` counts each undelivered message once.
 
-Every arriving message gets the next arrival number (``Message._seq``), so an upgrade can put
-what waits in the old channels back in arrival order, each with its sender (SPEC section 5).
+Every arriving message gets the receiver's next arrival number (``Message._seq``, also its
+count of messages received), so an upgrade can put what waits in the old channels back in
+arrival order, each with its sender (SPEC section 5).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import time
 from collections import deque
 from typing import Any
 
@@ -91,7 +92,10 @@ class Proc:
         "listeners",
         "meta",
         "pid",
+        "received",
         "scope",
+        "sent",
+        "started",
         "task",
         "tasks",
         "trap_links",
@@ -132,13 +136,18 @@ class Proc:
         # swaps the guard
         self.evaluator: tuple[Any, Any, bool] | None = None
         self.meta = {"pid": pid}  # call metadata for policy conditions (``meta.pid``)
+        # for ps and info (worker.introspect): messages it sent, messages delivered to it
+        # (queued or taken), and when it started (epoch seconds)
+        self.sent = 0
+        self.received = 0
+        self.started = time.time()
 
     # -- delivery (hot path) -------------------------------------------------------------------
     def deliver(self, msg: Message) -> None:
         """Route one arriving message (SPEC 4.2)."""
-        # One counter for the whole worker (a C call): still increasing per receiver, which
-        # is all an upgrade's re-ordering needs, and one attribute less per process.
-        msg._seq = _next_seq()
+        # Its arrival number is the receiver's count of messages delivered (shown by ps and
+        # info): increasing per receiver, which is all an upgrade's re-ordering needs.
+        msg._seq = self.received = self.received + 1
         listeners = self.listeners
         if listeners:
             listener = listeners.get(msg.topic)
@@ -245,9 +254,6 @@ class Proc:
         for listener in (self.listeners or {}).values():
             n += len(listener.ch)
         return n
-
-
-_next_seq = itertools.count(1).__next__
 
 
 def _arrival(msg: Message) -> int:

@@ -49,6 +49,7 @@ class Runtime(RouterFrames, SendPath, TraceFrames):
             wire.KILL: self._on_kill,
             wire.TOP_REQ: self._on_top,
             wire.STATS_REQ: self._on_stats,
+            wire.INFO_REQ: self._on_info,
             wire.SHUTDOWN: self._on_shutdown,
             wire.INIT: self._on_init,
             wire.PROCESSES: self._on_processes,

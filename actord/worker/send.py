@@ -59,12 +59,12 @@ class SendPath(Calls):
         if target is not None:
             # delivered now, before this call returns: that keeps per-pair order locally
             target.deliver(Message(topic, proc.pid, value))
-            self.sent_local += 1  # also one received: counted once (see _on_stats)
+            proc.sent += 1  # the STATS totals' count too (see _on_stats)
         else:
             if len(value) > max_frame:
                 raise InvalidError(wire.too_large(len(value), max_frame))
             self.conn.send([wire.SEND, dest, proc.pid, topic, value])
-            self.sent_remote += 1
+            proc.sent += 1
 
     def _check_pid(self, dest: str) -> str:
         """The canonical spelling of ``dest`` (INVALID if malformed), remembered when it

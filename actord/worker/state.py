@@ -39,14 +39,21 @@ class WorkerState:
         self.exec_spawns: dict[int, Proc] = {}
         self.next_req = 0
         self.dead_letters = 0
-        # messages this worker's processes sent to a local / another worker's process, and
-        # messages put in their mailboxes from outside (STATS totals: one increment a message)
-        self.sent_local = 0
-        self.sent_remote = 0
-        self.received = 0
+        # messages sent and received by the processes that ended here: STATS totals are these
+        # plus the live processes' own counts (``Proc.sent``/``received``), so a message costs
+        # one increment at each end and no worker-wide one
+        self.ended_sent = 0
+        self.ended_received = 0
         # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
         self._checked_pids: set[str] = set()
         self.stopping = asyncio.Event()
         self._module_stamp: dict[str, tuple[int, int]] = {}
         # entry -> (module name, attribute, module, function): see ``load_entry``
         self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}
+
+    def message_totals(self) -> tuple[int, int]:
+        """Messages this worker's processes sent and were delivered, ended ones included
+        (a same-worker message counts once in each): the STATS totals."""
+        procs = self.procs.values()
+        return (self.ended_sent + sum(p.sent for p in procs),
+                self.ended_received + sum(p.received for p in procs))

@@ -24,11 +24,6 @@ from actord.worker.proc import Proc
 SORTS = ("mailbox", "rate")
 
 
-def _count(p: Proc, key: str) -> int:
-    """A per-process message counter (0 where the process keeps none)."""
-    return int(getattr(p, key, 0))
-
-
 class TopCounts:
     """Each process's message count at the previous top answer, and when that was."""
 
@@ -47,8 +42,7 @@ class TopCounts:
         object is made per process but the count (50,000 processes: ~55 ms)."""
         before, at = self.counts, self.at
         dt = None if at is None or now <= at else now - at
-        self.counts = counts = {p.pid: _count(p, "sent") + _count(p, "received")
-                                for p in procs}
+        self.counts = counts = {p.pid: p.sent + p.received for p in procs}
         self.at = now
         since = before.get
 
@@ -58,7 +52,7 @@ class TopCounts:
         key: Callable[[Proc], int] = new if sort == "rate" else Proc.mailbox_depth
         return [
             {"pid": p.pid, "id": p.id, "mailbox": p.mailbox_depth(),
-             "sent": _count(p, "sent"), "received": _count(p, "received"),
+             "sent": p.sent, "received": p.received,
              "rate": None if dt is None else round(new(p) / dt, 3)}
             for p in heapq.nlargest(n, procs, key=key)
         ], sum(map(Proc.mailbox_depth, procs))
