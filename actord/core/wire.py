@@ -256,8 +256,9 @@ _pack_value: Callable[[Any], bytes] = new_packer().pack
 _unpackb = msgpack.unpackb
 
 # Limits of the msgpack format, checked by ``copy_value``'s fast path as packing would.
-_MIN_INT = -(2**63)
-_MAX_INT = 2**64 - 1
+#: the ints msgpack carries
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
 _MAX_LEN = 2**32 - 1
 
 
@@ -288,7 +289,7 @@ def copy_value(value: Any, max_size: int = _MAX_LEN) -> Any:
         if len(value) <= max_size - 5 and value.isascii():
             return value
     elif t is int:
-        if _MIN_INT <= value <= _MAX_INT:
+        if MIN_INT <= value <= MAX_INT:
             return value
     elif value is None or t is float or t is bool or (t is bytes and len(value) <= max_size - 5):
         return value

@@ -23,6 +23,7 @@ _copy_value = wire.copy_value
 _encode_value = wire.encode_value
 _ValueTooLarge = wire.ValueTooLarge
 _MAX_ADDRESS = wire.MAX_ADDRESS
+_MIN_INT, _MAX_INT = wire.MIN_INT, wire.MAX_INT
 
 
 class SendPath(Calls):
@@ -48,10 +49,15 @@ class SendPath(Calls):
         max_frame = self.max_frame
         try:
             # Same worker: a copy (copy_value skips the msgpack round trip for immutable
-            # scalars, and checks the size rule); else the encoded payload the router
-            # forwards without decoding it.
-            value = (_copy_value(payload, max_frame) if target is not None
-                     else _encode_value(payload))
+            # scalars, and checks the size rule; an int in msgpack's range, a float or None
+            # is its own copy there, so the commonest payloads skip even the call); else the
+            # encoded payload the router forwards without decoding it.
+            if target is not None:
+                t = type(payload)
+                value = (payload if (t is int and _MIN_INT <= payload <= _MAX_INT)
+                         or t is float or payload is None else _copy_value(payload, max_frame))
+            else:
+                value = _encode_value(payload)
         except _ValueTooLarge as e:
             raise InvalidError(str(e)) from None
         except (TypeError, ValueError, OverflowError) as e:
@@ -59,7 +65,7 @@ class SendPath(Calls):
         if target is not None:
             # delivered now, before this call returns: that keeps per-pair order locally
             target.deliver(Message(topic, proc.pid, value))
-            proc.sent += 1  # the STATS totals' count too (see _on_stats)
+            proc.sent += 1  # for ps, info and top, and the STATS totals (see _on_stats)
         else:
             if len(value) > max_frame:
                 raise InvalidError(wire.too_large(len(value), max_frame))
