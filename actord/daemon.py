@@ -42,7 +42,7 @@ import msgspec
 import uvloop
 
 from actord import proctable
-from actord.control import ControlServer
+from actord.control.server import ControlServer
 from actord.core.config import Config, service_start_order
 from actord.core.stop import stop_bound
 from actord.errors import ConfigError, InvalidError

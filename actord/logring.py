@@ -16,14 +16,16 @@ changes on the daemon's event loop only (a record from another thread is handed 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import itertools
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI reads LEVELS from here: it must not pay for asyncio's import
+    import asyncio
 
 #: a record's fields as the ring keeps them (see :func:`_fields`)
 Fields = tuple[float, str, int, str, str, str | None, str | None, str | None]
@@ -212,6 +214,8 @@ class LogRing(logging.Handler):
         """Return once a record newer than ``after`` is kept, or after ``timeout`` seconds."""
         if self.last > after or timeout <= 0:
             return
+        import asyncio  # loaded long ago in the daemon: see the module's imports
+
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(future)
         try:

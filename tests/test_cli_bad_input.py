@@ -436,3 +436,14 @@ def test_unexpected_exception_is_one_line() -> None:
     assert r.returncode == FAILED and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("actord: internal error: KeyError: 'x' (at "), r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
+
+
+def test_the_cli_loads_no_daemon_module() -> None:
+    """Every command starts a new interpreter: importing the CLI must not load the daemon's
+    control server (its config and policy modules), asyncio or rich (imported by ``top``
+    when it runs); each had once cost every ``actord`` call tens of milliseconds."""
+    heavy = ["actord.control.server", "actord.core.config", "asyncio", "rich", "actord.daemon"]
+    code = (f"import sys, actord.cli; print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

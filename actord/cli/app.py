@@ -11,7 +11,6 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from importlib import metadata
 from typing import Any, NoReturn
 
 import click
@@ -141,7 +140,7 @@ def _client_timeout(ctx: click.Context, param: click.Parameter, value: float | N
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True, no_args_is_help=False)
-@click.version_option(metadata.version("actord"), "--version", prog_name="actord",
+@click.version_option(None, "--version", package_name="actord", prog_name="actord",
                       message="%(prog)s %(version)s")
 @click.option("--client-timeout", type=float, default=None, envvar="ACTORD_CLIENT_TIMEOUT",
               callback=_client_timeout, metavar="SECONDS",
