@@ -36,7 +36,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvloop
@@ -47,12 +47,14 @@ from actord.core.config import Config, service_start_order
 from actord.core.stop import stop_bound
 from actord.errors import ConfigError, InvalidError
 from actord.logring import LogRing, record_fields
-from actord.metrics import MetricsServer
 from actord.notify import Notifier
 from actord.ownership import acquire_lock, remove_own_socket, socket_identity
 from actord.pool import WorkerPool
 from actord.router import Router
 from actord.services import ServiceManager
+
+if TYPE_CHECKING:
+    from actord.metrics import MetricsServer
 
 log = logging.getLogger("actord.daemon")
 
@@ -286,6 +288,9 @@ class Daemon:
         await self.control.start(self.config.daemon.socket, self.config.daemon.socket_group)
         self._socket_id = socket_identity(self.config.daemon.socket)
         if self.config.daemon.metrics is not None:
+            # prometheus_client is loaded only by a daemon with [daemon] metrics (0.1 s)
+            from actord.metrics import MetricsServer
+
             self.metrics = MetricsServer(self)
             try:
                 await self.metrics.start(*self.config.daemon.metrics)

@@ -270,21 +270,22 @@ def test_cluster_verdict_catches(name: str) -> None:
 
 @pytest.mark.timeout(300)
 def test_chaos_short_run(tmp_path: Path) -> None:
-    """~30 s of chaos with 16 worker kills: zero lost, duplicated or reordered, no violation.
-    (30 s, not 45: the suite's time went to the three-node minute below; a 28 s run still
-    has ~9 SIGSTOPs, ~70 cancels and terminates, 300+ processes, 100k+ messages.)"""
+    """~20 s of chaos with 10 worker kills: zero lost, duplicated or reordered, no violation.
+    (20 s, not 45: the suite's time went to the three-node minute below and the observer's
+    tests; an 18 s run still has ~6 SIGSTOPs, ~45 cancels and terminates, 150+ processes,
+    50k+ messages; scripts/chaos.py runs as long as asked.)"""
     out = tmp_path / "chaos.json"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--duration", "28",
-         "--kills", "16", "--json", str(out), "--workdir", str(tmp_path / "daemon")],
+        [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--duration", "18",
+         "--kills", "10", "--json", str(out), "--workdir", str(tmp_path / "daemon")],
         capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
     )
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr[-4000:]}"
     report = json.loads(out.read_text())
     v = report["verdict"]
-    assert report["kills"] >= 14 and report["restarts"] == report["kills"], report
+    assert report["kills"] >= 9 and report["restarts"] == report["kills"], report
     assert report["unexplained_worker_deaths"] == [], r.stdout
-    assert report["stops"] >= 5 and report["cancels"] > 20 and report["terminates"] > 20
+    assert report["stops"] >= 2 and report["cancels"] > 15 and report["terminates"] > 15
     assert (v["lost"], v["duplicated"], v["reordered"]) == (0, 0, 0), r.stdout
     assert v["violations"] == {} and report["leaks"] == [], r.stdout
     assert report["tracebacks"] == 0 and report["workers_up"], r.stdout

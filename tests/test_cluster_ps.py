@@ -301,7 +301,7 @@ _value = st.recursive(_leaf, lambda c: st.lists(c, max_size=5)
                       max_leaves=25)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(st.binary(max_size=200), _value.map(msgpack.packb)))
 def test_checks_of_peer_bytes_never_raise(data: bytes) -> None:
     """Any bytes another node may send as a request or an answer: a checked value or None,

@@ -273,7 +273,7 @@ _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st
                   st.just(wire.SEND))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(
     st.binary(max_size=200),
     st.lists(st.recursive(_leaf, lambda c: st.lists(c, max_size=6), max_leaves=20),

@@ -144,7 +144,7 @@ def _still_serving(d: Daemon) -> None:
     assert st_["os_pid"] == d.pid
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_well_formed_requests_get_exactly_one_reply(daemon: Daemon, data: st.DataObject) -> None:
     """Any ``[30, req_id, command, args]``: one reply echoing req_id; the connection lives on."""
@@ -210,7 +210,7 @@ def _send_garbage(d: Daemon, payload: bytes) -> None:
         s.close()
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_frames_never_crash_the_router(daemon: Daemon, data: st.DataObject) -> None:
     """A valid request with bytes flipped, inserted, deleted or cut: replies or a drop only."""

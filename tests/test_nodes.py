@@ -147,4 +147,4 @@ class MembershipMachine(RuleBasedStateMachine):
 
 
 TestMembershipMachine = MembershipMachine.TestCase
-TestMembershipMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestMembershipMachine.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)

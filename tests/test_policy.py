@@ -500,7 +500,7 @@ scopes = mostly(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     config=st.fixed_dictionaries(
         {"s": st.lists(policies, min_size=1, max_size=5), "t": st.lists(policies, max_size=3)}

@@ -159,4 +159,4 @@ class RegistryMachine(RuleBasedStateMachine):
 
 
 TestRegistryMachine = RegistryMachine.TestCase
-TestRegistryMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestRegistryMachine.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)

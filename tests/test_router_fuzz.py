@@ -111,7 +111,7 @@ def test_known_bad_frames_drop_the_worker_without_raising() -> None:
 
 
 @given(st.data())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_random_frames_never_escape_the_router(data: st.DataObject) -> None:
     """Any sequence of frames is handled or drops the worker; no exception escapes."""
     pids = ["{f:h|0x00001}", "{f:h|0x00002}"]

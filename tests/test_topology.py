@@ -282,4 +282,4 @@ def _other(pair: frozenset[str], pid: str) -> str:
 
 
 TestTopologyMachine = TopologyMachine.TestCase
-TestTopologyMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestTopologyMachine.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)

@@ -34,7 +34,7 @@ def test_frames_survive_any_chunking(batch: list[list[object]], chunk: int) -> N
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=500)
+@settings(max_examples=250)
 def test_random_bytes_only_ever_raise_frame_error(data: bytes) -> None:
     """Arbitrary bytes either decode to frames or raise FrameError, nothing else."""
     decoder = wire.FrameDecoder(max_frame=1024)
