@@ -23,7 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actord.control.node_queries import REPLY_WAIT, check_reply, check_request, pack_reply
+from actord import ids
+from actord.control.node_queries import (
+    REPLY_WAIT,
+    check_info_reply,
+    check_reply,
+    check_request,
+    pack_reply,
+)
 from actord.core.nodes import new_incarnation
 from actord.testing import Daemon, wait_for
 from tests.cluster_support import NatsServer, cluster_config
@@ -178,16 +185,30 @@ def test_ps_of_another_nodes_host(cluster: dict[str, Daemon]) -> None:
     assert [r["pid"][:4] for r in local] == ["{n1@"] and "node" not in local[0]
 
 
-def test_info_of_another_nodes_process_is_refused(cluster: dict[str, Daemon]) -> None:
-    """`info` of n2's process on n1: one line, not supported yet (exit 1); on n2 itself
-    it answers, with the true state."""
-    [row] = cluster["n2"].call("ps")
-    out = cluster["n1"].cli("info", row["pid"])
-    assert out.returncode == 1 and out.stdout == "", out
-    assert out.stderr.count("\n") == 1
-    assert "info on another node's process is not supported yet" in out.stderr
-    r = cluster["n2"].call("info", dest=row["pid"])
-    assert (r["pid"], r["state"], r["links"]) == (row["pid"], "waiting:inbox", [])
+def test_info_of_another_nodes_process_is_asked_of_its_node(
+    cluster: dict[str, Daemon]
+) -> None:
+    """`info` of n2's process on n1 is n2's own answer (SPEC 12's keys, the true state, its
+    edges), in JSON and as text; a PID n2 does not have, or of a node nobody knows, is
+    NOT_FOUND in one line."""
+    n1, n2 = cluster["n1"], cluster["n2"]
+    [row] = n2.call("ps")
+    there, here = n2.call("info", dest=row["pid"]), n1.call("info", dest=row["pid"])
+    assert list(here) == list(there) == [
+        "pid", "id", "host", "worker", "state", "names", "parent", "links", "monitors",
+        "monitored_by", "trap_links", "mailbox", "sent", "received", "started", "stack"]
+    same = ("pid", "id", "host", "worker", "state", "names", "parent", "links", "monitors",
+            "monitored_by", "trap_links", "mailbox", "started")
+    assert {k: here[k] for k in same} == {k: there[k] for k in same}
+    assert (here["state"], here["links"], here["host"]) == ("waiting:inbox", [], "t:a"), here
+    out = n1.cli("info", row["pid"])
+    assert out.returncode == 0 and row["pid"] in out.stdout and "waiting:inbox" in out.stdout
+    host, serial = ids.parse_pid(row["pid"]) or ("", 0)
+    dead = ids.format_pid(host, serial + 2**20)  # a serial n2 has not given yet
+    for pid, why in ((dead, "is not alive"), ("{n9@t:a|0x00001}", "node 'n9' is unknown")):
+        out = n1.cli("info", pid)
+        assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1, out
+        assert "NOT_FOUND" in out.stderr and why in out.stderr, out
 
 
 def test_a_node_that_does_not_answer_is_named_and_never_waited_for_long(
@@ -287,17 +308,34 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
                 msgpack.packb({"node": "n2", "processes": [], "omitted": -1}),
                 msgpack.packb({"node": "n2", "processes": [], "known": 1})):
         assert check_reply(bad, "n2") is None, bad
-    assert check_request(msgpack.packb({"op": "ps", "from": "n1", "host": "t:a"})) == ("t:a",)
-    assert check_request(b"\x00") is None
+    assert check_request(msgpack.packb({"op": "ps", "from": "n1", "host": "t:a"})) == (
+        "ps", "t:a")
+    assert check_request(msgpack.packb({"op": "info", "from": "n1", "pid": "{n2@t:a|0x00001}"})
+                         ) == ("info", "{n2@t:a|0x00001}")
+    for bad in (b"\x00", msgpack.packb({"op": "info", "from": "n1", "pid": 3}),
+                msgpack.packb({"op": "kill", "from": "n1"}), msgpack.packb({"op": "ps"})):
+        assert check_request(bad) is None, bad
+    info = {"pid": "{n2@t:a|0x00001}", "id": "t:idle", "host": "t:a", "worker": 0,
+            "state": "waiting:inbox", "names": [], "parent": None, "links": [], "monitors": [],
+            "monitored_by": [], "trap_links": False, "mailbox": {"held": 0}, "sent": 0,
+            "received": 1, "started": 1.5, "stack": ["x.py:1 in main"]}
+    assert check_info_reply(msgpack.packb({"node": "n2", "info": info}), "n2") == (info,)
+    assert check_info_reply(msgpack.packb({"node": "n2", "info": None}), "n2") == (None,)
+    for bad_info in ({**info, "worker": -1}, {**info, "links": [1]}, {**info, "sent": True},
+                     {**info, "mailbox": {"inbox": "1"}}, {**info, "extra": 1},
+                     {k: v for k, v in info.items() if k != "stack"}):
+        assert check_info_reply(msgpack.packb({"node": "n2", "info": bad_info}), "n2") is None
+    assert check_info_reply(msgpack.packb({"node": "n3", "info": info}), "n2") is None
 
 
 _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
                   st.text(max_size=12), st.binary(max_size=12),
-                  st.sampled_from(["ps", "n2", "t:a", "pid", "node", "processes", "omitted"]))
+                  st.sampled_from(["ps", "info", "n2", "t:a", "pid", "node", "processes",
+                                   "omitted"]))
 _value = st.recursive(_leaf, lambda c: st.lists(c, max_size=5)
                       | st.dictionaries(st.sampled_from(
-                          ["op", "from", "host", "node", "processes", "omitted", "known",
-                           "pid", "id", "worker", "state", "names", "mailbox"]), c, max_size=8),
+                          ["op", "from", "host", "node", "processes", "omitted", "known", "pid",
+                           "id", "worker", "state", "names", "mailbox", "info"]), c, max_size=8),
                       max_leaves=25)
 
 
@@ -307,7 +345,10 @@ def test_checks_of_peer_bytes_never_raise(data: bytes) -> None:
     """Any bytes another node may send as a request or an answer: a checked value or None,
     never an exception; a checked answer's rows have exactly the ps keys."""
     req = check_request(data)
-    assert req is None or req[0] is None or isinstance(req[0], str)
+    assert req is None or (req[0] == "info" and isinstance(req[1], str)) or (
+        req[0] == "ps" and (req[1] is None or isinstance(req[1], str)))
+    info = check_info_reply(data, "n2")
+    assert info is None or info[0] is None or len(info[0]) == 16
     answer = check_reply(data, "n2")
     if answer is not None:
         assert all(set(r) == {"pid", "id", "host", "worker", "state", "names", "mailbox",

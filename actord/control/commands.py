@@ -187,11 +187,12 @@ class Commands:
         return rows
 
     async def info(self, args: dict[str, Any]) -> dict[str, Any]:
-        """SPEC 12: one live process of this node, as ``process_info`` shows it (the
-        router's ``info``); NOT_FOUND if it is not alive."""
+        """SPEC 12: one live process, as ``process_info`` shows it (the router's ``info``;
+        another node's process as its node's router has it); NOT_FOUND if it is not alive."""
         pid = self.resolve(args.get("dest"))
-        if self.router.remote_node(pid) is not None:
-            raise InvalidError(f"info on another node's process is not supported yet ({pid})")
+        node = self.router.remote_node(pid)
+        if node is not None and self.queries is not None:
+            return await self.queries.info(node, pid)  # asked of that node (node_queries.py)
         return await self.router.info(pid)
 
     async def spawn(self, args: dict[str, Any]) -> str:

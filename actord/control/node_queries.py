@@ -1,4 +1,5 @@
-"""Questions one node asks the others over NATS request-reply: ``actord ps --cluster`` (SPEC 11).
+"""Questions one node asks the others over NATS request-reply: ``actord ps --cluster`` (SPEC
+11) and ``actord info`` of another node's process (SPEC 12).
 
 Only a node with ``[cluster]`` has one. Once the node link is connected (its ``on_connect``
 hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
@@ -6,6 +7,9 @@ hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
     request  msgpack {"op": "ps", "from": node, "host": str | None}
     reply    msgpack {"node", "incarnation", "processes": [row, ...], "omitted": n,
                       "known": bool}
+
+    request  msgpack {"op": "info", "from": node, "pid": str}
+    reply    msgpack {"node", "info": {SPEC 12's keys} | None}   (None: not alive there)
 
 A row is a ``ps`` row (SPEC 9); ``omitted`` counts the rows cut to fit NATS's max_payload
 (said on stderr by the CLI, never silent); ``known`` is False when the node has no such
@@ -30,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from actord import ids
+from actord.core import wire
 from actord.core.nodes import NodeState
 from actord.errors import NotFoundError
 
@@ -53,19 +59,59 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "names": (list,), "mailbox": (int, type(None)),
 }
 
+#: the keys and types of an ``info`` answer from another node (SPEC 12), all of them required
+_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (str,), "id": (str,), "host": (str,), "worker": (int,), "state": (str,),
+    "names": (list,), "parent": (str, type(None)), "links": (list,), "monitors": (list,),
+    "monitored_by": (list,), "trap_links": (bool, type(None)), "mailbox": (dict, type(None)),
+    "sent": (int, type(None)), "received": (int, type(None)),
+    "started": (float, int, type(None)), "stack": (list, type(None)),
+}
+_INFO_STRINGS = ("names", "links", "monitors", "monitored_by", "stack")
 
-def check_request(data: bytes) -> tuple[str | None] | None:
-    """``(host,)`` of a ``ps`` request's bytes, or None when malformed."""
+
+def check_request(data: bytes) -> tuple[str, str | None] | None:
+    """``("ps", host)`` or ``("info", pid)`` of a request's bytes, or None when malformed."""
     try:
         req = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
         return None
-    if not isinstance(req, dict) or req.get("op") != "ps" or not isinstance(req.get("from"), str):
+    if not isinstance(req, dict) or not isinstance(req.get("from"), str):
         return None
+    op = req.get("op")
+    if op == "info":
+        pid = req.get("pid")
+        ok = isinstance(pid, str) and len(pid) <= wire.MAX_ADDRESS
+        return ("info", pid) if ok else None
     host = req.get("host")
-    if host is not None and (not isinstance(host, str) or len(host) > MAX_HOST):
+    if op != "ps" or (host is not None and (not isinstance(host, str) or len(host) > MAX_HOST)):
         return None
-    return (host,)
+    return ("ps", host)
+
+
+def check_info_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | None:
+    """``(info,)`` of ``node``'s answer to an ``info`` request (info None: no such live
+    process there); None when malformed (not msgpack, another node's, a key missing, extra or
+    of the wrong type)."""
+    try:
+        rep = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    if not isinstance(rep, dict) or rep.get("node") != node or "info" not in rep:
+        return None
+    info = rep["info"]
+    if info is None:
+        return (None,)
+    if not isinstance(info, dict) or set(info) != set(_INFO_TYPES):
+        return None
+    if not all(type(info[k]) in types for k, types in _INFO_TYPES.items()) or info["worker"] < 0:
+        return None
+    if not all(isinstance(x, str) for k in _INFO_STRINGS for x in info[k] or ()):
+        return None
+    box = info["mailbox"]
+    if box is not None and not all(type(k) is str and type(n) is int for k, n in box.items()):
+        return None
+    return (info,)
 
 
 Answer = tuple[list[dict[str, Any]], int, bool]
@@ -172,6 +218,24 @@ class NodeQueries:
         return {"processes": rows, "missing": [], "omitted": {node: omitted} if omitted else {},
                 "wait": REPLY_WAIT}
 
+    async def info(self, node: str, pid: str) -> dict[str, Any]:
+        """``actord info`` of ``pid``, a process of ``node`` (another node), as that node's
+        router has it; NOT_FOUND when the node is not up, does not answer in time (or answers
+        something malformed), or has no such live process."""
+        m = self.link.members.members.get(node)
+        if m is None or m.state is not NodeState.UP:
+            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
+        data = await self._request(node, msgpack.packb(
+            {"op": "info", "from": self.link.node, "pid": pid}))
+        answer = None if data is None else check_info_reply(data, node)
+        if answer is None:
+            if data is not None:
+                self._bad_reply(node, "info")
+            raise NotFoundError(f"node {node!r} did not answer within {REPLY_WAIT}s")
+        if answer[0] is None:
+            raise NotFoundError(f"process {pid} is not alive")
+        return answer[0]
+
     # -- internals ------------------------------------------------------------------------------
     async def _local(self, host: str | None,
                      timeout: float = 3.0) -> list[dict[str, Any]] | None:
@@ -187,7 +251,8 @@ class NodeQueries:
         if self._sub is None:
             self._sub = await nc.subscribe(self.subject, cb=self._on_request)
 
-    async def _ask(self, node: str, request: bytes) -> Answer | None:
+    async def _request(self, node: str, request: bytes) -> bytes | None:
+        """``node``'s answer's bytes, None when none came within :data:`REPLY_WAIT`."""
         nc = self._nc
         if nc is None or not nc.is_connected:
             return None
@@ -195,14 +260,31 @@ class NodeQueries:
             msg = await nc.request(f"{self.link.config.name}.ctl.{node}", request,
                                    timeout=REPLY_WAIT)
         except Exception as e:  # timeout, no responders, connection lost: missing
-            log.debug("cluster: ps: no answer from %s (%s)", node, e or type(e).__name__)
+            log.debug("cluster: query: no answer from %s (%s)", node, e or type(e).__name__)
             return None
-        answer = check_reply(msg.data, node)
-        if answer is None:
-            self.bad_replies += 1
-            (log.warning if self.bad_replies == 1 else log.debug)(
-                "cluster: malformed ps reply from %s dropped (%d so far)", node, self.bad_replies)
+        data: bytes = msg.data
+        return data
+
+    async def _ask(self, node: str, request: bytes) -> Answer | None:
+        data = await self._request(node, request)
+        answer = None if data is None else check_reply(data, node)
+        if answer is None and data is not None:
+            self._bad_reply(node, "ps")
         return answer
+
+    def _bad_reply(self, node: str, op: str) -> None:
+        self.bad_replies += 1
+        (log.warning if self.bad_replies == 1 else log.debug)(
+            "cluster: malformed %s reply from %s dropped (%d so far)", op, node, self.bad_replies)
+
+    async def _info(self, pid: str | None) -> dict[str, Any] | None:
+        """This node's ``info`` of ``pid``; None when it is not one of our live processes."""
+        if pid is None or ids.node_of(pid) != self.link.node:
+            return None
+        try:
+            return await self.router.info(pid, WORKER_WAIT)
+        except NotFoundError:
+            return None
 
     async def _on_request(self, msg: Any) -> None:
         req = check_request(msg.data)
@@ -211,15 +293,23 @@ class NodeQueries:
             (log.warning if self.malformed == 1 else log.debug)(
                 "cluster: malformed query on %s dropped (%d so far)", msg.subject, self.malformed)
             return
-        rows = await self._local(req[0], WORKER_WAIT)
+        op, arg = req
         nc = self._nc
+        if op == "ps":
+            data = pack_reply(self.link.node, self.link.incarnation,
+                              await self._local(arg, WORKER_WAIT), nc.max_payload)
+        else:
+            data = msgpack.packb({"node": self.link.node, "info": await self._info(arg)})
+            if len(data) > nc.max_payload:  # thousands of links: the asker hears nothing
+                log.warning("cluster: info of %s for %s not sent: %d bytes is over NATS's "
+                            "max_payload", arg, msg.subject, len(data))
+                return
         try:
-            await msg.respond(pack_reply(self.link.node, self.link.incarnation, rows,
-                                         nc.max_payload))
+            await msg.respond(data)
         except Exception as e:  # connection lost meanwhile: the asker reports us missing
-            log.debug("cluster: ps reply not sent (%s)", e or type(e).__name__)
+            log.debug("cluster: %s reply not sent (%s)", op, e or type(e).__name__)
             return
         self.answered += 1
 
 
-__all__ = ["NodeQueries", "check_reply", "check_request", "pack_reply"]
+__all__ = ["NodeQueries", "check_info_reply", "check_reply", "check_request", "pack_reply"]
