@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,17 @@ class NatsServer:
                 self.proc.kill()
                 self.proc.wait()
         self._dir.cleanup()
+
+
+def repeated(url: str | None, repeat: int, run: Callable[[str], float]) -> list[float]:
+    """``run(url)`` ``repeat`` times, sorted; without ``url`` through a nats-server started
+    (and stopped) here: a baseline's command line."""
+    server = None if url else NatsServer().start()
+    try:
+        return sorted(run(url or server.url) for _ in range(repeat))  # type: ignore[union-attr]
+    finally:
+        if server is not None:
+            server.stop()
 
 
 async def connect(url: str) -> Any:

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import uvloop
-from nats_common import PID_A, PID_B, NatsServer, Peer, batch, connect, frame, unbatch, value
+from nats_common import PID_A, PID_B, Peer, batch, connect, frame, repeated, unbatch, value
 
 UNIT = "us"
 
@@ -71,13 +71,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--url", help="a running nats-server (default: start one)")
     args = parser.parse_args()
-    server = None if args.url else NatsServer().start()
-    try:
-        url = args.url or server.url  # type: ignore[union-attr]
-        results = sorted(run(url, args.n) for _ in range(args.repeat))
-    finally:
-        if server is not None:
-            server.stop()
+    results = repeated(args.url, args.repeat, lambda url: run(url, args.n))
     print(f"nats ping-pong RTT: median {results[len(results) // 2]:.1f} us "
           f"(min {results[0]:.1f}, max {results[-1]:.1f}; {args.n} round trips x {args.repeat})")
 

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import uvloop
-from nats_common import PID_A, PID_B, NatsServer, Peer, batch, connect, frame, unbatch
+from nats_common import PID_A, PID_B, Peer, batch, connect, frame, repeated, unbatch
 
 UNIT = "msg/s"
 
@@ -75,13 +75,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--url", help="a running nats-server (default: start one)")
     args = parser.parse_args()
-    server = None if args.url else NatsServer().start()
-    try:
-        url = args.url or server.url  # type: ignore[union-attr]
-        results = sorted(run(url, args.n, args.batch) for _ in range(args.repeat))
-    finally:
-        if server is not None:
-            server.stop()
+    results = repeated(args.url, args.repeat, lambda url: run(url, args.n, args.batch))
     print(f"nats stream: median {results[len(results) // 2]:,.0f} msg/s "
           f"(min {results[0]:,.0f}, max {results[-1]:,.0f}; {args.n} messages x {args.repeat})")
 

@@ -110,9 +110,15 @@ async def remote_pingpong(peer: str, n: int, warmup: int) -> dict[str, Any]:
 
 async def remote_stream(peer: str, n: int) -> dict[str, Any]:
     """(i) Messages/s of a one-way stream of ``n`` messages from the go_streamer ``peer``."""
+    return await _timed_stream(peer, n)
+
+
+async def _timed_stream(streamer: str, n: int) -> dict[str, Any]:
+    """Send "go" to ``streamer``, receive its ``n`` messages (0 .. n-1, checked by the last);
+    messages per second from "go" to the last."""
     inbox = process.inbox()
     start = time.perf_counter()
-    process.send(peer, "go")
+    process.send(streamer, "go")
     receive = inbox.receive
     for _ in range(n - 1):
         await receive()
@@ -126,18 +132,8 @@ async def remote_stream(peer: str, n: int) -> dict[str, Any]:
 async def stream(host: str, n: int, batch: int) -> dict[str, Any]:
     """(b)/(c) Messages/s of a one-way stream of ``n`` messages from a streamer on ``host``."""
     await process.spawn_linked("bench:streamer", host, process.pid(), n, batch)
-    inbox = process.inbox()
-    ready = await inbox.receive()
-    start = time.perf_counter()
-    process.send(ready.from_, "go")
-    receive = inbox.receive
-    for _ in range(n - 1):
-        await receive()
-    last = await receive()
-    elapsed = time.perf_counter() - start
-    if last.payload != n - 1:
-        raise AssertionError(f"last message {last.payload!r}, expected {n - 1}")
-    return {"rate": n / elapsed, "n": n}
+    ready = await process.inbox().receive()
+    return await _timed_stream(ready.from_, n)
 
 
 async def fan_in(host: str, senders: int, per_sender: int, batch: int) -> dict[str, Any]:
