@@ -51,6 +51,7 @@ from actord.notify import Notifier
 from actord.ownership import acquire_lock, remove_own_socket, socket_identity
 from actord.pool import WorkerPool
 from actord.router import Router
+from actord.router.nodes import CONNECT_WAIT
 from actord.services import ServiceManager
 
 if TYPE_CHECKING:
@@ -305,6 +306,11 @@ class Daemon:
         self.pool = WorkerPool(self.router, self.config.daemon.max_frame)
         for host in self.config.hosts.values():
             await self.pool.start_host(host.name, host.workers)
+        if self.router.cluster is not None:
+            # each worker listens for other nodes' messages before it takes a process
+            # (a worker that cannot reach NATS says so, and is ready, after CONNECT_WAIT)
+            with contextlib.suppress(TimeoutError):
+                await self.router.all_ready(2 * CONNECT_WAIT)
         self.notifier.status("starting services")
         failed = await self.services.start_all()
         if failed:

@@ -215,7 +215,7 @@ class ServiceManager:
         """Spawn the process of a STARTING service; a failed spawn counts as an abnormal end."""
         svc.timer = None
         cfg = svc.config
-        if not any(w.up for w in self.router.hosts.get(cfg.host, ())):
+        if not any(w.up and w.ready for w in self.router.hosts.get(cfg.host, ())):
             svc.timer = asyncio.get_running_loop().call_later(WORKER_POLL, self._launch, svc)
             return
         try:

@@ -159,7 +159,12 @@ class Commands:
     async def nodes(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """SPEC 11: every node of the cluster, this one included; [] without [cluster]."""
         link = self.router.cluster
-        return [] if link is None else link.rows()
+        if link is None:
+            return []
+        rows = link.rows()
+        workers, _ = await self.router.worker_stats()
+        add_direct_counts(rows, link.node, [stats.get("direct") for _, stats in workers])
+        return rows
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         """This node's processes; with ``cluster``, every up node's (node_queries.py), as
@@ -461,3 +466,28 @@ def _trace_options(args: dict[str, Any]) -> tuple[frozenset[str] | None, int, fl
         except ValueError as e:
             raise InvalidError(str(e)) from None
     return kinds, limit, duration
+
+
+def add_direct_counts(rows: list[dict[str, Any]], me: str,
+                      workers: list[dict[str, Any] | None]) -> None:
+    """``actord nodes``: the routers' counts in ``rows`` plus the messages this node's
+    workers sent and received straight (worker/direct.py): ``sent``, ``received`` and
+    ``gaps`` are both paths' sums, ``stale`` counts dropped batches of either, ``lost``
+    ``malformed`` and ``too_large`` (this node's row) too."""
+    by_node = {row["node"]: row for row in rows}
+    for direct in workers:
+        if not direct:
+            continue
+        mine = by_node.get(me)
+        if mine is not None:
+            mine["malformed"] = mine.get("malformed", 0) + int(direct.get("malformed", 0))
+            mine["too_large"] = mine.get("too_large", 0) + int(direct.get("too_large", 0))
+        for node, (sent, received, gaps, dropped, lost) in direct.get("nodes", {}).items():
+            row = by_node.get(node)
+            if row is not None:
+                row["sent"] = row.get("sent", 0) + sent
+                row["received"] = row.get("received", 0) + received
+                row["gaps"] = row.get("gaps", 0) + gaps
+                row["stale"] = row.get("stale", 0) + dropped
+            if mine is not None:
+                mine["lost"] = mine.get("lost", 0) + lost

@@ -12,6 +12,9 @@ A router sends everything for one other node in one NATS message per loop tick, 
                                  its own processes that monitored or were linked to it
     [CALL, req, caller, op, args]    op in :data:`REMOTE_CALLS`; req NO_REPLY: answer nothing
     [REPLY, req, error_kind|None, value]
+    [FENCE, from_instance, session, {instance: batches}]   before a worker's end or call:
+                                 what its worker published to ours (core/direct.py)
+    [GONE, instance]             a worker of the sender died (core/direct.py)
 
 ``dest`` is always a PID of the receiving node, ``from``/``caller``/``pid`` one of the
 sending node (or ``""``: its control socket). ``payload_bin`` is the msgpack bytes the
@@ -54,6 +57,7 @@ from typing import Any, Literal
 import msgpack
 
 from actord.core import wire
+from actord.core.direct import INSTANCE_MASK
 
 _NODE_RE = re.compile(r"[a-z0-9_-]{1,32}")
 _MAX_INT = 2**64 - 1
@@ -102,6 +106,10 @@ def is_result(r: Any) -> bool:
     return type(error) is str and len(error) <= 2 * wire.MAX_TEXT
 
 
+def _instance(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= INSTANCE_MASK
+
+
 def _ours(pid: Any, mine: str) -> bool:
     return type(pid) is str and pid.startswith(mine) and len(pid) <= wire.MAX_ADDRESS
 
@@ -146,6 +154,14 @@ def _bad_frame(f: Any, mine: str, theirs: str, max_frame: int) -> str:
     elif op == wire.REPLY:
         if n != 4 or not _uint(f[1]) or not (f[2] is None or type(f[2]) is str):
             return "bad REPLY"
+    elif op == wire.FENCE:
+        if n != 4 or not _instance(f[1]) or not _uint(f[2]) or type(f[3]) is not dict or not all(
+            _instance(k) and _uint(v) for k, v in f[3].items()
+        ):
+            return "bad FENCE"
+    elif op == wire.GONE:
+        if n != 2 or not _instance(f[1]):
+            return "bad GONE"
     else:
         return f"unknown op {op!r}"
     return ""
@@ -231,13 +247,16 @@ class Pairs:
         p = self.pairs.get(node)
         return 0 if p is None else p.session
 
-    def break_(self, node: str, above: int = -1) -> None:
+    def break_(self, node: str, above: int = -1, incarnation: int | None = None) -> None:
         """This side breaks the pair: a session above both the current one and ``above``,
-        seqs from 0 again."""
+        seqs from 0 again. A pair never used here is made for ``incarnation`` of ``node``
+        first (its workers may have used it), unless that is None (never met)."""
         self.breaks[node] = self.breaks.get(node, 0) + 1
         p = self.pairs.get(node)
-        if p is None:
-            return  # never met: nothing crossed, nothing to break
+        if p is None or (incarnation is not None and incarnation > p.incarnation):
+            if incarnation is None:
+                return  # never met: nothing crossed, nothing to break
+            p = self.pairs[node] = Pair(incarnation)
         p.session = max(p.session, above) + 1
         p.next_in = p.next_out = 0
         p.short = -1

@@ -42,7 +42,7 @@ import random
 from dataclasses import dataclass
 
 #: the low bits of an incarnation that are random (and of a PID serial base that are zero)
-INCARNATION_SHIFT = 20
+INCARNATION_SHIFT = 22
 
 
 class NodeState(enum.Enum):
@@ -101,12 +101,14 @@ def new_incarnation(now_wall: float, rng: random.Random | None = None) -> int:
 
 
 def serial_base(incarnation: int) -> int:
-    """The first PID serial of a run: its start in ms, shifted left 20 bits.
+    """The first PID serial of a run: its start in ms, shifted left 22 bits (below 2**64
+    until 2109).
 
-    A later run of the node starts at least 1 ms later, so its base is at least 2**20 above
-    this run's: an earlier run's serial could reach it only by spawning over 2**20 (a million)
-    processes per millisecond of its life, a thousand times more than a router can. (A wall
-    clock set back between two runs is the one way around it.)
+    A later run of the node starts at least 1 ms later, so its base is at least 2**22 above
+    this run's. A run's serials step by 2**12 (their low 12 bits name the worker a process
+    runs on, core/direct.py), so an earlier run's serial could reach it only by spawning over
+    2**10 processes per millisecond of its life (a million a second), twenty times more than
+    a router can. (A wall clock set back between two runs is the one way around it.)
     """
     return (incarnation >> INCARNATION_SHIFT) << INCARNATION_SHIFT
 

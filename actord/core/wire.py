@@ -62,6 +62,17 @@ HEARTBEAT = 22  # [HEARTBEAT]                                      every INIT["h
 INFO_REQ = 26  # router -> worker [INFO_REQ, req_id, pid]
 INFO = 27  # worker -> router [INFO, req_id, info_dict]  {}: not alive there
 
+# the direct path between workers of different nodes (actord/core/direct.py); one op per job,
+# its fields by hop
+PEERS = 50  # router -> worker  [PEERS, {node: [incarnation, session]}]    the nodes up now
+FENCE = 51  # worker -> router  [FENCE, {node: [session, {instance: batches}]}]
+#             router -> router  [FENCE, from_instance, session, {instance: batches}]  (a batch's)
+#             router -> worker  [FENCE, node, from_instance, session, batches]
+GONE = 52  # router -> router [GONE, instance] (a batch's); router -> worker [GONE, node, instance]
+PAIR_BREAK = 53  # worker -> router [PAIR_BREAK, node, session, why]   node "": every pair up
+DIRECT_READY = 54  # worker -> router [DIRECT_READY]   it listens on its subject: spawn on it
+DEAD_LETTERS = 55  # worker -> router [DEAD_LETTERS, n]   messages to or from other nodes' workers
+
 #: The request id of a CALL nobody waits for (abandoning an exec: its child's CANCEL). The
 #: router answers it like any call; the worker's REPLY handler finds no future for it and drops
 #: the reply (real request ids count up from 1).

@@ -21,12 +21,16 @@ from actord.core.wire import SpawnFields
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.router.remote import Remote
 from actord.router.slots import ProcEntry, WorkerLink
+from actord.router.spawns import WorkerStarting
 
 
 class Calls(Remote):
     """Answering calls, and the operations on a target process (a Router mixin)."""
 
-    def _on_call(self, link: WorkerLink, frame: list[Any]) -> None:
+    def _on_call(self, link: WorkerLink, frame: list[Any], deadline: float | None = None
+                 ) -> None:
+        """Answer one CALL; a spawn on a host whose workers still start waits for one
+        (``deadline``: of such a wait, 0 for the last try)."""
         _, req, caller, op, args = frame
         if caller not in link.pids:
             # not a live process of this worker (a worker sends a process's calls before its
@@ -43,7 +47,13 @@ class Calls(Remote):
                     if local is None:
                         return
                     spawn = local
-                value: Any = self._spawn(caller, spawn)
+                try:
+                    value: Any = self._spawn(caller, spawn)
+                except WorkerStarting:
+                    if deadline == 0.0:
+                        raise
+                    self.park(lambda d: self._on_call(link, frame, d), deadline)
+                    return
             else:
                 handler = CALLS.get(op)
                 if handler is None:

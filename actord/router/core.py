@@ -16,8 +16,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from actord.core import wire
 from actord.core.config import Config
+from actord.core.direct import INSTANCE_MASK
 from actord.core.nodes import serial_base
 from actord.core.registry import Registry
 from actord.core.topology import Topology
@@ -48,6 +51,9 @@ class Router(Dispatch):
         self.registry = Registry()
         self.topology = Topology()
         self.serial = 0  # spawns.py: the last PID's serial
+        self.instances = 0  # worker starts on a clustered node (WorkerLink.instance)
+        self.workers_ready = asyncio.Event()  # set by each DIRECT_READY
+        self.parked: list[tuple[float, Callable[[float], None]]] = []  # spawns.py: park
         # nodes.py: the cluster link (SPEC 11), None for a single node. A clustered node's
         # PIDs are {node@host|0x...} and its serials start at its incarnation's serial base,
         # above any serial an earlier run of the node could have reached (core/nodes.py).
@@ -61,6 +67,7 @@ class Router(Dispatch):
             self.global_names = GlobalNames(config.cluster.name, config.cluster.node,
                                             self._global_changed)
             self.cluster.on_connect.append(self.global_names.start)
+            self.cluster.on_peers = self._peers_changed
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0
         self.dead_letters = 0
@@ -97,7 +104,40 @@ class Router(Dispatch):
             "security": self.guard.to_builtins(),
             "heartbeat": self.stalls.interval,
         }
+        if self.cluster is not None:
+            self.instances += 1
+            link.instance = self.instances
+            link.ready = False  # until it listens on its subject (DIRECT_READY)
+            init["cluster"] = self._worker_cluster(link)
         link.conn.send([wire.INIT, init])
+
+    def _worker_cluster(self, link: WorkerLink) -> dict[str, Any]:
+        """What a clustered node's worker needs for its own NATS connection (direct.py)."""
+        cluster = self.cluster
+        assert cluster is not None and self.config.cluster is not None
+        return {"config": msgspec.to_builtins(self.config.cluster), "source": self.config.path,
+                "incarnation": cluster.incarnation, "instance": link.instance,
+                "peers": cluster.peers()}
+
+    def direct_ready(self, link: WorkerLink) -> None:
+        """DIRECT_READY: a clustered node's worker listens for other nodes' messages."""
+        link.ready = True
+        self.workers_ready.set()
+        if self.parked:
+            self._unpark()
+
+    async def all_ready(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until every worker takes processes."""
+        async with asyncio.timeout(timeout):
+            while not all(link.ready for slots in self.hosts.values() for link in slots):
+                self.workers_ready.clear()
+                await self.workers_ready.wait()
+
+    def _peers_changed(self) -> None:
+        """A node up, or a pair at a new session: every worker hears it before any fallout
+        of it (NodeLink.on_peers)."""
+        if self.cluster is not None:
+            self._broadcast([wire.PEERS, self.cluster.peers()])
 
     def worker_down(self, link: WorkerLink) -> None:
         """A worker died: every process on it ends with ``"worker crashed"`` (SPEC 4.6)."""
@@ -105,6 +145,12 @@ class Router(Dispatch):
             return
         link.up = False
         self.stalls.forget(link)
+        cluster = self.cluster
+        if cluster is not None:
+            # before its processes' EXITEDs: batches of the dead worker that arrive on other
+            # nodes after this are dropped there, never delivered after an EXIT (direct.py)
+            for node in cluster.members.up():
+                cluster.send_to(node, [wire.GONE, link.instance & INSTANCE_MASK])
         pids = list(link.pids)
         if pids:
             log.warning("worker %s died with %d processes", link.tag, len(pids))

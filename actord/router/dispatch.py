@@ -13,6 +13,7 @@ that sent it (SPEC 10).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from actord.core import wire
@@ -30,6 +31,7 @@ class Dispatch(Calls, Stats):
     """``on_frame`` (a Router mixin)."""
 
     traces: Traces
+    direct_ready: Callable[[WorkerLink], None]  # core.py
 
     def on_frame(self, link: WorkerLink, frame: list[Any]) -> None:
         """Handle one frame from a worker; a malformed one drops the worker."""
@@ -78,6 +80,16 @@ class Dispatch(Calls, Stats):
                     self._started(frame[1])
             elif op == wire.TRACE:
                 self.traces.frame(link, frame)
+            elif op == wire.FENCE:
+                self.fence_from_worker(link, frame[1])
+            elif op == wire.PAIR_BREAK:
+                self.break_from_worker(link, frame[1], frame[2], frame[3])
+            elif op == wire.DIRECT_READY:
+                self.direct_ready(link)
+            elif op == wire.DEAD_LETTERS:
+                if type(frame[1]) is not int or frame[1] < 0:
+                    raise ValueError("bad DEAD_LETTERS")
+                self.dead_letters += frame[1]
             else:
                 raise ValueError(f"unknown op {op}")
         except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as e:

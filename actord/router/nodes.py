@@ -21,7 +21,8 @@ Start: :meth:`start` waits at most ``connect_wait`` for the first connection. A 
 that cannot be reached then does not stop the daemon: it starts alone (``nodes`` lists only
 itself), logs it, and nats-py keeps trying (``max_reconnect_attempts=-1``) until one answers.
 
-Frames to other nodes (:meth:`send_to`, :meth:`forward` for a SEND): queued for a node that
+Frames to other nodes (:meth:`send_to`, :meth:`forward` for a SEND of the control socket:
+processes' messages go worker to worker, :mod:`actord.core.direct`): queued for a node that
 is up; once per loop tick, everything queued for a node goes out as one batch on
 ``<name>.node.<node>`` (format, sessions, sequence and gap rules: :mod:`actord.core.batches`).
 A node down or unknown takes nothing (the caller counts a dead letter or answers NOT_FOUND).
@@ -31,7 +32,8 @@ in ``malformed``, the first logged, the sender's pair broken), judged by
 ``deliver`` (the Router's).
 
 Breaks (:meth:`break_pair`): a node down, a gap, a malformed batch, a peer's higher session,
-a publish that failed, a NATS reconnect. Each is one log line and one ``broken(node, down)``
+a publish that failed, a NATS reconnect, or one of these on a worker's direct path (its
+PAIR_BREAK). Each is one log line and one ``broken(node, down)``
 call to the router, which fans out "node down: <node>" to its processes; nothing queued
 before a break is sent after it.
 
@@ -45,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -56,7 +57,7 @@ from actord.core import wire
 from actord.core.batches import Pairs, check_batch, encode_batch
 from actord.core.config import ClusterConfig
 from actord.core.nodes import Change, Membership, NodeState, new_incarnation
-from actord.errors import ConfigError
+from actord.natsconn import connect, tls_context
 
 log = logging.getLogger("actord.nodes")
 
@@ -111,7 +112,6 @@ class NodeLink:
                  source: str = "config", deliver: Deliver | None = None,
                  max_frame: int = 2**20, broken: Broken | None = None) -> None:
         self.config = cluster
-        self._source = source  # the config file, for the one line a bad TLS file gets
         self.node = cluster.node
         self.incarnation = new_incarnation(time.time())
         self.interval = min(cluster.node_timeout / 4, MAX_INTERVAL)
@@ -127,7 +127,7 @@ class NodeLink:
         self._seen_wall: dict[str, float] = {}  # node -> epoch seconds of its last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors = 0
-        self._tls = self._tls_context()  # loaded now: a bad file refuses the start
+        self._tls = tls_context(cluster, source)  # loaded now: a bad file refuses the start
         self._impostors: set[int] = set()  # incarnations heard using our node name
         # frames between nodes (core/batches.py)
         self.inbox_subject = f"{cluster.name}.node.{cluster.node}"
@@ -146,6 +146,8 @@ class NodeLink:
         # (global: names bind their bucket); a failure is one log line
         self.on_connect: list[Callable[[Any], Awaitable[None]]] = []
         self._last_tick = time.monotonic()  # _check_frozen: when this loop last ran
+        # told after every change of peers(): a node up, a pair broken (before its fallout)
+        self.on_peers: Callable[[], None] = lambda: None
 
     # -- API ------------------------------------------------------------------------------------
     async def start(self, connect_wait: float = CONNECT_WAIT) -> None:
@@ -211,7 +213,10 @@ class NodeLink:
     def break_pair(self, node: str, why: str, down: bool = False) -> None:
         """Break the pair with ``node`` on our side (see core/batches.py): a new session,
         then :meth:`_broke`."""
-        self.pairs.break_(node)
+        m = self.members.members.get(node)
+        # a pair never used by the routers may have carried workers' batches (direct.py):
+        # a break always moves it to a new session
+        self.pairs.break_(node, incarnation=None if m is None else m.incarnation)
         self._broke(node, why, down)
 
     def _broke(self, node: str, why: str, down: bool = False, notify: bool = True) -> None:
@@ -222,6 +227,7 @@ class NodeLink:
             del self._outbox[key]
         if not down:
             log.warning("cluster: pair with %s broken (%s)", node, why)
+        self.on_peers()  # the workers hear of the new session before any fallout
         self._broken(node, down)
         if notify and not down:
             self._notify(node)
@@ -345,6 +351,18 @@ class NodeLink:
             self.received[b.node] = self.received.get(b.node, 0) + len(b.frames)
             self._deliver(b.node, b.frames)
 
+    def peers(self) -> dict[str, list[int]]:
+        """``{node: [incarnation, session]}`` of every other node up now: what this node's
+        workers stamp their batches with and judge other workers' batches by (direct.py)."""
+        pairs = self.pairs.pairs
+        out: dict[str, list[int]] = {}
+        for m in self.members.members.values():
+            if m.state is NodeState.UP:
+                p = pairs.get(m.node)
+                session = p.session if p is not None and p.incarnation == m.incarnation else 0
+                out[m.node] = [m.incarnation, session]
+        return out
+
     def rows(self) -> list[dict[str, Any]]:
         """``actord nodes``: every known node and ourselves, by name (SPEC 11)."""
         now = time.time()
@@ -364,18 +382,6 @@ class NodeLink:
         return sorted(rows, key=lambda r: r["node"])
 
     # -- internals ------------------------------------------------------------------------------
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.tls
-        if tls is None:
-            return None
-        try:
-            context = ssl.create_default_context(cafile=tls.ca)
-            if tls.cert is not None:
-                context.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-            raise ConfigError(f"{self._source}: cluster.tls: cannot load: {e}") from None
-        return context
-
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -388,27 +394,8 @@ class NodeLink:
             log.error("cluster: %s failed", task.get_name(), exc_info=task.exception())
 
     async def _connect(self) -> None:
-        import nats  # only a clustered node loads nats-py
-
-        options: dict[str, Any] = {
-            "servers": list(self.config.servers),
-            "name": f"actord {self.config.name}/{self.node}",
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,  # never give up: a node keeps trying to rejoin
-            "reconnect_time_wait": 0.5,
-            "connect_timeout": 2,
-            # the client notices a dead server within ~2 s and reconnects (a new meeting)
-            "ping_interval": 1,
-            "max_outstanding_pings": 2,
-            "error_cb": self._on_error,
-            "disconnected_cb": self._on_disconnected,
-            "reconnected_cb": self._on_reconnected,
-        }
-        if self.config.credentials is not None:
-            options["user_credentials"] = self.config.credentials
-        if self._tls is not None:
-            options["tls"] = self._tls
-        nc = await nats.connect(**options)
+        nc = await connect(self.config, f"actord {self.config.name}/{self.node}", self._tls,
+                           self._on_error, self._on_disconnected, self._on_reconnected)
         self._nc = nc
         # our inbox first: a node that hears our heartbeat may send to us at once
         await nc.subscribe(self.inbox_subject, cb=self._on_batch)
@@ -494,6 +481,7 @@ class NodeLink:
         for c in changes:
             if c.state is NodeState.UP:
                 log.info("node %s up (incarnation %#x)", c.node, c.incarnation)
+                self.on_peers()
             else:
                 log.warning("node %s down: %s", c.node, c.reason)
                 self.break_pair(c.node, c.reason, down=True)

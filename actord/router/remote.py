@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from actord import ids
 from actord.core import wire
+from actord.core.direct import INSTANCE_MASK
 from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError, from_kind
 from actord.router.gate import check_spawn_request
 from actord.router.slots import WorkerLink
-from actord.router.spawns import Spawns
+from actord.router.spawns import SPAWN_WAIT, Spawns, WorkerStarting
 
 log = logging.getLogger("actord.router")
 
@@ -233,7 +235,7 @@ class Remote(Spawns):
             if node is not None:
                 return await self.call_remote(node, caller, "spawn",
                                               [req[0], host, *list(req)[2:]])
-            return self._spawn(caller, [req[0], host, *list(req)[2:]])
+            return await self._spawn_waiting(caller, [req[0], host, *list(req)[2:]])
         node = self.remote_node(args.get("dest"))
         if node is not None:
             return await self.call_remote(node, caller, op, args)
@@ -242,6 +244,19 @@ class Remote(Spawns):
         if op == "cancel":
             return self.cancel(caller, args["dest"], args.get("deadline"), args.get("reason"))
         raise InvalidError(f"unknown call {op!r}")
+
+    async def _spawn_waiting(self, caller: str, req: list[Any]) -> str:
+        """``_spawn``, waiting (at most SPAWN_WAIT) for a worker of the host to be ready."""
+        deadline = time.monotonic() + SPAWN_WAIT
+        while True:
+            try:
+                return self._spawn(caller, req)
+            except WorkerStarting:
+                if time.monotonic() >= deadline:
+                    raise
+                ready = asyncio.Event()
+                self.park(_setter(ready), deadline)
+                await ready.wait()
 
     def _replied(self, frame: list[Any]) -> None:
         """A REPLY from another node: the pending call's side effects here, then its answer."""
@@ -285,6 +300,38 @@ class Remote(Spawns):
         for nodes in self._calling.values():
             nodes.discard(node)
 
+    # -- the workers' direct path (core/direct.py) -------------------------------------------
+    def fence_from_worker(self, link: WorkerLink, fences: Any) -> None:
+        """A worker's FENCE (``{node: [session, {instance: batches}]}``): to each node, in
+        order with what the worker sends after it, for that node's workers."""
+        cluster = self.cluster
+        if cluster is None or type(fences) is not dict:
+            raise ValueError("FENCE without a cluster, or not a map")
+        for node, fence in fences.items():
+            session, counts = fence
+            if type(session) is not int or type(counts) is not dict:
+                raise ValueError("malformed FENCE")
+            cluster.send_to(node, [wire.FENCE, link.instance & INSTANCE_MASK, session, counts])
+
+    def break_from_worker(self, link: WorkerLink, node: Any, session: Any, why: Any) -> None:
+        """A worker's PAIR_BREAK: a gap, a malformed batch, a fence not met, its NATS
+        connection lost (``node`` "": every pair); ignored when the pair has moved on from
+        ``session`` since (it broke already)."""
+        cluster = self.cluster
+        if cluster is None or type(node) is not str or type(why) is not str:
+            raise ValueError("malformed PAIR_BREAK")
+        why = f"worker {link.tag}: {wire.clip_text(why, 200)}"
+        if not node:
+            for other in cluster.members.up():
+                cluster.break_pair(other, why)
+        elif cluster.is_up(node) and cluster.pairs.session(node) == session:
+            cluster.break_pair(node, why)
+
+    def _links_by_instance(self, counts: dict[int, int]) -> list[WorkerLink]:
+        """The live workers whose instances ``counts`` names."""
+        return [link for slots in self.hosts.values() for link in slots
+                if link.up and link.instance & INSTANCE_MASK in counts]
+
     # -- frames from other nodes -----------------------------------------------------------------
     def deliver_remote(self, node: str, frames: list[list[Any]]) -> None:
         """The checked frames of one batch from ``node`` (core/batches.py), in order."""
@@ -313,17 +360,31 @@ class Remote(Spawns):
                 self.event(dest, kind, from_, result, deadline, reason)
             elif op == wire.CALL:
                 self._called(node, frame)
+            elif op == wire.FENCE:
+                _, instance, session, counts = frame
+                for link in self._links_by_instance(counts):
+                    count = counts[link.instance & INSTANCE_MASK]
+                    link.conn.send([wire.FENCE, node, instance, session, count])
+            elif op == wire.GONE:
+                self._broadcast([wire.GONE, node, frame[1]])
             else:  # REPLY (the boundary lets nothing else through)
                 self._replied(frame)
 
-    def _called(self, node: str, frame: list[Any]) -> None:
+    def _called(self, node: str, frame: list[Any], deadline: float | None = None) -> None:
         """A CALL from a process of ``node`` (or its control socket) on one of ours: acted
-        on, then answered (unless NO_REPLY). The caller's node checked its permissions."""
+        on, then answered (unless NO_REPLY). The caller's node checked its permissions. A
+        spawn on a host whose workers still start waits for one (see ``_on_call``)."""
         _, req, caller, op, args = frame
         try:
             value: Any = None
             if op == "spawn":
-                value = self._spawn_for(node, caller, args)
+                try:
+                    value = self._spawn_for(node, caller, args)
+                except WorkerStarting:
+                    if deadline == 0.0:
+                        raise
+                    self.park(lambda d: self._called(node, frame, d), deadline)
+                    return
             else:
                 if type(args) is not dict:
                     raise InvalidError("malformed call")
@@ -347,6 +408,11 @@ class Remote(Spawns):
         if ids.split_host(req[1])[0] is not None:
             raise NotFoundError(f"unknown host {req[1]!r}")
         return self._spawn(caller, req)
+
+
+def _setter(event: asyncio.Event) -> Callable[[float], None]:
+    """A parked spawn's retry that wakes the coroutine waiting on ``event``."""
+    return lambda _: event.set()
 
 
 def _monitor(r: Remote, caller: str, dest: str, args: dict[str, Any]) -> None:

@@ -29,8 +29,8 @@ class WorkerLink:
     """The router's view of one worker OS process."""
 
     __slots__ = (
-        "conn", "host", "index", "os_pid", "pids", "restarts", "retiring", "stalled",
-        "started_at", "up",
+        "conn", "host", "index", "instance", "os_pid", "pids", "ready", "restarts",
+        "retiring", "stalled", "started_at", "up",
     )
 
     def __init__(self, host: str, index: int, conn: FrameProtocol, os_pid: int) -> None:
@@ -44,6 +44,12 @@ class WorkerLink:
         self.up = True
         self.retiring = False  # being removed by a reload: takes no new processes
         self.stalled = False  # its event loop is blocked (set by StallWatch, router/stall.py)
+        # a clustered node's count of worker starts when this one attached (its PIDs' low
+        # serial bits and its NATS subject, core/direct.py); 0 on a single node
+        self.instance = 0
+        # takes processes: a clustered node's worker once it listens for other nodes'
+        # messages (DIRECT_READY; a PID handed out before would lose them), else at once
+        self.ready = True
 
     @property
     def tag(self) -> str:
@@ -79,7 +85,8 @@ def worker_load(worker: WorkerLink) -> tuple[bool, bool, int]:
     """Sort key of a spawn's worker choice (applied inline by ``Spawns._spawn``): live, not
     retiring, not stalled, fewest processes first (a stalled worker only when the host has
     nothing better: the child starts when its loop runs again)."""
-    return (not worker.up or worker.retiring, worker.stalled, len(worker.pids))
+    return (not worker.up or worker.retiring or not worker.ready, worker.stalled,
+            len(worker.pids))
 
 
 class Slots:

@@ -10,16 +10,29 @@ and name exist before its START is sent, and the NAME broadcast goes out before 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from actord import ids
 from actord.core import wire
 from actord.core.config import Config
+from actord.core.direct import INSTANCE_BITS, INSTANCE_MASK
 from actord.core.wire import SpawnFields, SpawnRequest
 from actord.errors import InvalidError, NotFoundError
 from actord.router.exits import Exits
 from actord.router.gate import Gate, check_spawn_request
 from actord.router.slots import ProcEntry, worker_load
+
+
+class WorkerStarting(NotFoundError):
+    """A spawn on a host whose workers all still connect to NATS: the callers that can wait
+    park it until one is ready (:meth:`Spawns.park`), the others answer NOT_FOUND."""
+
+
+#: seconds a parked spawn waits for a worker of its host to be ready
+SPAWN_WAIT = 5.0
 
 
 class Spawns(Exits, Gate):
@@ -28,6 +41,8 @@ class Spawns(Exits, Gate):
     config: Config
     serial: int
     pid_prefix: str  # "node@" on a clustered node (SPEC 11), else ""
+    # spawns waiting for a worker to be ready: (deadline, retry), see park
+    parked: list[tuple[float, Callable[[float], None]]]
 
     def spawn(self, caller: str, req: SpawnRequest) -> str:
         """Start a process (see the handshake in the package docstring); returns its PID.
@@ -58,6 +73,8 @@ class Spawns(Exits, Gate):
         worker = slots[0] if len(slots) == 1 else min(slots, key=worker_load)
         if not worker.up or worker.retiring:
             raise NotFoundError(f"host {host!r} has no running worker (restarting)")
+        if not worker.ready:  # a clustered node's worker still connecting (direct.py)
+            raise WorkerStarting(f"host {host!r} has no running worker (restarting)")
         procs = self.procs
         parent = procs.get(caller) if caller else None
         if parent is not None:
@@ -65,7 +82,11 @@ class Spawns(Exits, Gate):
                 actor = parent.actor
             if scope is None:
                 scope = parent.scope
-        pid = ids.format_pid(self.pid_prefix + host, self.serial + 1)
+        # a clustered node's serial names the worker's instance in its low bits (direct.py)
+        instance = worker.instance
+        serial = self.serial + 1 if not instance else (
+            ((self.serial >> INSTANCE_BITS) + 1) << INSTANCE_BITS | (instance & INSTANCE_MASK))
+        pid = ids.format_pid(self.pid_prefix + host, serial)
         # a wire.Start, built as the list it packs to (a NamedTuple would cost a Python call
         # and a slower pack on every spawn); positional: no option map to build here and
         # decode there. Encoded now so a START the worker would refuse (args plus an
@@ -76,7 +97,7 @@ class Spawns(Exits, Gate):
         start = wire.encode(frame)
         if len(start) > self.max_frame + wire.FRAME_ENVELOPE:
             raise InvalidError(wire.too_large(len(start), self.max_frame))
-        self.serial += 1
+        self.serial = serial
         if not procs:
             self.empty.clear()
         procs[pid] = ProcEntry(pid, id, worker, actor, scope, ctx or None, caller or None)
@@ -91,6 +112,26 @@ class Spawns(Exits, Gate):
             self._broadcast([wire.NAME, name, pid])
         worker.conn.send_encoded(start)
         return pid
+
+    def park(self, retry: Callable[[float], None], deadline: float | None = None) -> None:
+        """A spawn met WorkerStarting: ``retry(deadline)`` runs again when a worker is
+        ready, or once more (then answering NOT_FOUND) when ``deadline`` (default: now +
+        SPAWN_WAIT) passed."""
+        if deadline is None:
+            deadline = time.monotonic() + SPAWN_WAIT
+        if not self.parked:
+            asyncio.get_running_loop().call_later(0.5, self._unpark, True)
+        self.parked.append((deadline, retry))
+
+    def _unpark(self, timer: bool = False) -> None:
+        """Retry every parked spawn (a worker is ready, or the timer: those past their
+        deadline for the last time)."""
+        now = time.monotonic()
+        parked, self.parked = self.parked, []
+        for deadline, retry in parked:
+            retry(deadline if deadline > now else 0.0)
+        if timer and self.parked:
+            asyncio.get_running_loop().call_later(0.5, self._unpark, True)
 
     def _install_edges(self, caller: str, pid: str, flags: int) -> None:
         """The spawn flags' monitor, link and exec watch of ``caller`` on ``pid``."""

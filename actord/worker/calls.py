@@ -65,6 +65,8 @@ class Calls(WorkerState):
             raise InvalidError(f"argument is not a msgpack value: {e}") from None
         if len(data) > self.max_frame:
             raise InvalidError(wire.too_large(len(data), self.max_frame))
+        if self.direct is not None:  # a cancel of another node's process after our messages
+            self.direct.fence()
         self.conn.send_encoded(data)
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending[req] = fut
@@ -121,5 +123,7 @@ class Calls(WorkerState):
     def _abandon_exec(self, proc: Proc, child: str, reason: str) -> None:
         """CANCEL an exec child nobody waits for any more (no-op once ``proc`` is dead)."""
         if proc.alive:  # nobody waits for this call's reply: NO_REPLY, and no future kept
+            if self.direct is not None:
+                self.direct.fence()
             self.conn.send([wire.CALL, wire.NO_REPLY, proc.pid, "cancel",
                             {"dest": child, "reason": reason}])

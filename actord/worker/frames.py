@@ -63,6 +63,20 @@ class RouterFrames(Lifecycle):
         self.processes = dict(init.get("processes", {}))
         self.names = dict(init.get("names", {}))
         self._start_heartbeat(init.get("heartbeat"))
+        if "cluster" in init:
+            from actord.worker.direct import DirectLink  # only a clustered node's workers
+
+            self.direct = DirectLink(self, init["cluster"])
+            self.loop.create_task(self.direct.start())
+
+    def _on_peers(self, frame: list[Any]) -> None:
+        self.direct.set_peers(frame[1])  # type: ignore[union-attr]  # PEERS: a cluster's
+
+    def _on_fence(self, frame: list[Any]) -> None:
+        self.direct.on_fence(frame, self._handlers)  # type: ignore[union-attr]
+
+    def _on_gone(self, frame: list[Any]) -> None:
+        self.direct.gone(frame[1], frame[2])  # type: ignore[union-attr]
 
     def _start_heartbeat(self, interval: float | None) -> None:
         """Send HEARTBEAT every ``interval`` s from a timer of this loop until the router link
@@ -103,6 +117,9 @@ class RouterFrames(Lifecycle):
         if messages:
             for topic, payload in messages:
                 proc.deliver(Message(topic, "", payload))
+        if self.direct is not None:  # messages from other nodes that came before START
+            for msg in self.direct.started(pid):
+                proc.deliver(msg)
         # The task is built directly, not through loop.create_task: that would call our
         # Python task factory, which only tracks tasks started by process code anyway.
         proc.task = _Task(self._run(proc, entry, args), loop=self.loop,
@@ -164,6 +181,8 @@ class RouterFrames(Lifecycle):
         stats: dict[str, Any] = {
             "dead_letters": self.dead_letters, "sent": sent, "received": received,
         }
+        if self.direct is not None:
+            stats["direct"] = self.direct.stats()
         if len(frame) > 2 and frame[2]:
             stats["mailbox"] = sum(p.mailbox_depth() for p in self.procs.values())
         else:

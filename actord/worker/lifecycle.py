@@ -180,6 +180,8 @@ class Lifecycle(Entries):
         self._cancel_tasks(proc)
 
     def _mark_dead(self, proc: Proc) -> None:
+        if self.direct is not None:  # its messages to other nodes before its end (direct.py)
+            self.direct.fence()
         # the exec children it waited for are cancelled by the router on its EXITED
         proc.execs = None
         proc.alive = False

@@ -249,6 +249,8 @@ async def serve(fd: int, host: str, index: int, max_frame: int) -> None:
     loop.set_task_factory(task_factory)
     conn.send([wire.HELLO, os.getpid()])
     await rt.stopping.wait()
+    if rt.direct is not None:  # our last messages to other nodes leave before we do
+        await rt.direct.close()
     # let the final EXITED frames go out: close flushes, connection_lost confirms it
     await asyncio.sleep(0)
     conn.close()

@@ -13,6 +13,7 @@ extra call level or attribute lookup on a hot path:
     worker.frames      frames from the router: one handler per kind (``_handlers`` below)
     worker.calls       permit, resolve, router calls and their REPLY, exec
     worker.send        the send path (same worker: delivered at once; else one SEND frame)
+    worker.direct      a clustered node's: messages to and from other nodes' workers
     worker.trace       TRACE_ON/OFF: tracing variants swapped in for a traced process
 
 Invariants: a process is in ``procs`` iff it is alive; once dead it never reports again;
@@ -56,6 +57,9 @@ class Runtime(RouterFrames, SendPath, TraceFrames):
             wire.SECURITY: self._on_security,
             wire.TRACE_ON: self._on_trace_on,
             wire.TRACE_OFF: self._on_trace_off,
+            wire.PEERS: self._on_peers,
+            wire.FENCE: self._on_fence,
+            wire.GONE: self._on_gone,
         }
         self._recorder = None  # worker.trace: made by the first trace (set here: see there)
         kernel.install(self)

@@ -2,10 +2,12 @@
 
 Responsibility: ``Kernel.send`` for this worker (see ``actord.kernel``): check the
 destination PID, the send permission and the size rule, then deliver to a local process at
-once or hand the encoded payload to the router in one SEND frame. Invariants: same-worker
-messages skip the router but keep per-pair order because delivery to a local process is
-immediate; a value over ``max_frame`` fails the send (INVALID) and nothing is sent. This is
-the hot path of every message: each lookup here is paid per message.
+once, hand the encoded payload to the router in one SEND frame, or (another node's process,
+on a clustered node) to this worker's own NATS connection (``worker.direct``).
+Invariants: same-worker messages skip the router but keep per-pair order because delivery
+to a local process is immediate; a value over ``max_frame`` fails the send (INVALID) and
+nothing is sent. This is the hot path of every message: each lookup here is paid per
+message.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ class SendPath(Calls):
         else:
             if len(value) > max_frame:
                 raise InvalidError(wire.too_large(len(value), max_frame))
-            self.conn.send([wire.SEND, dest, proc.pid, topic, value])
+            direct = self.direct  # a clustered node's: another node's PID goes straight there
+            if direct is None or not direct.send(dest, proc.pid, topic, value):
+                self.conn.send([wire.SEND, dest, proc.pid, topic, value])
             proc.sent += 1
 
     def _check_pid(self, dest: str) -> str:

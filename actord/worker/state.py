@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actord.core import wire
 from actord.core.config import SecurityConfig
 from actord.security import Guard
 from actord.transport import FrameProtocol
 from actord.worker.proc import Proc
+
+if TYPE_CHECKING:
+    from actord.worker.direct import DirectLink
 
 
 class WorkerState:
@@ -47,6 +50,8 @@ class WorkerState:
         # canonical PIDs of other workers already checked by ``send`` (bounded, see there)
         self._checked_pids: set[str] = set()
         self.stopping = asyncio.Event()
+        # a clustered node's worker: its own NATS connection to other nodes' workers (INIT)
+        self.direct: DirectLink | None = None
         self._module_stamp: dict[str, tuple[int, int]] = {}
         # entry -> (module name, attribute, module, function): see ``load_entry``
         self._entries: dict[str, tuple[str, str, ModuleType, Callable[..., Any]]] = {}

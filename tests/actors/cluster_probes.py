@@ -5,6 +5,7 @@ No probe sleeps to synchronise: every wait is for a message, bounded by ``WAIT``
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from actord import channel, process
@@ -62,3 +63,38 @@ async def size_sender(dest: str, sizes: list[int]) -> Any:
         process.send(dest, "big", bytes([i]) * size)
     msg = (await channel.select(process.inbox(), timeout=WAIT))[1]
     return msg.payload
+
+
+async def endless_sender(dest: str) -> None:
+    """Send numbered messages to ``dest`` until killed, yielding to the loop every 50."""
+    i = 0
+    while True:
+        process.send(dest, "seq", i)
+        i += 1
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+
+
+async def watch_stream(linger: float) -> dict[str, Any]:
+    """Monitor the sender of the first message, take its numbered messages until its EXIT,
+    then keep listening ``linger`` s: what came, in order or not, and what came after."""
+    inbox, events = process.inbox(), process.events()
+    first = (await channel.select(inbox, timeout=WAIT))[1]
+    sender = first.from_
+    await process.monitor(sender)
+    got = [first.payload]
+    while True:
+        ch, value = await channel.select(inbox, events, timeout=WAIT)
+        if ch is events:
+            ended = [value.kind, value.from_, value.result]
+            break
+        got.append(value.payload)
+    late = 0
+    try:
+        while True:
+            await channel.select(inbox, timeout=linger)
+            late += 1
+    except TimeoutError:
+        pass
+    return {"n": len(got), "in_order": got == list(range(got[0], got[0] + len(got))),
+            "exit": ended, "late": late}
