@@ -7,6 +7,7 @@ waits (bounded) until it accepts connections, and stops it (SIGTERM, then SIGKIL
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -97,6 +98,20 @@ def cluster_config(node: str, servers: list[str], processes: dict[str, str],
 
 #: the nodes of a module's cluster; the API and semantics tests put their probe on n1
 NODES = ("n1", "n2", "n3")
+
+
+def publish(url: str, subject: str, *datas: bytes) -> None:
+    """Publish raw bytes as another node (or its worker) would: nats-py, from the test."""
+    import nats as nats_py
+
+    async def run() -> None:
+        nc = await nats_py.connect(url)
+        for data in datas:
+            await nc.publish(subject, data)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(run())
 
 
 def up_nodes(d: Daemon) -> list[str]:

@@ -27,6 +27,7 @@ from tests.cluster_support import (
     cluster_config,
     exec_in_thread,
     node_row,
+    publish,
     running_pair,
 )
 
@@ -45,20 +46,6 @@ row = node_row
 def pair(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
     """Nodes n1 and n2, each seeing the other up."""
     yield from running_pair(tmp_path, lambda n: cluster_config(n, [nats.url], PROCESSES))
-
-
-def publish(url: str, subject: str, *datas: bytes) -> None:
-    """Publish raw bytes as another node's worker would (nats-py, from the test)."""
-    import nats as nats_py
-
-    async def run() -> None:
-        nc = await nats_py.connect(url)
-        for data in datas:
-            await nc.publish(subject, data)
-        await nc.flush()
-        await nc.close()
-
-    asyncio.run(run())
 
 
 def worker_pids(d: Daemon) -> set[int]:

@@ -6,7 +6,6 @@ A real nats-server (tests/cluster_support.py) and two real daemons with ``node_t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.cluster_support import (
     cluster_config,
     exec_in_thread,
     node_row,
+    publish,
     running_pair,
 )
 
@@ -48,20 +48,6 @@ row = node_row
 
 def dead_letters(d: Daemon) -> int:
     return int(d.call("status")["dead_letters"])
-
-
-def publish(url: str, subject: str, *datas: bytes) -> None:
-    """Publish raw bytes as another node would (nats-py, from the test)."""
-    import nats as nats_py
-
-    async def run() -> None:
-        nc = await nats_py.connect(url)
-        for data in datas:
-            await nc.publish(subject, data)
-        await nc.flush()
-        await nc.close()
-
-    asyncio.run(run())
 
 
 def test_1000_messages_cross_in_order_and_the_report_comes_back(

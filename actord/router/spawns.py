@@ -73,7 +73,15 @@ class Spawns(Exits, Gate):
         worker = slots[0] if len(slots) == 1 else min(slots, key=worker_load)
         if not worker.up or worker.retiring:
             raise NotFoundError(f"host {host!r} has no running worker (restarting)")
-        if not worker.ready:  # a clustered node's worker still connecting (direct.py)
+        # a clustered node's worker (an instance, direct.py): takes processes once it
+        # listens, and its PIDs' serials name it in their low bits
+        instance = worker.instance
+        if not instance:
+            serial = self.serial + 1
+        elif worker.ready:
+            serial = ((self.serial >> INSTANCE_BITS) + 1) << INSTANCE_BITS | (
+                instance & INSTANCE_MASK)
+        else:
             raise WorkerStarting(f"host {host!r} has no running worker (restarting)")
         procs = self.procs
         parent = procs.get(caller) if caller else None
@@ -82,10 +90,6 @@ class Spawns(Exits, Gate):
                 actor = parent.actor
             if scope is None:
                 scope = parent.scope
-        # a clustered node's serial names the worker's instance in its low bits (direct.py)
-        instance = worker.instance
-        serial = self.serial + 1 if not instance else (
-            ((self.serial >> INSTANCE_BITS) + 1) << INSTANCE_BITS | (instance & INSTANCE_MASK))
         pid = ids.format_pid(self.pid_prefix + host, serial)
         # a wire.Start, built as the list it packs to (a NamedTuple would cost a Python call
         # and a slower pack on every spawn); positional: no option map to build here and

@@ -35,7 +35,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -53,9 +53,20 @@ from actord.core.direct import (
     subject,
 )
 from actord.messages import Message
+from actord.transport import FrameProtocol
+from actord.worker.proc import Proc
 
-if TYPE_CHECKING:
-    from actord.worker.frames import RouterFrames
+
+class Runtime(Protocol):
+    """What a direct link uses of its worker's runtime (``worker.runtime.Runtime``)."""
+
+    procs: dict[str, Proc]
+    conn: FrameProtocol
+    loop: asyncio.AbstractEventLoop
+    max_frame: int
+    _handlers: dict[int, Callable[[list[Any]], None]]  # swapped while a fence holds frames
+
+    def on_frame(self, frame: list[Any]) -> None: ...
 
 log = logging.getLogger("actord.cluster")
 _MAX_ADDRESS = wire.MAX_ADDRESS
@@ -77,7 +88,7 @@ FRAME_OVERHEAD = 32
 class DirectLink:
     """One worker's NATS connection and its direct pairs with other nodes' workers."""
 
-    def __init__(self, rt: RouterFrames, init: dict[str, Any]) -> None:
+    def __init__(self, rt: Runtime, init: dict[str, Any]) -> None:
         self.rt = rt
         self.config = msgspec.convert(init["config"], ClusterConfig)
         self._tls = natsconn.tls_context(self.config, str(init.get("source", "config")))
