@@ -52,6 +52,7 @@ from actord.core.direct import (
     serial_of,
     subject,
 )
+from actord.core.nodes import serial_base
 from actord.messages import Message
 from actord.transport import FrameProtocol
 from actord.worker.proc import Proc
@@ -268,6 +269,9 @@ class DirectLink:
                     if peer is None:  # the node is down: dead letters, as the router's
                         self._dead(_messages(runs))
                         continue
+                    runs = self._this_run(runs, serial_base(peer[0]))
+                    if not runs:
+                        continue
                     for data, n in self._batches(node, peer, instance, runs):
                         ready.append((to, node, data, n))
                 nc = self.nc
@@ -294,6 +298,17 @@ class DirectLink:
             node, n = self._targets[to][0], _messages(runs)
             self._count(node, 4, n)
             self._break(node, f"{n} messages lost: not connected to NATS")
+
+    def _this_run(self, runs: list[list[Any]], base: int) -> list[list[Any]]:
+        """The runs for processes of the node's current run: a PID whose serial is below its
+        run's serial base is of an earlier run (core/nodes.py), dead; its messages are dead
+        letters here, never sent (its worker's subject may be a worker's of the new run,
+        whose stream from us they would start)."""
+        if all(serial_of(run[0]) >= base for run in runs):
+            return runs
+        live = [run for run in runs if serial_of(run[0]) >= base]
+        self._dead(_messages(runs) - _messages(live))
+        return live
 
     def _batches(self, node: str, peer: tuple[int, int], instance: int,
                  runs: list[list[Any]]) -> list[tuple[bytes, int]]:
