@@ -1,0 +1,207 @@
+"""The receiving job of a worker's direct link: batches from other nodes' workers judged
+and delivered, the router's frames held behind a fence, messages that came before their
+receiver's START (the rules: :mod:`actord.core.direct`).
+
+Invariants: a batch is delivered only when its stream's verdict is ``ok``, and each run is
+checked as it is delivered (a peer's bytes never raise out of here); the router's frames
+after a FENCE are handled after the batches it names, or once it is moot or given up
+(``node_timeout``: a lost batch, the pair breaks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actord.core import wire
+from actord.core.direct import DirectBatch, check_direct, instance_of, serial_of
+from actord.messages import Message
+from actord.worker.direct_state import DirectState, log
+
+_MAX_ADDRESS = wire.MAX_ADDRESS
+_decode_value = wire.decode_value
+
+#: messages waiting for a process of ours that has not started yet (all of them together)
+MAX_EARLY = 100_000
+#: batches waiting for a pair this worker's router has not heard of yet (beyond: dropped)
+MAX_HELD = 10_000
+
+
+class DirectReceive(DirectState):
+    """Receiving (a DirectLink job)."""
+
+    async def _on_batch(self, msg: Any) -> None:
+        b = check_direct(msg.data, self.node)
+        if b is None:
+            self._malformed(f"batch on {msg.subject}", None)
+            return
+        self._judge(b)
+        if self._fence is not None:
+            self._check_fence()
+
+    def _judge(self, b: DirectBatch) -> None:
+        verdict, expected = self.inbound.judge(b)
+        if verdict == "ok":
+            self._count(b.node, 1, self._deliver(b))
+        elif verdict == "hold":
+            if len(self._held) >= MAX_HELD:
+                self._count(b.node, 3, 1)
+                log.debug("cluster: too many held batches: one from %s dropped", b.node)
+                return
+            self._held.append((time.monotonic() + self.timeout, b))
+            self._arm()
+        elif verdict == "gap":
+            self._count(b.node, 2, 1)
+            self._break(b.node, f"gap: batch {b.seq} from worker {b.instance}, expected "
+                                f"{expected}")
+        else:  # stale, gone: from before a cut, or of a dead worker
+            self._count(b.node, 3, 1)
+            log.debug("cluster: %s batch from %s worker %d: %d runs dropped", verdict,
+                      b.node, b.instance, len(b.frames))
+
+    def _deliver(self, b: DirectBatch) -> int:
+        """Each run of an accepted batch checked at the boundary (a list: our dest, a sender
+        of its node, a topic, then payloads within the size rule) and its messages delivered,
+        in one pass: this runs for every message from another node. A malformed run drops
+        the rest of the batch and breaks the pair. Returns the messages delivered."""
+        procs = self.rt.procs
+        decode = _decode_value
+        theirs = "{" + b.node + "@"
+        max_frame = self.rt.max_frame
+        delivered = 0
+        for run in b.frames:
+            if type(run) is list and len(run) > 3:
+                dest, from_, topic = run[0], run[1], run[2]
+                if (type(dest) is str and type(from_) is str and type(topic) is str
+                        and from_.startswith(theirs) and len(topic) + len(dest) <= _MAX_ADDRESS
+                        and len(from_) <= _MAX_ADDRESS):
+                    proc = procs.get(dest)
+                    for payload in run[3:]:
+                        if type(payload) is not bytes or len(payload) > max_frame:
+                            break
+                        try:
+                            value = decode(payload)
+                        except Exception:  # a peer's bytes: any decoding failure is malformed
+                            break
+                        if proc is None:
+                            self._undelivered(dest, Message(topic, from_, value))
+                        else:
+                            proc.deliver(Message(topic, from_, value))
+                        delivered += 1
+                    else:
+                        continue
+            self._malformed("run", b.node)
+            break
+        return delivered
+
+    def _malformed(self, what: str, node: str | None) -> None:
+        """A malformed batch, frame or payload from ``node`` (None: not known): counted, the
+        first logged, the pair broken."""
+        self.malformed += 1
+        (log.warning if self.malformed == 1 else log.debug)(
+            "cluster: malformed %s%s dropped (%d so far)", what,
+            f" from {node}" if node else "", self.malformed)
+        if node is not None:
+            self._break(node, f"a malformed {what}")
+
+    def _undelivered(self, dest: str, msg: Message) -> None:
+        """A message for no live process here: one whose START is still on its way waits
+        for it (a PID of ours above the last started); any other is a dead letter."""
+        try:
+            ours = instance_of(dest) == self.instance and serial_of(dest) > self._last_started
+        except ValueError:  # not a PID at all
+            ours = False
+        if ours and self._early_count < MAX_EARLY:
+            early = self._early.get(dest)
+            if early is None:
+                early = self._early[dest] = (time.monotonic() + self.timeout, [])
+                self._arm()
+            early[1].append(msg)
+            self._early_count += 1
+        else:
+            self._dead(1)
+
+    def started(self, pid: str) -> list[Message]:
+        """A process of ours starts: the messages that arrived for it before (in order)."""
+        self._last_started = max(self._last_started, serial_of(pid))
+        if not self._early:
+            return []
+        early = self._early.pop(pid, None)
+        if early is None:
+            return []
+        self._early_count -= len(early[1])
+        return early[1]
+
+    def gone(self, node: str, instance: int) -> None:
+        """GONE: a worker of ``node`` died; its batches from now on are dropped."""
+        self.inbound.mark_gone(node, instance)
+        if self._fence is not None:
+            self._check_fence()
+
+    def on_fence(self, frame: list[Any], handlers: dict[int, Callable[[list[Any]], None]]
+                 ) -> None:
+        """FENCE ``[FENCE, node, instance, session, batches]``: unless it is met, every
+        router frame after it waits (``handlers``: the runtime's, swapped back on release)."""
+        _, node, instance, session, count = frame
+        if self.inbound.fence_met(node, instance, session, count):
+            return
+        self._fence = (node, instance, session, count, time.monotonic() + self.timeout)
+        self._handlers = handlers
+        hold = self._waiting.append
+        waiting: dict[int, Callable[[list[Any]], None]] = {op: hold for op in handlers}
+        waiting[wire.PEERS] = handlers[wire.PEERS]
+        waiting[wire.GONE] = handlers[wire.GONE]
+        self.rt._handlers = waiting
+        self._arm()
+
+    def _check_fence(self, now: float | None = None) -> None:
+        fence = self._fence
+        assert fence is not None
+        node, instance, session, count, deadline = fence
+        if not self.inbound.fence_met(node, instance, session, count):
+            if (now or time.monotonic()) < deadline:
+                return
+            self._break(node, f"fence: {count} batches of worker {instance} expected, "
+                              "not all arrived")
+        self._release()
+
+    def _release(self) -> None:
+        """The fence is met (or given up): the waiting frames run in order; one of them may
+        be another fence, which holds the rest again."""
+        self._fence = None
+        self.rt._handlers = self._handlers
+        waiting, self._waiting = self._waiting, []
+        for i, frame in enumerate(waiting):
+            self.rt.on_frame(frame)
+            if self._fence is not None:
+                self._waiting[:0] = waiting[i + 1:]
+                return
+
+    def _arm(self) -> None:
+        """A timer while anything waits (held batches, a fence, early messages)."""
+        if self._timer is None:
+            self._timer = self.rt.loop.call_later(min(0.25, self.timeout / 4), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            _, b = self._held.popleft()
+            self._count(b.node, 3, 1)
+            self._expired += 1
+            (log.warning if self._expired == 1 else log.debug)(
+                "cluster: a batch from %s worker %d never matched a pair its router knows "
+                "(incarnation %#x, session %d): %d runs dropped", b.node, b.instance,
+                b.incarnation, b.session, len(b.frames))
+        if self._fence is not None:
+            self._check_fence(now)
+        if self._early:
+            # a START comes well within node_timeout of a message its process was sent (the
+            # sender learnt the PID after the START left): later, the PID was never ours
+            for pid in [pid for pid, (deadline, _) in self._early.items() if deadline <= now]:
+                n = len(self._early.pop(pid)[1])
+                self._early_count -= n
+                self._dead(n)
+        if self._held or self._fence is not None or self._early:
+            self._arm()
