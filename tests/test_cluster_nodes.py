@@ -257,8 +257,13 @@ def test_a_restarted_nodes_old_pids_are_dead(nodes: Nodes) -> None:
     assert n1.exec("t:old_pid", "t:a", old) == dead
     wait_for(lambda: letters() == before + 1, 5,
              what="the send to the old PID counted as a dead letter (on n1 or on n2)")
-    # never sent to the new run's worker (same subject): no stream begun there, no break
+    # never sent to the new run's worker (same subject): no stream begun there, and no fence
+    # for it (which that worker would wait for in vain, holding its router's frames, then
+    # break the pair): a kill of a new process there, which waits for its EXIT, goes through
+    fresh = n1.call("spawn", id="t:idle", host="n2@t:a")
+    n1.call("kill", dest=fresh)
     assert node_row(n1, "n2")["breaks"] == breaks and "gap" not in n2.log()
+    assert "fence" not in n2.log(), n2.log()
     with pytest.raises(CommandError) as err:
         n1.call("kill", dest=old)
     assert err.value.kind == "NOT_FOUND"

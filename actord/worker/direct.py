@@ -36,7 +36,7 @@ from typing import Any
 from actord import natsconn
 from actord.core import wire
 from actord.worker.direct_in import DirectReceive
-from actord.worker.direct_out import DirectSend
+from actord.worker.direct_out import DirectSend, count_messages
 from actord.worker.direct_state import Runtime, log
 
 #: seconds a worker waits for its first NATS connection before it takes processes anyway
@@ -75,7 +75,7 @@ class DirectLink(DirectSend, DirectReceive):
             self._break("", "NATS connection made late")
         else:
             self.rt.conn.send([wire.DIRECT_READY])
-        if self._out and not self._flushing:
+        if (self._out or self._ready) and not self._flushing:
             self._flushing = True
             self._spawn(self._flush())
 
@@ -94,7 +94,7 @@ class DirectLink(DirectSend, DirectReceive):
             return
         try:
             async with asyncio.timeout(2.0):
-                if self._out:
+                if self._out or self._ready:
                     await self._flush()
                 await nc.drain()
         except Exception:  # a broken connection may raise anything while closing
@@ -126,7 +126,15 @@ class DirectLink(DirectSend, DirectReceive):
         old, self.peers = self.peers, new
         for to in [to for to in self._out if old.get(self._targets[to][0]) != new.get(
                 self._targets[to][0])]:
-            self._count(self._targets[to][0], 4, len(self._out.pop(to)))
+            self._count(self._targets[to][0], 4, count_messages(self._out.pop(to)))
+        if self._ready:  # numbered in a session that is over: not sent either
+            keep = []
+            for item in self._ready:
+                if new.get(item[1]) == item[2]:
+                    keep.append(item)
+                else:
+                    self._count(item[1], 4, item[4])
+            self._ready = keep
         self.inbound.set_peers(new)
         if self._held:
             held, self._held = self._held, deque()

@@ -62,26 +62,32 @@ class DirectSend(DirectState):
         self._routes[dest] = to
         return to
 
+    def _number(self) -> None:
+        """Everything queued, numbered and encoded now (one batch per destination worker,
+        nearly always), in ``_ready`` for the flush to publish: so a FENCE counts exactly
+        the batches that will leave (none for messages that turn out dead letters)."""
+        out, self._out = self._out, {}
+        ready = self._ready
+        for to, runs in out.items():
+            node, instance = self._targets[to]
+            peer = self.peers.get(node)
+            if peer is None:  # the node is down: dead letters, as the router's
+                self._dead(count_messages(runs))
+                continue
+            runs = self._this_run(runs, serial_base(peer[0]))
+            if not runs:
+                continue
+            for data, n in self._batches(node, peer, instance, runs):
+                ready.append((to, node, peer, data, n))
+
     async def _flush(self) -> None:
-        """Publish what was queued: one batch per destination worker, in order. Every batch
-        is numbered before the first await, so a FENCE made meanwhile counts it."""
+        """Publish what was queued, in order (numbered first: :meth:`_number`)."""
         try:
-            while self._out and self.connected:
-                out, self._out = self._out, {}
-                ready: list[tuple[str, str, bytes, int]] = []
-                for to, runs in out.items():
-                    node, instance = self._targets[to]
-                    peer = self.peers.get(node)
-                    if peer is None:  # the node is down: dead letters, as the router's
-                        self._dead(_messages(runs))
-                        continue
-                    runs = self._this_run(runs, serial_base(peer[0]))
-                    if not runs:
-                        continue
-                    for data, n in self._batches(node, peer, instance, runs):
-                        ready.append((to, node, data, n))
+            while (self._out or self._ready) and self.connected:
+                self._number()
+                ready, self._ready = self._ready, []
                 nc = self.nc
-                for to, node, data, n in ready:
+                for to, node, _, data, n in ready:
                     try:
                         if not self.connected:
                             raise ConnectionError("not connected to NATS")
@@ -91,7 +97,7 @@ class DirectSend(DirectState):
                         self._break(node, f"{n} messages lost: {e or type(e).__name__}")
                         continue
                     self._count(node, 0, n)
-            if self._out and not self.connected and self.nc is not None:
+            if (self._out or self._ready) and not self.connected and self.nc is not None:
                 self._drop_unsent()
         finally:
             self._flushing = False
@@ -100,8 +106,10 @@ class DirectSend(DirectState):
         """Cut off from NATS after the first connection: what is queued is lost, and each
         pair it was for breaks (nothing is buffered to arrive after the cut as if in order)."""
         out, self._out = self._out, {}
-        for to, runs in out.items():
-            node, n = self._targets[to][0], _messages(runs)
+        ready, self._ready = self._ready, []
+        lost = [(self._targets[to][0], count_messages(runs)) for to, runs in out.items()]
+        lost += [(node, n) for _, node, _, _, n in ready]
+        for node, n in lost:
             self._count(node, 4, n)
             self._break(node, f"{n} messages lost: not connected to NATS")
 
@@ -113,7 +121,7 @@ class DirectSend(DirectState):
         if all(serial_of(run[0]) >= base for run in runs):
             return runs
         live = [run for run in runs if serial_of(run[0]) >= base]
-        self._dead(_messages(runs) - _messages(live))
+        self._dead(count_messages(runs) - count_messages(live))
         return live
 
     def _batches(self, node: str, peer: tuple[int, int], instance: int,
@@ -132,7 +140,7 @@ class DirectSend(DirectState):
         limit = nc.max_payload if nc is not None else 1 << 20
         if len(data) <= limit:
             seq[1] += 1
-            return [(data, _messages(runs))]
+            return [(data, count_messages(runs))]
         limit -= BATCH_OVERHEAD
         chunks: list[list[list[Any]]] = [[]]
         size = 0
@@ -161,7 +169,10 @@ class DirectSend(DirectState):
 
     def fence(self) -> None:
         """Before a frame to the router that may reach another node: FENCE, the batches
-        published (or queued) this session to each worker sent to since the last one."""
+        numbered this session for each worker sent to since the last one (what is queued is
+        numbered first)."""
+        if self._out:
+            self._number()
         fences: dict[str, list[Any]] = {}
         for to in self._dirty:
             node, instance = self._targets[to]
@@ -171,8 +182,6 @@ class DirectSend(DirectState):
             inc, session = peer
             seq = self._seq.get((node, inc, instance))
             n = seq[1] if seq is not None and seq[0] == session else 0
-            if to in self._out:
-                n += 1
             if n:
                 fences.setdefault(node, [session, {}])[1][instance] = n
         self._dirty.clear()
@@ -180,6 +189,6 @@ class DirectSend(DirectState):
             self.rt.conn.send([wire.FENCE, fences])
 
 
-def _messages(runs: list[list[Any]]) -> int:
+def count_messages(runs: list[list[Any]]) -> int:
     """The messages in ``runs``."""
     return sum(len(run) for run in runs) - 3 * len(runs)

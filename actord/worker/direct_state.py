@@ -67,6 +67,8 @@ class DirectState:
         self._targets: dict[str, tuple[str, int]] = {}
         self._out: dict[str, list[list[Any]]] = {}
         self._flushing = False
+        # numbered and encoded, not yet published: (subject, node, pair, batch, messages)
+        self._ready: list[tuple[str, str, tuple[int, int], bytes, int]] = []
         self._seq: dict[tuple[str, int, int], list[int]] = {}  # (node, inc, inst) -> [session, n]
         self._dirty: set[str] = set()  # subjects published to since the last FENCE
         self._asked: set[tuple[str, int]] = set()  # (node, session) PAIR_BREAKs sent
