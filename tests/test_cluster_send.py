@@ -225,6 +225,24 @@ def test_pair_sessions_and_sequencing_rules() -> None:
     assert pairs.sessions() == {"n1": [9, 3, 0]}
 
 
+def test_a_new_run_meets_fresh_and_a_session_never_met_is_adopted() -> None:
+    """A break of a restarted node's old run leaves its new run a fresh pair (session 0, as
+    the new run has it); a peer that says it is at session 2 with a run we never exchanged a
+    batch with (its workers may have) is a break we follow, a peer at 0 is not."""
+    from actord.core.batches import Pairs
+
+    old, new = 5 << 22, 6 << 22
+    pairs = Pairs(7)
+    pairs.outgoing("n1", old)
+    pairs.break_("n1", incarnation=old)  # the old run went down: its pair breaks
+    assert pairs.next_out("n1", new) == (0, 0)
+    assert pairs.session("n1") == 0
+    fresh = Pairs(7)
+    assert not fresh.adopt("n3", new, 0)
+    assert fresh.adopt("n3", new, 2) and fresh.session("n3") == 2
+    assert not fresh.adopt("n3", new, 2)  # once
+
+
 def test_check_batch_refuses_what_is_not_a_batch_for_us() -> None:
     """Header and every frame checked; one bad frame refuses the batch."""
     from actord.core.batches import check_batch

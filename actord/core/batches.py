@@ -265,7 +265,15 @@ class Pairs:
         """The peer says it is at ``session`` with us (its heartbeat): True when that is a
         break we have not seen (the caller breaks too); the pair is then at that session."""
         p = self.pairs.get(node)
-        if p is None or p.incarnation != incarnation or session <= p.session:
+        if p is None or p.incarnation < incarnation:
+            # never met this run here (its workers may have): at its session, a break if
+            # that is above 0
+            if session == 0:
+                return False
+            self.pairs[node] = Pair(incarnation, session)
+            self.breaks[node] = self.breaks.get(node, 0) + 1
+            return True
+        if p.incarnation != incarnation or session <= p.session:
             return False
         p.session, p.next_in, p.next_out, p.short = session, 0, 0, -1
         self.breaks[node] = self.breaks.get(node, 0) + 1

@@ -210,13 +210,17 @@ class NodeLink:
             queued.append(frame)
         return True
 
-    def break_pair(self, node: str, why: str, down: bool = False) -> None:
-        """Break the pair with ``node`` on our side (see core/batches.py): a new session,
-        then :meth:`_broke`."""
-        m = self.members.members.get(node)
+    def break_pair(self, node: str, why: str, down: bool = False,
+                   incarnation: int | None = None) -> None:
+        """Break the pair with ``node`` (its run ``incarnation``, default: the one known) on
+        our side (see core/batches.py): a new session, then :meth:`_broke`."""
+        if incarnation is None:
+            m = self.members.members.get(node)
+            incarnation = None if m is None else m.incarnation
         # a pair never used by the routers may have carried workers' batches (direct.py):
-        # a break always moves it to a new session
-        self.pairs.break_(node, incarnation=None if m is None else m.incarnation)
+        # a break always moves it to a new session (a restarted node's old run's pair: the
+        # new run meets us fresh, at session 0)
+        self.pairs.break_(node, incarnation=incarnation)
         self._broke(node, why, down)
 
     def _broke(self, node: str, why: str, down: bool = False, notify: bool = True) -> None:
@@ -484,7 +488,7 @@ class NodeLink:
                 self.on_peers()
             else:
                 log.warning("node %s down: %s", c.node, c.reason)
-                self.break_pair(c.node, c.reason, down=True)
+                self.break_pair(c.node, c.reason, down=True, incarnation=c.incarnation)
 
     async def _on_error(self, e: Exception) -> None:
         self._errors += 1
