@@ -53,12 +53,14 @@ class DirectSend(DirectState):
     def _route(self, dest: str) -> str | None:
         node = ids.node_of(dest)
         to = None
+        if len(self._routes) >= 65536:
+            self._routes.clear()
+            self._serials.clear()
         if node is not None and node != self.node:
             instance = instance_of(dest)
             to = subject(self.config.name, node, instance)
             self._targets[to] = (node, instance)
-        if len(self._routes) >= 65536:
-            self._routes.clear()
+            self._serials[dest] = serial_of(dest)
         self._routes[dest] = to
         return to
 
@@ -118,7 +120,12 @@ class DirectSend(DirectState):
         run's serial base is of an earlier run (core/nodes.py), dead; its messages are dead
         letters here, never sent (its worker's subject may be a worker's of the new run,
         whose stream from us they would start)."""
-        if all(serial_of(run[0]) >= base for run in runs):
+        serials = self._serials  # each routed dest's serial, parsed once (a flush per tick)
+        for run in runs:
+            serial = serials.get(run[0])
+            if (serial_of(run[0]) if serial is None else serial) < base:
+                break
+        else:
             return runs
         live = [run for run in runs if serial_of(run[0]) >= base]
         self._dead(count_messages(runs) - count_messages(live))

@@ -65,6 +65,7 @@ class DirectState:
         # cache); subject -> (node, instance); what is queued per subject
         self._routes: dict[str, str | None] = {}
         self._targets: dict[str, tuple[str, int]] = {}
+        self._serials: dict[str, int] = {}  # another node's dest PID -> its serial
         self._out: dict[str, list[list[Any]]] = {}
         self._flushing = False
         # numbered and encoded, not yet published: (subject, node, pair, batch, messages)
