@@ -148,6 +148,7 @@ def test_batches_fuzzed_on_a_workers_subject_never_crash_the_worker(
     probe = n2.call("spawn", id="t:checker", host="t:a", args=[1])
     subject = f"t.w.n2.{instance_of(probe)}"
     workers = worker_pids(n2)
+    inc1, inc2, _ = header(n1, n2)
     loop = asyncio.new_event_loop()
     nc = loop.run_until_complete(nats_py.connect(nats.url))
     seqs = iter(range(10**9))
@@ -156,7 +157,6 @@ def test_batches_fuzzed_on_a_workers_subject_never_crash_the_worker(
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(st.lists(_run, max_size=4), st.integers(0, 3), st.booleans())
     def one(runs: list[Any], session: int, header_ok: bool) -> None:
-        inc1, inc2, _ = header(n1, n2)
         try:
             data = (encode_direct("n1", inc1, inc2, session, 4002, next(seqs), runs)
                     if header_ok else msgpack.packb(runs))
