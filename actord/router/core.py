@@ -54,6 +54,7 @@ class Router(Dispatch):
         self.instances = 0  # worker starts on a clustered node (WorkerLink.instance)
         self.workers_ready = asyncio.Event()  # set by each DIRECT_READY
         self.parked: list[tuple[float, Callable[[float], None]]] = []  # spawns.py: park
+        self._park_timer: asyncio.TimerHandle | None = None
         # nodes.py: the cluster link (SPEC 11), None for a single node. A clustered node's
         # PIDs are {node@host|0x...} and its serials start at its incarnation's serial base,
         # above any serial an earlier run of the node could have reached (core/nodes.py).

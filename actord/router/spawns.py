@@ -43,6 +43,7 @@ class Spawns(Exits, Gate):
     pid_prefix: str  # "node@" on a clustered node (SPEC 11), else ""
     # spawns waiting for a worker to be ready: (deadline, retry), see park
     parked: list[tuple[float, Callable[[float], None]]]
+    _park_timer: asyncio.TimerHandle | None
 
     def spawn(self, caller: str, req: SpawnRequest) -> str:
         """Start a process (see the handshake in the package docstring); returns its PID.
@@ -123,19 +124,21 @@ class Spawns(Exits, Gate):
         SPAWN_WAIT) passed."""
         if deadline is None:
             deadline = time.monotonic() + SPAWN_WAIT
-        if not self.parked:
-            asyncio.get_running_loop().call_later(0.5, self._unpark, True)
         self.parked.append((deadline, retry))
+        if self._park_timer is None:  # one timer while anything is parked
+            self._park_timer = asyncio.get_running_loop().call_later(0.5, self._park_tick)
 
-    def _unpark(self, timer: bool = False) -> None:
+    def _park_tick(self) -> None:
+        self._park_timer = None
+        self._unpark()
+
+    def _unpark(self) -> None:
         """Retry every parked spawn (a worker is ready, or the timer: those past their
-        deadline for the last time)."""
+        deadline for the last time); those still waiting park again."""
         now = time.monotonic()
         parked, self.parked = self.parked, []
         for deadline, retry in parked:
             retry(deadline if deadline > now else 0.0)
-        if timer and self.parked:
-            asyncio.get_running_loop().call_later(0.5, self._unpark, True)
 
     def _install_edges(self, caller: str, pid: str, flags: int) -> None:
         """The spawn flags' monitor, link and exec watch of ``caller`` on ``pid``."""
