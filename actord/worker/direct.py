@@ -135,6 +135,9 @@ class DirectLink(DirectSend, DirectReceive):
                 else:
                     self._count(item[1], 4, item[4])
             self._ready = keep
+        # the sequences and asked breaks of runs and sessions that are over are forgotten
+        self._seq = {k: v for k, v in self._seq.items() if new.get(k[0], (-1,))[0] == k[1]}
+        self._asked = {k for k in self._asked if new.get(k[0], (-1, -1))[1] == k[1]}
         self.inbound.set_peers(new)
         if self._held:
             held, self._held = self._held, deque()
