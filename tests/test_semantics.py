@@ -68,6 +68,14 @@ def test_messages_then_exit_in_order(daemon: Daemon, host: str, how: str) -> Non
 
 
 @PLACES
+def test_an_exec_childs_messages_come_before_its_result(daemon: Daemon, host: str) -> None:
+    """An exec child that sends N messages to its caller and returns: when exec returns, all
+    N are queued, in order (across nodes: the result waits behind the child's batches)."""
+    assert run(daemon, "scenario_exec_messages_first", host, 3000) == {"n": 3000,
+                                                                        "in_order": True}
+
+
+@PLACES
 def test_messages_listen_and_events_keep_order(daemon: Daemon, host: str) -> None:
     """Messages on a listen topic, on the inbox and CANCELs from one sender arrive in order."""
     r = run(daemon, "scenario_mixed_order", host, 60)

@@ -489,3 +489,12 @@ async def double_cancel_past_deadline(host: str) -> Any:
         ev = await process.events().receive()
         if ev.kind == process.event.EXIT and ev.from_ == target:
             return ev.result
+
+
+async def scenario_exec_messages_first(host: str, n: int) -> dict[str, Any]:
+    """An exec child floods us, then returns: when exec returns, all its messages are queued
+    (its result comes after its messages, as its EXIT would)."""
+    inbox = process.inbox()
+    await process.exec("t:sem.flood", host, process.pid(), "x", n)
+    got = [msg.payload[1] for msg in drain(inbox)]
+    return {"n": len(got), "in_order": got == list(range(len(got)))}
