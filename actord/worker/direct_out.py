@@ -180,6 +180,8 @@ class DirectSend(DirectState):
         numbered first)."""
         if self._out:
             self._number()
+        if self._dead_letters:  # counted before the end or call that follows, not after
+            self._tell_dead()
         fences: dict[str, list[Any]] = {}
         for to in self._dirty:
             node, instance = self._targets[to]

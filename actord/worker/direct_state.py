@@ -119,8 +119,9 @@ class DirectState:
         self._dead_letters += n
 
     def _tell_dead(self) -> None:
-        self.rt.conn.send([wire.DEAD_LETTERS, self._dead_letters])
-        self._dead_letters = 0
+        if self._dead_letters:  # (none left when a fence told them first)
+            self.rt.conn.send([wire.DEAD_LETTERS, self._dead_letters])
+            self._dead_letters = 0
 
     def _count(self, node: str, i: int, n: int) -> None:
         counts = self.counts.get(node)
