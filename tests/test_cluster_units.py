@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
@@ -105,47 +106,75 @@ def nats_conf(i: int, tls: Path, store: Path, ports: dict[str, list[int]]) -> st
     return text.replace("/etc/nats/tls/ca.pem", str(tls / "ca.pem"))
 
 
-@pytest.fixture
-def tls_nats(tmp_path: Path) -> Iterator[tuple[Path, list[int]]]:
+class TlsNats:
     """The README's certificates (made by its openssl block, the servers' names adapted to
-    loopback) and three nats-servers on the shipped config, routed to each other."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    script = readme_block("sh", "openssl req -x509").replace(
-        "subjectAltName=DNS:%s.example.net", "subjectAltName=DNS:%s.example.net,DNS:localhost")
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tls,
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for i in range(3):
-            conf = tmp_path / f"nats{i + 1}.conf"
-            conf.write_text(nats_conf(i, tls, tmp_path / f"js{i + 1}", ports))
-            check = subprocess.run([NATS_SERVER, "-t", "-c", str(conf)], capture_output=True,
-                                   text=True, timeout=30, check=False)
-            assert check.returncode == 0 and "is valid" in check.stdout + check.stderr, check
-            with open(tmp_path / f"nats{i + 1}.log", "wb") as log:
-                procs.append(subprocess.Popen([NATS_SERVER, "-c", str(conf)], stdout=log,
-                                              stderr=subprocess.STDOUT,
-                                              env={"GOMAXPROCS": "1", "PATH": "/usr/bin:/bin"}))
-        for i in range(3):
-            wait_for(lambda i=i: accepts(ports["client"][i]), 10, what=f"nats{i + 1}")
+    loopback) and three nats-servers on the shipped config, each started when asked."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.tls = tmp_path / "tls"
+        self.tls.mkdir()
+        script = readme_block("sh", "openssl req -x509").replace(
+            "subjectAltName=DNS:%s.example.net",
+            "subjectAltName=DNS:%s.example.net,DNS:localhost")
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=self.tls,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        self.ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, i: int) -> None:
+        """Check server ``i``'s config as the README does, run it, wait until it accepts."""
+        conf = self.tmp / f"nats{i + 1}.conf"
+        conf.write_text(nats_conf(i, self.tls, self.tmp / f"js{i + 1}", self.ports))
+        check = subprocess.run([NATS_SERVER, "-t", "-c", str(conf)], capture_output=True,
+                               text=True, timeout=30, check=False)
+        assert check.returncode == 0 and "is valid" in check.stdout + check.stderr, check
+        with open(self.tmp / f"nats{i + 1}.log", "wb") as log:
+            self.procs.append(subprocess.Popen([NATS_SERVER, "-c", str(conf)], stdout=log,
+                                               stderr=subprocess.STDOUT,
+                                               env={"GOMAXPROCS": "1", "PATH": "/usr/bin:/bin"}))
+        wait_for(lambda: accepts(self.ports["client"][i]), 10, what=f"nats{i + 1}")
+
+    def wait_ready(self) -> None:
+        """Each server routed to the other two, and JetStream's meta leader elected (on a new
+        cluster this takes up to ~10 s here: until then no bucket can be made or bound)."""
+        http = self.ports["http"]
         wait_for(lambda: all(routes(p) == {f"nats{k}" for k in (1, 2, 3)} - {f"nats{i + 1}"}
-                             for i, p in enumerate(ports["http"])), 15,
+                             for i, p in enumerate(http)), 15,
                  what="each server routed to the other two")
-        yield tls, ports["client"]
-    finally:
-        for p in procs:
+        wait_for(lambda: all(meta_leader(p) for p in http), 30, what="a JetStream meta leader")
+
+    def stop(self) -> None:
+        for p in self.procs:
             p.terminate()
-        for p in procs:
+        for p in self.procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture
+def tls_servers(tmp_path: Path) -> Iterator[TlsNats]:
+    """Three TLS nats-servers on the shipped config, none started yet."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    servers = TlsNats(tmp_path)
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def tls_nats(tls_servers: TlsNats) -> tuple[Path, list[int]]:
+    """The three servers running, routed to each other, JetStream ready."""
+    for i in range(3):
+        tls_servers.start(i)
+    tls_servers.wait_ready()
+    return tls_servers.tls, tls_servers.ports["client"]
 
 
 def routes(http_port: int) -> set[str]:
@@ -155,6 +184,12 @@ def routes(http_port: int) -> set[str]:
         return {route["remote_name"] for route in json.load(r)["routes"]}
 
 
+def meta_leader(http_port: int) -> str:
+    """The JetStream meta leader a server knows of ("" while there is none)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/jsz", timeout=2) as r:
+        return str(json.load(r).get("meta_cluster", {}).get("leader") or "")
+
+
 def node_config(node: str, i: int, tls: Path, client_ports: list[int]) -> str:
     """A test daemon with the README's [cluster] table for ``node``: its own server first,
     the test's certificate paths; nothing else changed."""
@@ -162,8 +197,8 @@ def node_config(node: str, i: int, tls: Path, client_ports: list[int]) -> str:
     assert table["servers"][0].startswith("tls://") and table["name"] == "prod"
     order = [client_ports[(i + k) % 3] for k in range(3)]
     servers = ", ".join(f'"tls://localhost:{p}"' for p in order)
-    paths = {k: v.replace("/etc/actord/tls", str(tls)).replace("n1", node)
-             for k, v in table["tls"].items()}
+    paths = {k: v.replace("/etc/actord/tls/n1", f"/etc/actord/tls/{node}")
+             .replace("/etc/actord/tls", str(tls)) for k, v in table["tls"].items()}
     tls_line = ", ".join(f'{k} = "{v}"' for k, v in paths.items())
     processes = {"t:idle": "semantics_probes:idle", "r:holder": "remote_probes:name_holder",
                  "r:claim": "remote_probes:claim"}
@@ -218,3 +253,32 @@ def test_three_nodes_join_through_a_tls_nats_cluster(
             assert "Traceback" not in d.log(), d.log()
     finally:
         stop_all(ds)
+
+
+def test_global_names_come_up_once_the_nats_cluster_elects_its_leader(
+    tmp_path: Path, tls_servers: TlsNats
+) -> None:
+    """A node connected to a NATS cluster that has no JetStream leader yet (one server of three
+    up: no quorum) runs, says once that its name bucket is not there yet, and refuses a
+    global: claim with a clear error after a bounded wait; once the other servers are up it
+    binds the bucket by itself (no restart) and claims work."""
+    tls_servers.start(0)
+    d = Daemon(tmp_path / "n1", node_config("n1", 0, tls_servers.tls,
+                                            tls_servers.ports["client"]))
+    try:
+        d.start()
+        wait_for(lambda: "names: name bucket prod_names" in d.log(), 10,
+                 what="the bucket's first failure logged")
+        began = time.monotonic()
+        assert d.exec("r:claim", "t:a", "global:db") == "ERROR"
+        assert time.monotonic() - began < 10  # READY_WAIT (5 s), not forever
+        for i in (1, 2):
+            tls_servers.start(i)
+        tls_servers.wait_ready()
+        wait_for(lambda: "names: bucket prod_names ready" in d.log(), 30, what="the bucket bound")
+        assert d.exec("r:claim", "t:a", "global:db") == "ok"
+        assert d.call("registry").get("global:db") is None  # the claimer ended: released
+        assert d.log().count("retrying while connected to NATS") == 1, d.log()
+        assert "Traceback" not in d.log(), d.log()
+    finally:
+        stop_all([d])

@@ -67,7 +67,7 @@ class Router(Dispatch):
             self.pid_prefix = f"{config.cluster.node}@"
             self.global_names = GlobalNames(config.cluster.name, config.cluster.node,
                                             self._global_changed)
-            self.cluster.on_connect.append(self.global_names.start)
+            self.cluster.on_connect.append(self.global_names.serve)
             self.cluster.on_peers = self._peers_changed
             self.serial = serial_base(self.cluster.incarnation)
         self.routed = 0

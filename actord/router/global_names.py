@@ -9,7 +9,8 @@ decisions (``lookup``, ``names_of``, ``release``) read and change only that repl
 await. The interface the router uses::
 
     names = GlobalNames(cluster_name, node, on_change)   # on_change(name, pid | None)
-    await names.start(nc)        # once connected, and again after every NATS reconnect
+    await names.serve(nc)        # once connected, and again after every NATS reconnect:
+                                 # start(nc), retried in the background until it succeeds
     names.lookup(name) -> str | None            names.names_of(pid) -> list[str]
     await names.claim(name, pid) -> bool        # False: held by another PID (ALREADY_EXISTS);
                                                 # raises NamesUnavailable when NATS can't answer
@@ -42,7 +43,12 @@ Invariants:
 
 While NATS is unreachable: ``lookup``/``names_of``/``release``/``drop_node`` go on from the
 replica; ``claim`` raises :class:`NamesUnavailable` at once (or after the JetStream timeout, when
-the connection drops during the call); deletes wait for the next ``start``. Background tasks are
+the connection drops during the call); deletes wait for the next ``start``. While connected but
+the bucket cannot answer yet (a fresh NATS cluster still electing its JetStream leader, a
+timeout), ``serve`` retries ``start`` with backoff and a ``claim`` waits up to
+:data:`READY_WAIT` seconds for it. The bucket is created with :data:`REPLICAS` replicas (a NATS
+cluster of three keeps every name through the loss of one server), or one where JetStream
+cannot place more (a single server). Background tasks are
 owned here, their failures logged as one line on logger ``actord.names``, never raised.
 """
 
@@ -65,6 +71,14 @@ log = logging.getLogger("actord.names")
 OP_TIMEOUT = 2.0
 #: seconds ``start`` waits for the bucket's current entries
 LOAD_TIMEOUT = 10.0
+#: seconds a claim waits for a bucket that ``serve`` is still retrying to start
+READY_WAIT = 5.0
+#: seconds between ``serve``'s retries of ``start``: the first, then doubled up to the last
+RETRY_DELAYS = (0.5, 4.0)
+#: replicas of a new bucket where JetStream can place them (else one)
+REPLICAS = 3
+#: JetStream's "cannot place that many replicas" error codes (not clustered, too few servers)
+_TOO_FEW_SERVERS = (10074, 10023)
 #: compare-and-set rounds of one claim against a key that keeps changing under it
 CLAIM_ATTEMPTS = 5
 #: seconds ``close`` lets deletes in flight finish
@@ -128,6 +142,7 @@ class GlobalNames:
         self._kv: Any = None  # nats.js.kv.KeyValue once started
         self._watcher: Any = None
         self._pump: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None  # serve's retries, until one succeeds
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- the replica (synchronous) ---------------------------------------------------------
@@ -217,8 +232,7 @@ class GlobalNames:
         changes, delete this node's stale entries and retry deletes not yet done. Call again
         after a reconnect (it replaces the watcher). Raises :class:`NamesUnavailable`."""
         import nats.errors
-        from nats.js.api import KeyValueConfig
-        from nats.js.errors import BadRequestError, BucketNotFoundError
+        from nats.js.errors import BucketNotFoundError
 
         await self._stop_watch()
         self._nc, self._kv = nc, None
@@ -227,10 +241,7 @@ class GlobalNames:
             try:
                 kv = await js.key_value(self.bucket)
             except BucketNotFoundError:
-                try:
-                    kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, history=1))
-                except BadRequestError:  # another node created it meanwhile (other options)
-                    kv = await js.key_value(self.bucket)
+                kv = await self._create(js)
             # the snapshot is in once the watcher has delivered the stream's last revision as
             # of now (not nats-py's "caught up" marker: it is decided from a consumer-info
             # reply, which can overtake entries the server has already pushed)
@@ -249,8 +260,68 @@ class GlobalNames:
         self._kv = kv
         await asyncio.gather(*(self._delete(name, rev) for name, rev in list(self._doomed.items())))
 
+    async def _create(self, js: Any) -> Any:
+        """Create the bucket with :data:`REPLICAS` replicas, or one where JetStream cannot
+        place more; bind it instead when another node created it meanwhile."""
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import APIError, BadRequestError
+
+        for replicas in (REPLICAS, 1):
+            try:
+                return await js.create_key_value(
+                    KeyValueConfig(bucket=self.bucket, history=1, replicas=replicas))
+            except BadRequestError as e:
+                if e.err_code in _TOO_FEW_SERVERS and replicas > 1:
+                    continue
+                return await js.key_value(self.bucket)  # created meanwhile (other options)
+            except APIError as e:
+                if e.err_code not in _TOO_FEW_SERVERS or replicas == 1:
+                    raise
+        raise AssertionError("unreachable: the last round returns or raises")
+
+    async def serve(self, nc: Any) -> None:
+        """The on-connect hook: :meth:`start` on ``nc``; when the bucket cannot answer yet,
+        log it once and keep retrying in the background (backoff :data:`RETRY_DELAYS`) while
+        ``nc`` stays connected, so global names come up without a restart. Returns after the
+        first attempt; never raises :class:`NamesUnavailable`."""
+        if self._starting is not None:
+            self._starting.cancel()
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._starting = asyncio.get_running_loop().create_task(self._keep_starting(nc, first))
+        await asyncio.wait({first, self._starting}, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _keep_starting(self, nc: Any, first: asyncio.Future[None]) -> None:
+        delay, failed = RETRY_DELAYS[0], False
+        try:
+            while True:
+                try:
+                    await self.start(nc)
+                except NamesUnavailable as e:
+                    (log.debug if failed else log.warning)(
+                        "names: %s; retrying while connected to NATS", e)
+                    failed = True
+                else:
+                    if failed:
+                        log.info("names: bucket %s ready", self.bucket)
+                    return
+                finally:
+                    if not first.done():
+                        first.set_result(None)
+                if not nc.is_connected:
+                    return  # the reconnect calls serve again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAYS[1])
+        finally:
+            if not first.done():
+                first.set_result(None)
+
     async def close(self) -> None:
         """Stop watching; deletes in flight get :data:`CLOSE_WAIT` seconds. Leaves ``nc`` open."""
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+            self._starting = None
         await self._stop_watch()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=CLOSE_WAIT)
@@ -275,6 +346,10 @@ class GlobalNames:
         if held is not None and held[0] == pid:
             return True
         kv = self._kv
+        starting = self._starting
+        if kv is None and starting is not None and self._nc is not None and self._nc.is_connected:
+            await asyncio.wait({starting}, timeout=READY_WAIT)  # serve is still retrying
+            kv = self._kv
         if kv is None or self._nc is None or not self._nc.is_connected:
             raise NamesUnavailable(f"name bucket {self.bucket}: not connected to NATS")
         key = (name, pid)
