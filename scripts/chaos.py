@@ -22,10 +22,10 @@ Run:  .venv/bin/python scripts/chaos.py --duration 180 --kills 90 --seed 7 --jso
 Exit status 0 iff no violation; the daemon's directory is kept (and printed) on failure.
 
 With ``--nodes 3``: a nats-server and three clustered nodes, senders and receivers on
-different nodes, worker kill -9s and node kill -9s (each node restarted; never n1, which
-holds the collector and the watcher), judged by ``chaos_check.verify_cluster`` (whose
-docstring defines each stream's cut). See :class:`ClusterChaos` and README "Chaos on three
-nodes".
+different nodes, worker kill -9s, worker SIGSTOPs (as above) and node kill -9s (each node
+restarted; never n1, which holds the collector and the watcher), judged by
+``chaos_check.verify_cluster`` (whose docstring defines each stream's cut). See
+:class:`ClusterChaos` and README "Chaos on three nodes".
 """
 
 from __future__ import annotations
@@ -63,6 +63,47 @@ import chaos_check
 from actord.testing import CommandError, Daemon, wait_for
 
 
+class Pauser:
+    """SIGSTOPs one worker at a time and SIGCONTs it 0.2-1.5 s later (one killed while
+    stopped is fine: the pidfd names that process only). Its counts go in the report."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.log: list[dict[str, Any]] = []
+        self.stops = 0
+        self.resumes = 0
+        self._stopped: tuple[int, float] | None = None  # pidfd, resume at
+
+    @property
+    def idle(self) -> bool:
+        return self._stopped is None
+
+    def stop(self, now: float, os_pid: int, **where: Any) -> None:
+        """SIGSTOP ``os_pid`` (``where`` goes in the log); it resumes at a later ``tick``."""
+        assert self._stopped is None
+        fd = signal_pid(os_pid, signal.SIGSTOP)
+        if fd is not None:
+            self.stops += 1
+            self.log.append({"t": round(time.time(), 3), "os_pid": os_pid, **where})
+            self._stopped = (fd, now + self.rng.uniform(0.2, 1.5))
+
+    def tick(self, now: float) -> None:
+        """Resume the stopped worker if its time has come."""
+        if self._stopped is not None and now >= self._stopped[1]:
+            self.resume()
+
+    def resume(self) -> None:
+        """SIGCONT the stopped worker now, if any."""
+        if self._stopped is None:
+            return
+        fd = self._stopped[0]
+        with contextlib.suppress(ProcessLookupError):  # killed while stopped: fine
+            signal.pidfd_send_signal(fd, signal.SIGCONT)
+            self.resumes += 1
+        os.close(fd)
+        self._stopped = None
+
+
 class Chaos:
     """The chaos schedule (module docstring) and its counters."""
 
@@ -70,13 +111,10 @@ class Chaos:
         self.node = node
         self.rng = rng
         self.kills: list[dict[str, Any]] = []
-        self.stop_log: list[dict[str, Any]] = []
-        self.stops = 0
-        self.resumes = 0
+        self.pauser = Pauser(rng)
         self.cancels = 0
         self.terminates = 0
         self.missed = 0  # cancel/terminate of a process that had just ended
-        self._stopped: tuple[int, float, int] | None = None  # pidfd, resume at, os pid
 
     def run(self, duration: float, kills: int) -> None:
         rng = self.rng
@@ -94,12 +132,11 @@ class Chaos:
                 break
             if elapsed > duration + 60:
                 raise RuntimeError(f"only {len(self.kills)} of {kills} kills in {elapsed:.0f}s")
-            if self._stopped is not None and now >= self._stopped[1]:
-                self._resume()
+            self.pauser.tick(now)
             if kill_at and now >= kill_at[0] and self._kill():
                 kill_at.pop(0)
             if elapsed < duration:
-                if now >= next_stop and self._stopped is None:
+                if now >= next_stop and self.pauser.idle:
                     self._stop(now)
                     next_stop = now + rng.uniform(2.0, 5.0)
                 if now >= next_cancel:
@@ -110,14 +147,13 @@ class Chaos:
                     next_terminate = now + rng.uniform(0.15, 0.6)
             if now >= next_progress:
                 s = self.node.summary()
-                say(f"[{elapsed:5.1f}s] kills {len(self.kills)} stops {self.stops} "
+                say(f"[{elapsed:5.1f}s] kills {len(self.kills)} stops {self.pauser.stops} "
                     f"cancels {self.cancels} terminates {self.terminates} | "
                     f"spawned {s['spawned']} ended {s['order']} alive {s['alive']} "
                     f"observer violations {s['bad']}")
                 next_progress = now + 5.0
             time.sleep(0.01)
-        if self._stopped is not None:
-            self._resume()
+        self.pauser.resume()
 
     def _candidates(self, min_uptime: float) -> list[dict[str, Any]]:
         return [w for w in self.node.workers()
@@ -144,21 +180,7 @@ class Chaos:
         if not workers:
             return
         w = self.rng.choice(workers)
-        fd = signal_pid(w["os_pid"], signal.SIGSTOP)
-        if fd is not None:
-            self.stops += 1
-            self.stop_log.append({"t": round(time.time(), 3), "host": w["host"],
-                                  "index": w["index"], "os_pid": w["os_pid"]})
-            self._stopped = (fd, now + self.rng.uniform(0.2, 1.5), w["os_pid"])
-
-    def _resume(self) -> None:
-        assert self._stopped is not None
-        fd = self._stopped[0]
-        with contextlib.suppress(ProcessLookupError):  # killed while stopped: fine
-            signal.pidfd_send_signal(fd, signal.SIGCONT)
-            self.resumes += 1
-        os.close(fd)
-        self._stopped = None
+        self.pauser.stop(now, w["os_pid"], host=w["host"], index=w["index"])
 
     def _target(self) -> str | None:
         return self.node.random_alive(self.rng, 0.5)
@@ -307,10 +329,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report.update({
             "kills": len(chaos.kills), "restarts": restarts,
             "workers_up": all(w["up"] for w in workers),
-            "stops": chaos.stops, "resumes": chaos.resumes, "cancels": chaos.cancels,
+            "stops": chaos.pauser.stops, "resumes": chaos.pauser.resumes,
+            "cancels": chaos.cancels,
             "terminates": chaos.terminates, "missed": chaos.missed,
         })
-        report["kill_log"], report["stop_log"] = chaos.kills, chaos.stop_log
+        report["kill_log"], report["stop_log"] = chaos.kills, chaos.pauser.log
         if restarts < len(chaos.kills):
             report["leaks"].append(f"{len(chaos.kills)} kills but {restarts} worker restarts")
         worker_pids = [w["os_pid"] for w in daemon.workers()]
@@ -396,7 +419,9 @@ class ClusterChaos:
     Every receiver and sender is spawned by the harness through its node's own control socket
     (receivers first, then senders aimed at 1-3 receivers on other nodes, alive at the last
     ``ps``), so the harness knows each PID's node, run and spawn time; the watcher on n1 is
-    told every PID (only n1's when the build has no monitors across nodes)."""
+    told every PID (only n1's when the build has no monitors across nodes). With ``--links``
+    (the default) each receiver also traps links and links to its senders: a sender dies of
+    its receiver's abnormal end or of a break of their pair, as an Erlang process would."""
 
     def __init__(self, cluster: Cluster, rng: random.Random, args: argparse.Namespace) -> None:
         self.c = cluster
@@ -408,6 +433,7 @@ class ClusterChaos:
         self.node_kills: list[dict[str, Any]] = []
         self.down_until: dict[str, float] = {}
         self.spawn_failures: Counter[str] = Counter()
+        self.pauser = Pauser(rng)
         self.collector = self.watcher = ""
         self.watched = 0
 
@@ -441,7 +467,8 @@ class ClusterChaos:
         for n in self.c.live():
             for _ in range(self.args.receivers - len(self.alive[n]["receiver"])):
                 self.spawn(n, "receiver", [self.collector, REPORT,
-                                           bool(self.args.remote_monitors)])
+                                           bool(self.args.remote_monitors),
+                                           bool(self.args.links)])
         for n in self.c.live():
             for _ in range(self.args.senders - len(self.alive[n]["sender"])):
                 pool = [r for m in self.c.live() if m != n for r in self.alive[m]["receiver"]]
@@ -477,11 +504,16 @@ class ClusterChaos:
 
         worker_at, node_at = spread(args.kills), spread(args.node_kills)
         next_progress = t0 + 5.0
+        next_stop = t0 + rng.uniform(1.0, 3.0)
         while True:
             now = time.monotonic()
             elapsed = now - t0
+            self.pauser.tick(now)
             if elapsed >= duration and not worker_at and not node_at:
                 break
+            if args.stops and elapsed < duration and now >= next_stop and self.pauser.idle:
+                self._stop_worker(now)
+                next_stop = now + rng.uniform(2.0, 5.0)
             if elapsed > duration + 60:
                 raise RuntimeError(f"only {len(self.worker_kills)} worker and "
                                    f"{len(self.node_kills)} node kills in {elapsed:.0f}s")
@@ -498,10 +530,12 @@ class ClusterChaos:
             if now >= next_progress:
                 s = self.ask(self.collector, "summary")
                 say(f"[{elapsed:5.1f}s] worker kills {len(self.worker_kills)} node kills "
-                    f"{len(self.node_kills)} | spawned {len(self.procs)} | received "
+                    f"{len(self.node_kills)} stops {self.pauser.stops} | "
+                    f"spawned {len(self.procs)} | received "
                     f"{s['received']} sent {s['sent']}")
                 next_progress = now + 5.0
             time.sleep(0.1)
+        self.pauser.resume()
 
     def _kill_node(self) -> bool:
         victims = [n for n in self.c.live() if n != Cluster.OBSERVER_NODE]
@@ -517,9 +551,19 @@ class ClusterChaos:
         self.alive[n] = {"receiver": [], "sender": []}
         return True
 
+    def _workers(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every live workload worker up for 0.3 s, with its node."""
+        return [(n, w) for n in self.c.live() for w in self.c.daemons[n].workers()
+                if w["host"] in CLUSTER_HOSTS and w["up"] and w.get("uptime", 1.0) >= 0.3]
+
+    def _stop_worker(self, now: float) -> None:
+        cands = self._workers()
+        if cands:
+            n, w = self.rng.choice(cands)
+            self.pauser.stop(now, w["os_pid"], node=n, host=w["host"])
+
     def _kill_worker(self) -> bool:
-        cands = [(n, w) for n in self.c.live() for w in self.c.daemons[n].workers()
-                 if w["host"] in CLUSTER_HOSTS and w["up"] and w.get("uptime", 1.0) >= 0.3]
+        cands = self._workers()
         if not cands:
             return False
         n, w = self.rng.choice(cands)
@@ -654,7 +698,7 @@ def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
         chaos.start_observers()
         if args.remote_monitors is None:
             args.remote_monitors = remote_monitors(chaos)
-        report["remote_monitors"] = args.remote_monitors
+        report["remote_monitors"], report["links"] = args.remote_monitors, args.links
         chaos.poll()
         t0 = time.monotonic()
         chaos.run(args.duration)
@@ -688,6 +732,8 @@ def run_cluster(args: argparse.Namespace) -> dict[str, Any]:
             if not any(n in (b[0], b[1]) and 0 <= b[2] - t <= 5.0 for n, _, t in cluster.killed)]
         report.update({
             "worker_kills": len(chaos.worker_kills), "node_kills": len(chaos.node_kills),
+            "stops": chaos.pauser.stops, "resumes": chaos.pauser.resumes,
+            "stop_log": chaos.pauser.log,
             "processes_started": len(chaos.procs), "watched": chaos.watched,
             "spawn_failures": dict(chaos.spawn_failures), "pair_breaks_logged": len(breaks),
             "worker_kill_log": chaos.worker_kills, "node_kill_log": chaos.node_kills,
@@ -730,6 +776,7 @@ def print_cluster_report(report: dict[str, Any]) -> None:
         ("chaos duration (s)", report["chaos_seconds"]),
         ("node kill -9 + restart", report["node_kills"]),
         ("worker kill -9", report["worker_kills"]),
+        ("worker SIGSTOP / SIGCONT", f"{report['stops']} / {report['resumes']}"),
         ("processes started (watched)", f"{report['processes_started']} "
                                         f"({report['watched']}; across nodes: "
                                         f"{report['remote_monitors']})"),
@@ -738,6 +785,8 @@ def print_cluster_report(report: dict[str, Any]) -> None:
          f"{v['streams_exact']} / {v['streams_floor']} / {v['streams_prefix']} / "
          f"{v['streams_cut_by_break']}"),
         ("monitors: watcher / receivers", f"{v['monitored']} / {v['receiver_monitors']}"),
+        ("links: receivers' (LINK_DOWNs, node down)",
+         f"{v['receiver_links']} ({v['link_downs']}, {v['link_node_downs']})"),
         ("EXITs checked (watcher's node down)", f"{v['events_checked']} "
                                                 f"({v['node_down_exits']})"),
         ("pair breaks logged (not from a kill)", f"{report['pair_breaks_logged']} "
@@ -799,6 +848,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--remote-monitors", action=argparse.BooleanOptionalAction,
                          default=None, help="the watcher on n1 monitors every node's processes "
                                             "(default: when a probe shows the build can)")
+    cluster.add_argument("--links", action=argparse.BooleanOptionalAction, default=True,
+                         help="receivers trap links and link to their senders across nodes")
+    cluster.add_argument("--stops", action=argparse.BooleanOptionalAction, default=True,
+                         help="SIGSTOP a worker every 2-5 s, SIGCONT it 0.2-1.5 s later")
     args = parser.parse_args(argv)
     one = args.nodes == 1
     for key, single, per_node in (("kills", 90, 30), ("receivers", 6, 2), ("senders", 8, 3),

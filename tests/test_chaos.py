@@ -125,12 +125,16 @@ CK = "{n3@chaos:a|0x6}"  # K -> R, K's node killed at 110
 def _stream(n: int, fin: int | None = None) -> dict[str, Any]:
     return {"n": n, "exp": n, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
             "fin": fin, "nfin": None if fin is None else n, "late": 0, "mon": None,
-            "exits": [], "nx": None, "after": 0}
+            "exits": [], "nx": None, "after": 0, "lnk": None, "downs": []}
+
+
+WORKER_KILLED = {"error": "worker exited"}
 
 
 def _cluster_records() -> dict[str, Any]:
     """A clean three-node history (the PIDs above), n3 killed at 110 and the pairs
-    {n1, n3} and {n2, n3} broken by it."""
+    {n1, n3} and {n2, n3} broken by it. R links S (normal end: no LINK_DOWN) and K (node
+    down); R2 links S3 (worker killed: one LINK_DOWN, the watcher's result)."""
     procs = {
         CS: {"role": "sender", "node": "n1", "run": 1, "t": 100.0, "gone": 105.0,
              "targets": [CR]},
@@ -149,12 +153,16 @@ def _cluster_records() -> dict[str, Any]:
         CS3: {"kind": "sstat", "sent": {CR2: 6}, "done": False},
         CK: {"kind": "sstat", "sent": {CR: 2}, "done": False},
         CR: {"kind": "rstat", "done": True, "peers": {
-            CS: {**_stream(5, fin=5), "mon": True, "exits": [{"value": {}}], "nx": 5},
-            CK: {**_stream(3), "mon": True, "exits": [{"error": "node down: n3"}], "nx": 3}}},
-        CR2: {"kind": "rstat", "done": True, "peers": {CS2: _stream(4), CS3: _stream(7)}},
+            CS: {**_stream(5, fin=5), "mon": True, "exits": [{"value": {}}], "nx": 5,
+                 "lnk": True},
+            CK: {**_stream(3), "mon": True, "exits": [{"error": "node down: n3"}], "nx": 3,
+                 "lnk": True, "downs": [{"error": "node down: n3"}]}}},
+        CR2: {"kind": "rstat", "done": True, "peers": {
+            CS2: _stream(4), CS3: {**_stream(7), "lnk": True, "downs": [WORKER_KILLED]}}},
     }
     watch = {
         CS: {"mon": True, "exits": [["pid.exit", {"value": {}}, 105.0]]},
+        CS3: {"mon": True, "exits": [["pid.exit", WORKER_KILLED, 108.0]]},
         CR2: {"mon": True, "exits": [["pid.exit", {"value": {}}, 121.0]]},
         CK: {"mon": True, "exits": [["pid.exit", {"error": "node down: n3"}, 111.2]]},
     }
@@ -178,8 +186,9 @@ def test_cluster_verdict_of_a_clean_history_is_clean() -> None:
     v = _verify_cluster(_cluster_records())
     assert _clean(v), v
     assert (v["streams_exact"], v["streams_floor"], v["streams_prefix"]) == (2, 1, 1), v
-    assert v["messages_checked"] == 19 and v["node_down_exits"] == 1 and v["monitored"] == 3
-    assert v["receiver_monitors"] == 2 and v["events_checked"] == 5, v
+    assert v["messages_checked"] == 19 and v["node_down_exits"] == 1 and v["monitored"] == 4
+    assert v["receiver_monitors"] == 2 and v["events_checked"] == 8, v
+    assert (v["receiver_links"], v["link_downs"], v["link_node_downs"]) == (3, 2, 1), v
 
 
 def test_cluster_verdict_tolerates_seqs_after_a_node_down_exit_only() -> None:
@@ -251,6 +260,24 @@ CLUSTER_MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "receiver: EXIT differs": (
         lambda h: _cpeer(h, CR, CS).update(exits=[{"error": "process terminated"}]),
         "receiver: EXIT differs from the watcher's"),
+    "receiver: second LINK_DOWN": (
+        lambda h: _cpeer(h, CR2, CS3)["downs"].append(WORKER_KILLED),
+        "receiver: LINK_DOWN count > 1"),
+    "receiver: no LINK_DOWN at an abnormal end": (
+        lambda h: _cpeer(h, CR2, CS3).update(downs=[]),
+        "receiver: link partner's abnormal end brought no LINK_DOWN"),
+    "receiver: LINK_DOWN at a normal end": (
+        lambda h: _cpeer(h, CR, CS).update(downs=[{"value": {}}]),
+        "receiver: LINK_DOWN of a normal end"),
+    "receiver: LINK_DOWN the watcher saw as a normal end": (
+        lambda h: _cpeer(h, CR, CS).update(downs=[WORKER_KILLED]),
+        "receiver: LINK_DOWN differs from the watcher's EXIT"),
+    "receiver: LINK_DOWN without a link": (
+        lambda h: _cpeer(h, CR2, CS2).update(downs=[WORKER_KILLED]),
+        "receiver: LINK_DOWN without a link"),
+    "receiver: link's node down without a cut": (
+        lambda h: _cpeer(h, CR2, CS3).update(downs=[{"error": "node down: n1"}]),
+        "receiver: link's node down without a cut of that node"),
     "EXIT of a stranger": (
         lambda h: h["watch"].update({"{n2@chaos:a|0x99}": {"mon": None, "stranger": True,
                                                            "exits": [["pid.exit", {}, 1.0]]}}),
@@ -295,9 +322,10 @@ def test_chaos_short_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_chaos_three_nodes(tmp_path: Path) -> None:
-    """~60 s on three nodes and a real nats-server, >= 3 node kill -9s (each restarted) and
-    >= 10 worker kill -9s: nothing lost, duplicated or reordered, one EXIT per monitor, no
-    leaked entry, every daemon stopped with exit 0."""
+    """~60 s on three nodes and a real nats-server, >= 3 node kill -9s (each restarted),
+    >= 10 worker kill -9s and worker SIGSTOPs: nothing lost, duplicated or reordered, one
+    EXIT per monitor, LINK_DOWN once and only at abnormal ends, no leaked entry, every daemon
+    stopped with exit 0."""
     out = tmp_path / "chaos3.json"
     r = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--nodes", "3", "--duration", "60",
@@ -309,6 +337,7 @@ def test_chaos_three_nodes(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     v = report["verdict"]
     assert report["node_kills"] >= 3 and report["worker_kills"] >= 10, r.stdout
+    assert report["stops"] >= 8, r.stdout  # workers SIGSTOPped past node_timeout too
     assert (v["lost"], v["duplicated"], v["reordered"]) == (0, 0, 0), r.stdout
     assert v["violations"] == {} and report["leaks"] == [], r.stdout
     assert report["unexplained_worker_deaths"] == [], r.stdout
@@ -319,3 +348,6 @@ def test_chaos_three_nodes(tmp_path: Path) -> None:
     # monitors across nodes: the watcher on n1 saw the killed nodes' processes go
     assert report["remote_monitors"], r.stdout
     assert v["node_down_exits"] >= 3 and v["receiver_monitors"] > 20, r.stdout
+    # links across nodes: LINK_DOWNs of worker kills and of node downs were judged
+    assert report["links"] and v["receiver_links"] > 20, r.stdout
+    assert v["link_downs"] > v["link_node_downs"] > 0, r.stdout

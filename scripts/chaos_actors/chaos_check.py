@@ -315,11 +315,17 @@ def verify_cluster(
     is a ``node down`` (a sender still alive after a break goes on sending as a fresh
     member); a ``node down`` names the sender's node, whose run was killed or whose pair
     with the receiver's broke; any other result is the watcher's.
+    A receiver's link to a sender (trapped; the sender does not trap): at most one LINK_DOWN
+    and none without a link; a ``node down`` is one of a cut, as for monitors; any other is
+    an abnormal end, the same result as the watcher's EXIT of the sender (when the watcher
+    saw the end itself, not a ``node down``); a receiver that lived to the final CANCEL got
+    one when the watcher saw the sender end abnormally (LINK_DOWN only on abnormal ends).
     """
     v = Verdict()
     extra = {"streams_prefix": 0, "streams_cut_by_break": 0, "tolerated_missing": 0,
              "monitored": 0, "node_down_exits": 0, "monitors_refused": 0,
-             "receiver_monitors": 0}
+             "receiver_monitors": 0, "receiver_links": 0, "link_downs": 0,
+             "link_node_downs": 0}
     killed_runs = {(k[0], k[1]) for k in killed}
 
     def broke(s: dict[str, Any], r: dict[str, Any]) -> bool:
@@ -350,6 +356,7 @@ def verify_cluster(
                                     killed_runs, broke(srec, rrec), v, extra)
     _cluster_monitors(procs, watch, killed, killed_runs, breaks, watcher_node, v, extra)
     _receiver_monitors(procs, reports, watch, killed_runs, breaks, v, extra)
+    _receiver_links(procs, reports, watch, killed_runs, breaks, v, extra)
     return {**v.as_dict(), **extra}
 
 
@@ -492,15 +499,62 @@ def _receiver_monitors(procs: dict[str, dict[str, Any]], reports: dict[str, dict
             if p.get("after") and not node_down:  # (a sender alive past a break goes on)
                 v.bad("receiver: seq after the sender's EXIT", rpid, spid, p["after"])
             if isinstance(err, str) and node_down:
-                node = err.removeprefix("node down: ")
-                pair = {node, rrec["node"]}
-                cut = (srec["node"], srec["run"]) in killed_runs or any(
-                    tb >= srec["t"] - BREAK_SLACK
-                    and (x in pair if y == "*" else {x, y} == pair) for x, y, tb, *_ in breaks)
-                if node != srec["node"] or not cut:
+                if not _down_of_a_cut(err, srec, rrec, killed_runs, breaks):
                     v.bad("receiver: node down without a cut of that node", rpid, spid, result)
                 continue
             w = (watch.get(spid) or {}).get("exits") or []
             if w and w[0][1] != result and not str(w[0][1].get("error", "")).startswith(
                     "node down: "):
                 v.bad("receiver: EXIT differs from the watcher's", rpid, spid, result, w[0][1])
+
+
+def _down_of_a_cut(err: str, srec: dict[str, Any], rrec: dict[str, Any],
+                   killed_runs: set[tuple[str, int]], breaks: list[list[Any]]) -> bool:
+    """Whether a ``node down: X`` a receiver got of sender ``srec`` names the sender's node,
+    whose run was killed or whose pair with the receiver's broke since the sender's spawn."""
+    node = err.removeprefix("node down: ")
+    pair = {node, rrec["node"]}
+    return node == srec["node"] and ((srec["node"], srec["run"]) in killed_runs or any(
+        tb >= srec["t"] - BREAK_SLACK and (x in pair if y == "*" else {x, y} == pair)
+        for x, y, tb, *_ in breaks))
+
+
+def _receiver_links(procs: dict[str, dict[str, Any]], reports: dict[str, dict[str, Any]],
+                    watch: dict[str, dict[str, Any]], killed_runs: set[tuple[str, int]],
+                    breaks: list[list[Any]], v: Verdict, extra: dict[str, int]) -> None:
+    """Receivers' links to their senders (trapped), by the rules of :func:`verify_cluster`."""
+    for rpid, rrec in procs.items():
+        rep = reports.get(rpid) or {}
+        for spid, p in (rep.get("peers") or {}).items():
+            downs = p.get("downs") or []
+            srec = procs.get(spid)
+            if p.get("lnk") is not True or srec is None:
+                if downs:
+                    v.bad("receiver: LINK_DOWN without a link", rpid, spid, downs)
+                continue
+            extra["receiver_links"] += 1
+            extra["link_downs"] += len(downs)
+            v.events += len(downs)
+            w = (watch.get(spid) or {}).get("exits") or []
+            end = w[0][1] if len(w) == 1 else None  # the sender's end, as the watcher saw it
+            end_err = end.get("error") if isinstance(end, dict) else None
+            end_known = end is not None and not str(end_err or "").startswith("node down: ")
+            if len(downs) > 1:
+                v.bad("receiver: LINK_DOWN count > 1", rpid, spid, downs)
+            if not downs:
+                if rep.get("done") and end_known and end_err is not None:
+                    v.bad("receiver: link partner's abnormal end brought no LINK_DOWN", rpid,
+                          spid, end)
+                continue
+            down = downs[0]
+            err = down.get("error") if isinstance(down, dict) else None
+            if isinstance(err, str) and err.startswith("node down: "):
+                extra["link_node_downs"] += 1
+                if not _down_of_a_cut(err, srec, rrec, killed_runs, breaks):
+                    v.bad("receiver: link's node down without a cut of that node", rpid, spid,
+                          down)
+            elif err is None:
+                v.bad("receiver: LINK_DOWN of a normal end", rpid, spid, down)
+            elif end_known and end != down:
+                v.bad("receiver: LINK_DOWN differs from the watcher's EXIT", rpid, spid, down,
+                      end)

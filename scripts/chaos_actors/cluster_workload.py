@@ -12,7 +12,10 @@ Roles (process ids ``chaos:c<role>``)::
                when: ``gap_t`` is the wall time of the first gap), ``dup``, ``reo``, the
                sender's own count ``fin`` with ``nfin`` taken when it came and ``late``
                seqs after it; with ``watch`` it also monitors each sender (``mon``,
-               ``exits``, ``nx`` taken at the first, ``after``: seqs after it); reports
+               ``exits``, ``nx`` taken at the first, ``after``: seqs after it); with
+               ``link`` it traps links and links to each sender there too (``lnk``,
+               ``downs``: the LINK_DOWN results; an untrapped sender dies of the
+               receiver's abnormal end or of a break of their pair); reports
                the streams that changed to the collector every ``interval`` seconds, and
                once more (``done``) on CANCEL.
     sender     sends seq-numbered messages (one sequence per receiver) to receivers on other
@@ -22,7 +25,7 @@ Roles (process ids ``chaos:c<role>``)::
                then a last report with ``done``.
 
 The harness spawns receivers and senders through each node's own control socket and hands
-the PIDs around; nothing here links or monitors across nodes except the watcher.
+the PIDs around; receivers monitor and link their senders across nodes, as does the watcher.
 """
 
 from __future__ import annotations
@@ -108,11 +111,16 @@ async def watcher() -> Any:
                 [p, recs[p]] for p in pids[offset:offset + limit]]})
 
 
-async def receiver(collector_pid: str, interval: float, watch: bool = False) -> dict[str, Any]:
+async def receiver(collector_pid: str, interval: float, watch: bool = False,
+                   link: bool = False) -> dict[str, Any]:
     """Check each sender's stream; report it to the collector (module docstring). With
     ``watch``, monitor each sender at its first message (``mon``), record its EXITs
-    (``exits``: results) and count seqs after its EXIT (``after``)."""
+    (``exits``: results) and count seqs after its EXIT (``after``). With ``link``, trap
+    links and link to each sender at its first message (``lnk``), record each LINK_DOWN
+    (``downs``: results)."""
     inbox, events = process.inbox(), process.events()
+    if link:
+        process.set_options(trap_links=True)
     peers: dict[str, dict[str, Any]] = {}
     dirty: set[str] = set()
     next_report = time.monotonic() + interval
@@ -137,12 +145,15 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False) -> 
                 report(True)
                 return {"senders": len(peers)}
             p = peers.get(item.from_)
-            if p is None:  # an EXIT of a sender it never monitored: the verdict sees it
+            if p is None:  # an event of a sender it never watched: the verdict sees it
                 p = peers[item.from_] = _stream()
+            dirty.add(item.from_)
+            if item.kind == process.event.LINK_DOWN:
+                p["downs"].append(item.result)
+                continue
             p["exits"].append(item.result)
             if p["nx"] is None:
                 p["nx"] = p["n"]
-            dirty.add(item.from_)
             continue
         if item.topic not in ("seq", "fin"):
             continue
@@ -156,6 +167,12 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False) -> 
                     p["mon"] = True
                 except NotFoundError:
                     p["mon"] = False
+            if link:
+                try:
+                    await process.link(item.from_)
+                    p["lnk"] = True
+                except NotFoundError:
+                    p["lnk"] = False
         dirty.add(item.from_)
         if p["exits"]:
             p["after"] += 1
@@ -183,7 +200,7 @@ def _stream() -> dict[str, Any]:
     """A receiver's record of one sender's stream (module docstring)."""
     return {"n": 0, "exp": 0, "gaps": 0, "miss": 0, "dup": 0, "reo": 0, "gap_t": None,
             "fin": None, "nfin": None, "late": 0, "mon": None, "exits": [], "nx": None,
-            "after": 0}
+            "after": 0, "lnk": None, "downs": []}
 
 
 async def sender(collector_pid: str, receivers: list[str], seed: int, burst: int,
