@@ -137,15 +137,15 @@ def running_pair(tmp_path: Path, config: Any) -> Iterator[tuple[Daemon, Daemon]]
         stop_all(ds)
 
 
-def exec_in_thread(d: Daemon, id: str, *args: Any,
-                   timeout: float = 20.0) -> tuple[threading.Thread, list[Any]]:
-    """``exec`` of ``id`` on ``t:a`` on its own client in a thread (the test goes on while
+def exec_in_thread(d: Daemon, id: str, *args: Any, timeout: float = 20.0,
+                   host: str = "t:a") -> tuple[threading.Thread, list[Any]]:
+    """``exec`` of ``id`` on ``host`` on its own client in a thread (the test goes on while
     it runs): the thread, and the list its reply is appended to."""
     out: list[Any] = []
 
     def run() -> None:
         with Client(d.socket, timeout=timeout + 10) as c:
-            out.append(c.call("exec", timeout + 10, id=id, host="t:a", args=list(args),
+            out.append(c.call("exec", timeout + 10, id=id, host=host, args=list(args),
                               timeout=timeout))
     t = threading.Thread(target=run, daemon=True)
     t.start()

@@ -37,6 +37,7 @@ PROCESSES = {
     "t:one": "cluster_probes:one_message",
     "t:endless": "cluster_probes:endless_sender",
     "t:watch": "cluster_probes:watch_stream",
+    "t:tally": "cluster_probes:last_tally",
 }
 
 row = node_row
@@ -202,4 +203,46 @@ def test_kill9_of_a_streaming_worker_ends_its_stream_before_its_exit(
     r = out[0]["value"]
     assert r["in_order"] and r["n"] > 2000, r
     assert r["exit"][0] == wire.EV_EXIT and r["exit"][2] == {"error": "worker crashed"}, r
+    assert r["late"] == 0, r
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[Daemon, Daemon]]:
+    """Nodes n1 and n2, each with hosts t:a and t:b of one worker each."""
+    yield from running_pair(tmp_path, lambda n: cluster_config(
+        n, [nats.url], PROCESSES, hosts={"t:a": 1, "t:b": 1}))
+
+
+def test_a_killed_workers_messages_already_published_reach_a_stopped_receiver(
+    two_hosts: tuple[Daemon, Daemon]
+) -> None:
+    """n1's streaming process S is SIGKILLed with its worker while the worker of its
+    receiver W on n2 is SIGSTOPped: when W's worker runs again, the router's GONE and S's
+    EXIT are in its pipe and S's last batches in its NATS socket. W must take every message
+    S had published before its last count reached a tally T on n2's other worker (same
+    connection, so those were routed first), then the EXIT: a dead worker's published
+    batches are delivered, only those NATS routes after its end are dropped."""
+    n1, n2 = two_hosts
+    w_thread, w_out = exec_in_thread(n2, "t:watch", 1.0, host="t:a")
+    t_thread, t_out = exec_in_thread(n2, "t:tally", host="t:b")
+    by_id = lambda: {p["id"]: p["pid"] for p in n2.call("ps")}  # noqa: E731
+    wait_for(lambda: {"t:watch", "t:tally"} <= set(by_id()), 10, what="watcher and tally")
+    watcher, tally = by_id()["t:watch"], by_id()["t:tally"]
+    n1.call("spawn", id="t:endless", host="t:a", args=[watcher, tally])
+    wait_for(lambda: n2.call("info", dest=watcher)["received"] > 2000, 10,
+             what="the stream flowing")
+    w_worker = next(w["os_pid"] for w in n2.workers() if w["host"] == "t:a")
+    s_worker = next(w["os_pid"] for w in n1.workers() if w["host"] == "t:a")
+    os.kill(w_worker, signal.SIGSTOP)
+    try:
+        os.kill(s_worker, signal.SIGKILL)
+        t_thread.join(15)  # T had S's EXIT: n2's router has written GONE to W's worker too
+        assert t_out, "the tally did not return"
+    finally:
+        os.kill(w_worker, signal.SIGCONT)
+    w_thread.join(25)
+    assert w_out, "the watcher did not return"
+    r, last = w_out[0]["value"], t_out[0]["value"]
+    assert r["in_order"] and r["exit"][2] == {"error": "worker crashed"}, r
+    assert r["n"] >= last > 2000, (r, last)
     assert r["late"] == 0, r

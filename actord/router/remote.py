@@ -32,7 +32,14 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.direct import INSTANCE_MASK
-from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError, from_kind
+from actord.errors import (
+    AlreadyExistsError,
+    InvalidError,
+    NotFoundError,
+    ProcessError,
+    ProcessFailedError,
+    from_kind,
+)
 from actord.router.gate import check_spawn_request
 from actord.router.slots import WorkerLink
 from actord.router.spawns import SPAWN_WAIT, Spawns, WorkerStarting
@@ -45,11 +52,11 @@ class PendingCall:
     ``req``) at once when it comes, in order with the frames after it, or else (the
     control socket) through ``future``."""
 
-    __slots__ = ("args", "caller", "future", "link", "node", "op", "req")
+    __slots__ = ("args", "caller", "future", "link", "node", "op", "req", "then")
 
     def __init__(self, node: str, caller: str, op: str, args: Any,
                  future: asyncio.Future[Any] | None, link: WorkerLink | None = None,
-                 req: int = 0) -> None:
+                 req: int = 0, then: Callable[[Any], None] | None = None) -> None:
         self.node = node
         self.caller = caller
         self.op = op
@@ -57,6 +64,7 @@ class PendingCall:
         self.future = future
         self.link = link
         self.req = req
+        self.then = then  # run with the value as the REPLY is handled, before any later frame
 
     def answer(self, kind: str | None, value: Any) -> None:
         """The call's answer: ``kind`` None with its value, or an error kind and message."""
@@ -181,11 +189,14 @@ class Remote(Spawns):
         task.add_done_callback(self._claims.discard)
 
     # -- calls we make -----------------------------------------------------------------------
-    def call_remote(self, node: str, caller: str, op: str, args: Any) -> asyncio.Future[Any]:
+    def call_remote(self, node: str, caller: str, op: str, args: Any,
+                    then: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
         """Send call ``op`` to ``node``: the future gets its value or its error (a
-        ProcessError). NOT_FOUND at once when ``node`` is unknown or down."""
+        ProcessError). NOT_FOUND at once when ``node`` is unknown or down. ``then(value)``
+        runs as the REPLY is handled: before a frame that came after it (a spawned child's
+        EXITED in the same batch) and before the future's waiter wakes."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._send_call(PendingCall(node, caller, op, args, future))
+        self._send_call(PendingCall(node, caller, op, args, future, then=then))
         return future
 
     def _send_call(self, call: PendingCall) -> None:
@@ -226,19 +237,21 @@ class Remote(Spawns):
             return
         self._send_call(PendingCall(node, caller, op, args, None, link, req))
 
-    async def request(self, caller: str, op: str, args: Any) -> Any:
-        """Call ``op`` (spawn, terminate, cancel) for the control socket (caller ``""``),
-        local or remote; a spawn's ``args`` is a SpawnRequest."""
+    async def request(self, caller: str, op: str, args: Any,
+                      then: Callable[[Any], None] | None = None) -> Any:
+        """Call ``op`` (spawn, terminate, cancel, monitor) for the control socket or the
+        services (caller ``""`` or :attr:`control_pid`), local or remote; a spawn's ``args``
+        is a SpawnRequest. ``then``: see :meth:`call_remote` (remote calls only)."""
         if op == "spawn":
             req = check_spawn_request(args)
             node, host = self.split_remote_host(req[1])
             if node is not None:
                 return await self.call_remote(node, caller, "spawn",
-                                              [req[0], host, *list(req)[2:]])
+                                              [req[0], host, *list(req)[2:]], then)
             return await self._spawn_waiting(caller, [req[0], host, *list(req)[2:]])
         node = self.remote_node(args.get("dest"))
         if node is not None:
-            return await self.call_remote(node, caller, op, args)
+            return await self.call_remote(node, caller, op, args, then)
         if op == "terminate":
             return self.terminate(args["dest"])
         if op == "cancel":
@@ -281,6 +294,8 @@ class Remote(Spawns):
                     self.topology.link(caller, value)
                 if flags & wire.SPAWN_EXEC:
                     self._exec_children.setdefault(caller, set()).add(value)
+        if call.then is not None:
+            call.then(value)
         call.answer(None, value)
 
     def _fail_pending(self, node: str) -> None:
@@ -385,6 +400,9 @@ class Remote(Spawns):
                         raise
                     self.park(lambda d: self._called(node, frame, d), deadline)
                     return
+                if args[3] & wire.SPAWN_ACK and req != wire.NO_REPLY:
+                    self._reply_when_started(node, req, value)
+                    return
             else:
                 if type(args) is not dict:
                     raise InvalidError("malformed call")
@@ -403,11 +421,43 @@ class Remote(Spawns):
 
     def _spawn_for(self, node: str, caller: str, raw: Any) -> str:
         """A spawn asked by ``node``: its caller's edges to the child are installed before
-        the child's START (the request's flags), as for a local caller."""
+        the child's START (the request's flags), as for a local caller. A SPAWN_ACK spawn
+        (another node's service) whose name is held is ALREADY_EXISTS, as a local service's
+        start: it never takes the holder for its own child."""
         req = check_spawn_request(raw)
         if ids.split_host(req[1])[0] is not None:
             raise NotFoundError(f"unknown host {req[1]!r}")
+        name = req[7]
+        if name and req[3] & wire.SPAWN_ACK:
+            holder = self.registry.lookup(name)
+            if holder is not None:
+                raise AlreadyExistsError(f"name {name!r} is held by {holder}")
         return self._spawn(caller, req)
+
+    def _reply_when_started(self, node: str, req: int, pid: str) -> None:
+        """The REPLY to ``node``'s SPAWN_ACK spawn of ``pid``: its PID once the child's entry
+        is loaded and its task runs (STARTED), or FAILED if it ends first (the entry could
+        not load): what a local service's start waits for (services.py)."""
+        cluster = self.cluster
+        assert cluster is not None
+        answered = False
+
+        def started() -> None:
+            nonlocal answered
+            answered = True
+            cluster.send_to(node, [wire.REPLY, req, None, pid])
+
+        def ended(result: wire.ExitResult) -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                error = wire.error_of(result) if wire.is_abnormal(result) else (
+                    "ended before it started")
+                cluster.send_to(node, [wire.REPLY, req, ProcessFailedError.kind,
+                                       wire.clip_text(f"{pid} could not start: {error}")])
+
+        self.on_started(pid, started)
+        self.on_exit(pid, ended)
 
 
 def _setter(event: asyncio.Event) -> Callable[[float], None]:

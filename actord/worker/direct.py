@@ -13,8 +13,11 @@ imported when it connects, so a single node's workers never load it. What it doe
                        processes; a gap or a malformed batch: PAIR_BREAK to the router
     FENCE from router  the router's later frames wait until the fence is met (or moot, or
                        node_timeout passes: a lost batch, PAIR_BREAK)
-    PEERS, GONE        the pairs' sessions, a dead worker of another node: applied at once,
-                       even behind a fence (they can settle it)
+    PEERS              the pairs' sessions: applied at once, even behind a fence (they can
+                       settle it)
+    GONE from router   a dead worker of another node: the router's later frames wait until
+                       NATS has closed its connection and what it routed to us is in; its
+                       later batches are dropped
 
 Before the first connection, messages wait in their queues (a worker starts before NATS
 answers it); after a connection is lost, each message that cannot be published is lost
@@ -143,8 +146,8 @@ class DirectLink(DirectSend, DirectReceive):
             held, self._held = self._held, deque()
             for _, b in held:
                 self._judge(b)
-        if self._fence is not None:
-            self._check_fence()
+        if self._holding:
+            self._check_hold()
 
 
 __all__ = ["CONNECT_WAIT", "DirectLink"]

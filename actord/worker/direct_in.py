@@ -5,17 +5,20 @@ receiver's START (the rules: :mod:`actord.core.direct`).
 Invariants: a batch is delivered only when its stream's verdict is ``ok``, and each run is
 checked as it is delivered (a peer's bytes never raise out of here); the router's frames
 after a FENCE are handled after the batches it names, or once it is moot or given up
-(``node_timeout``: a lost batch, the pair breaks).
+(``node_timeout``: a lost batch, the pair breaks); the router's frames after a GONE (the
+dead worker's processes' EXITs) are handled after every batch NATS had routed to us from
+that worker, and its batches after those are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 from actord.core import wire
-from actord.core.direct import DirectBatch, check_direct, instance_of, serial_of
+from actord.core.direct import DirectBatch, check_direct, instance_of, serial_of, subject
 from actord.messages import Message
 from actord.worker.direct_state import DirectState, log
 
@@ -26,19 +29,31 @@ _decode_value = wire.decode_value
 MAX_EARLY = 100_000
 #: batches waiting for a pair this worker's router has not heard of yet (beyond: dropped)
 MAX_HELD = 10_000
+#: the first byte of a marker a worker publishes to its own subject: 0xc1 is never used by
+#: msgpack, so a marker is never a batch (nor a batch a marker)
+MARKER = b"\xc1"
+#: seconds of the first request that asks NATS whether a dead worker's connection is closed
+#: (doubled while its subscription is still there, up to PROBE_MAX)
+PROBE_FIRST, PROBE_MAX = 0.02, 0.25
 
 
 class DirectReceive(DirectState):
     """Receiving (a DirectLink job)."""
 
     async def _on_batch(self, msg: Any) -> None:
-        b = check_direct(msg.data, self.node)
+        data = msg.data
+        if data[:1] == MARKER:
+            marker = self._markers.pop(data, None)
+            if marker is not None and not marker.done():
+                marker.set_result(None)
+            return
+        b = check_direct(data, self.node)
         if b is None:
             self._malformed(f"batch on {msg.subject}", None)
             return
         self._judge(b)
-        if self._fence is not None:
-            self._check_fence()
+        if self._holding:
+            self._check_hold()
 
     def _judge(self, b: DirectBatch) -> None:
         verdict, expected = self.inbound.judge(b)
@@ -134,10 +149,63 @@ class DirectReceive(DirectState):
         return early[1]
 
     def gone(self, node: str, instance: int) -> None:
-        """GONE: a worker of ``node`` died; its batches from now on are dropped."""
+        """GONE: worker ``instance`` of ``node`` died. The router's later frames (its
+        processes' EXITs) wait until the batches it published are in: it was killed with
+        batches NATS may still route to us, or that wait unread in our socket while the
+        router's pipe is read first. Settled by :meth:`_settle_gone`; without a connection,
+        at once (a reconnect breaks every pair anyway)."""
+        key = (node, instance)
+        if key in self._gone_wait:
+            return
+        if self.nc is None or not self.connected:
+            self.inbound.mark_gone(node, instance)
+            if self._holding:
+                self._check_hold()
+            return
+        self._gone_wait.add(key)
+        if not self._holding:
+            self._hold(self.rt._handlers)
+        self._spawn(self._settle_gone(node, instance, time.monotonic() + self.timeout))
+
+    async def _settle_gone(self, node: str, instance: int, deadline: float) -> None:
+        """Wait until NATS has closed the dead worker's connection (a request on its subject
+        finds no responders: the server has read and routed all it published), then until a
+        marker we publish to ourselves comes back on our subscription (behind every batch
+        routed to us before it); then its later batches are dropped and the held frames
+        run. Not settled by ``deadline`` (node_timeout): a batch may be lost, the pair
+        breaks."""
+        import nats.errors
+
+        settled, wait = False, PROBE_FIRST
+        token = b""
+        try:
+            while self.connected and not settled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await self.nc.request(subject(self.config.name, node, instance), b"",
+                                          timeout=min(wait, left))
+                except nats.errors.NoRespondersError:
+                    settled = True
+                except (nats.errors.TimeoutError, TimeoutError):
+                    wait = min(wait * 2, PROBE_MAX)  # its subscription is still there
+            if settled:
+                self._marker_seq += 1
+                token = MARKER + self._marker_id + self._marker_seq.to_bytes(8, "big")
+                marker = self._markers[token] = self.rt.loop.create_future()
+                await self.nc.publish(self.subject, token)
+                await asyncio.wait_for(marker, max(0.0, deadline - time.monotonic()))
+        except Exception:  # the deadline, or the connection's trouble: not settled
+            settled = False
+        self._markers.pop(token, None)
+        if not settled and self.connected:
+            self._break(node, f"worker {instance} died and NATS did not confirm its end "
+                              "within node_timeout")
+        self._gone_wait.discard((node, instance))
         self.inbound.mark_gone(node, instance)
-        if self._fence is not None:
-            self._check_fence()
+        if self._holding:
+            self._check_hold()
 
     def on_fence(self, frame: list[Any], handlers: dict[int, Callable[[list[Any]], None]]
                  ) -> None:
@@ -147,6 +215,13 @@ class DirectReceive(DirectState):
         if self.inbound.fence_met(node, instance, session, count):
             return
         self._fence = (node, instance, session, count, time.monotonic() + self.timeout)
+        if not self._holding:
+            self._hold(handlers)
+
+    def _hold(self, handlers: dict[int, Callable[[list[Any]], None]]) -> None:
+        """From now on the router's frames wait in order, but PEERS and GONE (they can settle
+        what is waited for); ``handlers`` are the runtime's, swapped back by :meth:`_release`."""
+        self._holding = True
         self._handlers = handlers
         hold = self._waiting.append
         waiting: dict[int, Callable[[list[Any]], None]] = {op: hold for op in handlers}
@@ -155,26 +230,30 @@ class DirectReceive(DirectState):
         self.rt._handlers = waiting
         self._arm()
 
-    def _check_fence(self, now: float | None = None) -> None:
+    def _check_hold(self, now: float | None = None) -> None:
+        """Release the held frames once the fence is met (or given up: a lost batch, the
+        pair breaks) and no dead worker's batches are awaited."""
         fence = self._fence
-        assert fence is not None
-        node, instance, session, count, deadline = fence
-        if not self.inbound.fence_met(node, instance, session, count):
-            if (now or time.monotonic()) < deadline:
-                return
-            self._break(node, f"fence: {count} batches of worker {instance} expected, "
-                              "not all arrived")
-        self._release()
+        if fence is not None:
+            node, instance, session, count, deadline = fence
+            if not self.inbound.fence_met(node, instance, session, count):
+                if (now or time.monotonic()) < deadline:
+                    return
+                self._break(node, f"fence: {count} batches of worker {instance} expected, "
+                                  "not all arrived")
+            self._fence = None
+        if not self._gone_wait:
+            self._release()
 
     def _release(self) -> None:
-        """The fence is met (or given up): the waiting frames run in order; one of them may
-        be another fence, which holds the rest again."""
-        self._fence = None
+        """Nothing is awaited: the waiting frames run in order; one of them may be another
+        fence, which holds the rest again."""
+        self._holding = False
         self.rt._handlers = self._handlers
         waiting, self._waiting = self._waiting, []
         for i, frame in enumerate(waiting):
             self.rt.on_frame(frame)
-            if self._fence is not None:
+            if self._holding:
                 self._waiting[:0] = waiting[i + 1:]
                 return
 
@@ -195,7 +274,7 @@ class DirectReceive(DirectState):
                 "(incarnation %#x, session %d): %d runs dropped", b.node, b.instance,
                 b.incarnation, b.session, len(b.frames))
         if self._fence is not None:
-            self._check_fence(now)
+            self._check_hold(now)
         if self._early:
             # a START comes well within node_timeout of a message its process was sent (the
             # sender learnt the PID after the START left): later, the PID was never ours

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -76,8 +77,15 @@ class DirectState:
         self._tasks: set[asyncio.Task[Any]] = set()
         # receiving
         self._held: deque[tuple[float, DirectBatch]] = deque()  # judged "hold"
+        # router frames wait (``_holding``) for a fence to be met or a dead worker's batches
+        # to be in (``_gone_wait``); ``_handlers`` are the runtime's, swapped back after
+        self._holding = False
         self._fence: tuple[str, int, int, int, float] | None = None  # what router frames wait for
-        self._waiting: list[list[Any]] = []  # router frames behind the fence
+        self._gone_wait: set[tuple[str, int]] = set()  # (node, instance) GONE, not yet settled
+        self._markers: dict[bytes, asyncio.Future[None]] = {}  # sent to ourselves, awaited
+        self._marker_seq = 0
+        self._marker_id = os.urandom(8)  # in every marker: a stranger's bytes settle nothing
+        self._waiting: list[list[Any]] = []  # router frames held
         self._handlers: dict[int, Callable[[list[Any]], None]] = {}
         self._early: dict[str, tuple[float, list[Message]]] = {}  # pid -> (until, messages)
         self._early_count = 0

@@ -65,14 +65,31 @@ async def size_sender(dest: str, sizes: list[int]) -> Any:
     return msg.payload
 
 
-async def endless_sender(dest: str) -> None:
-    """Send numbered messages to ``dest`` until killed, yielding to the loop every 50."""
+async def endless_sender(dest: str, tally: str | None = None) -> None:
+    """Send numbered messages to ``dest`` until killed, yielding to the loop every 50; with
+    ``tally``, tell it the count sent so far every 50 (after those messages)."""
     i = 0
     while True:
         process.send(dest, "seq", i)
         i += 1
         if i % 50 == 0:
+            if tally is not None:
+                process.send(tally, "sent", i)
             await asyncio.sleep(0)
+
+
+async def last_tally() -> int:
+    """Monitor the sender of the first ``sent`` count; return the last count before its
+    EXIT."""
+    inbox, events = process.inbox(), process.events()
+    first = (await channel.select(inbox, timeout=WAIT))[1]
+    await process.monitor(first.from_)
+    last = first.payload
+    while True:
+        ch, value = await channel.select(inbox, events, timeout=WAIT)
+        if ch is events:
+            return int(last)
+        last = value.payload
 
 
 async def watch_stream(linger: float) -> dict[str, Any]:
