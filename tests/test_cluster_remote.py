@@ -72,7 +72,7 @@ def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
 ) -> None:
     """`actord spawn ID n2@HOST` on n1 starts it on n2; `trace` of it from n1 is refused (one
     line: not supported yet); `kill` from n1 waits for its end there; `exec` on n2's host
-    returns the child's value; `cancel` reaches it."""
+    runs the child there and returns its value; `cancel` reaches it."""
     n1, n2 = pair
     spawned = n1.cli("spawn", "r:idle", "n2@t:b")
     assert spawned.returncode == 0, spawned.stderr
@@ -85,7 +85,8 @@ def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     killed = n1.cli("kill", pid)
     assert killed.returncode == 0, killed.stderr
     assert pid not in ps_ids(n2)  # kill waited for the end
-    assert n1.exec("r:value", "n2@t:a", {"x": [1, 2]}) == {"x": [1, 2]}
+    done = n1.call("exec", id="r:value", host="n2@t:a", args=[{"x": [1, 2]}])
+    assert done["value"] == {"x": [1, 2]} and done["pid"].startswith("{n2@t:a|"), done
     pid = n1.call("spawn", id="r:idle", host="n2@t:a")
     assert n1.cli("cancel", pid, "--deadline", "200ms").returncode == 0
     wait_for(lambda: pid not in ps_ids(n2), 5, what="the cancelled process gone")

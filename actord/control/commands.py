@@ -248,9 +248,12 @@ class Commands:
         router = self.router
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not no_wait:
-            with contextlib.suppress(AlreadyExistsError):  # another kill is watching it
-                await router.request(router.control_pid, "monitor", {"dest": pid})
-            router.on_remote_exit(pid, lambda _: _settle(ended, None))
+            def watch(_: Any) -> None:
+                router.on_remote_exit(pid, lambda _: _settle(ended, None))
+            try:  # watched as the REPLY comes: an end right after it is not missed
+                await router.request(router.control_pid, "monitor", {"dest": pid}, then=watch)
+            except AlreadyExistsError:  # another kill watches it: its monitor tells us too
+                watch(None)
         await router.request("", "terminate", {"dest": pid})
         if not no_wait:
             bound = min(router.stalls.timeout + 2.0, 25.0)
@@ -306,14 +309,16 @@ class Commands:
         done: asyncio.Future[wire.ExitResult] = asyncio.get_running_loop().create_future()
         request = self._spawn_request(args)
         node, host = router.split_remote_host(request.host)
-        request = request._replace(host=host)
         if node is not None:
-            # on another node: this node's control socket monitors the child from its start
+            # on another node (the request keeps its node@host: router.request sends it
+            # there): this node's control socket monitors the child from its start
             request = request._replace(flags=wire.SPAWN_MONITOR)
-            pid = await router.request(router.control_pid, "spawn", request)
-            router.on_remote_exit(pid, lambda r: _settle(done, r))
+            # watched as the REPLY comes: the child's EXITED may be in the same batch
+            pid = await router.request(router.control_pid, "spawn", request,
+                                       then=lambda pid: router.on_remote_exit(
+                                           pid, lambda r: _settle(done, r)))
         else:
-            pid = router.spawn("", request)
+            pid = router.spawn("", request._replace(host=host))
             with contextlib.suppress(NotFoundError):
                 router.on_exit(pid, lambda r: _settle(done, r))
         try:
