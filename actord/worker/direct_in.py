@@ -32,6 +32,8 @@ MAX_HELD = 10_000
 #: the first byte of a marker a worker publishes to its own subject: 0xc1 is never used by
 #: msgpack, so a marker is never a batch (nor a batch a marker)
 MARKER = b"\xc1"
+#: the events that tell a process's end (what a broken pair turns into "node down")
+_ENDS = (wire.EV_EXIT, wire.EV_LINK_DOWN, wire.EV_EXEC)
 #: seconds of the first request that asks NATS whether a dead worker's connection is closed
 #: (doubled while its subscription is still there, up to PROBE_MAX)
 PROBE_FIRST, PROBE_MAX = 0.02, 0.25
@@ -169,43 +171,67 @@ class DirectReceive(DirectState):
 
     async def _settle_gone(self, node: str, instance: int, deadline: float) -> None:
         """Wait until NATS has closed the dead worker's connection (a request on its subject
-        finds no responders: the server has read and routed all it published), then until a
-        marker we publish to ourselves comes back on our subscription (behind every batch
-        routed to us before it); then its later batches are dropped and the held frames
-        run. Not settled by ``deadline`` (node_timeout): a batch may be lost, the pair
-        breaks."""
+        finds no responders: the server has read and routed all it published), then for a
+        round trip of our own (:meth:`_round_trip`); then its later batches are dropped and
+        the held frames run. Not settled by ``deadline`` (node_timeout; one probe is always
+        made, so a stop of our own loop is not taken for NATS's silence): a batch may be
+        lost, the pair breaks (:meth:`_give_up`)."""
         import nats.errors
 
-        settled, wait = False, PROBE_FIRST
-        token = b""
+        settled, wait, tried = False, PROBE_FIRST, False
         try:
             while self.connected and not settled:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 and tried:
                     break
+                tried = True
                 try:
                     await self.nc.request(subject(self.config.name, node, instance), b"",
-                                          timeout=min(wait, left))
+                                          timeout=min(wait, max(left, PROBE_FIRST)))
                 except nats.errors.NoRespondersError:
                     settled = True
                 except (nats.errors.TimeoutError, TimeoutError):
                     wait = min(wait * 2, PROBE_MAX)  # its subscription is still there
             if settled:
-                self._marker_seq += 1
-                token = MARKER + self._marker_id + self._marker_seq.to_bytes(8, "big")
-                marker = self._markers[token] = self.rt.loop.create_future()
-                await self.nc.publish(self.subject, token)
-                await asyncio.wait_for(marker, max(0.0, deadline - time.monotonic()))
-        except Exception:  # the deadline, or the connection's trouble: not settled
+                settled = await self._round_trip(max(deadline - time.monotonic(), self.timeout))
+        except Exception:  # the connection's trouble: not settled
             settled = False
-        self._markers.pop(token, None)
-        if not settled and self.connected:
-            self._break(node, f"worker {instance} died and NATS did not confirm its end "
-                              "within node_timeout")
         self._gone_wait.discard((node, instance))
         self.inbound.mark_gone(node, instance)
+        if not settled and self.connected:
+            self._give_up(node, f"worker {instance} died and NATS did not confirm its end "
+                                "within node_timeout")
         if self._holding:
             self._check_hold()
+
+    async def _round_trip(self, timeout: float) -> bool:
+        """Publish a marker to our own subject and wait (``timeout``) until it comes back on
+        our subscription: then every batch NATS routed to us before it has been handled."""
+        self._marker_seq += 1
+        token = MARKER + self._marker_id + self._marker_seq.to_bytes(8, "big")
+        marker = self._markers[token] = self.rt.loop.create_future()
+        try:
+            await self.nc.publish(self.subject, token)
+            await asyncio.wait_for(marker, timeout)
+        except Exception:  # the timeout, or the connection's trouble
+            return False
+        finally:
+            self._markers.pop(token, None)
+        return True
+
+    def _give_up(self, node: str, why: str) -> None:
+        """Batches from ``node`` may be lost: break the pair, and an end of one of its
+        processes held behind (EXIT, LINK_DOWN, an exec's result) is handed on as the
+        break's ``node down: <node>``, as the router does for the edges it still has: what
+        that process sent before its end may be lost, so the end must not look like one
+        that came after all of it."""
+        self._break(node, why)
+        prefix = "{" + node + "@"
+        down = wire.exit_error(f"node down: {node}")
+        for frame in self._waiting:
+            if (frame[0] == wire.EVENT and frame[2] in _ENDS and type(frame[3]) is str
+                    and frame[3].startswith(prefix)):
+                frame[4] = down
 
     def on_fence(self, frame: list[Any], handlers: dict[int, Callable[[list[Any]], None]]
                  ) -> None:
@@ -231,17 +257,38 @@ class DirectReceive(DirectState):
         self._arm()
 
     def _check_hold(self, now: float | None = None) -> None:
-        """Release the held frames once the fence is met (or given up: a lost batch, the
-        pair breaks) and no dead worker's batches are awaited."""
+        """Release the held frames once the fence is met (or given up) and no dead worker's
+        batches are awaited. A fence past its deadline is checked once more after a round
+        trip of our own (:meth:`_verify_fence`): its batches may be in our socket, unread
+        while our loop was stopped."""
         fence = self._fence
         if fence is not None:
             node, instance, session, count, deadline = fence
             if not self.inbound.fence_met(node, instance, session, count):
-                if (now or time.monotonic()) < deadline:
+                if (now or time.monotonic()) < deadline or self._verifying:
                     return
-                self._break(node, f"fence: {count} batches of worker {instance} expected, "
-                                  "not all arrived")
+                if self.connected:
+                    self._verifying = True
+                    self._spawn(self._verify_fence(fence))
+                    return
+                self._give_up(node, f"fence: {count} batches of worker {instance} expected, "
+                                    "not all arrived")
             self._fence = None
+        if not self._gone_wait:
+            self._release()
+
+    async def _verify_fence(self, fence: tuple[str, int, int, int, float]) -> None:
+        """``fence``'s deadline passed: what NATS routed to us before a marker of ours is
+        in once the marker is back; the fence still not met then is a lost batch."""
+        await self._round_trip(self.timeout)
+        self._verifying = False
+        if self._fence is not fence:
+            return  # met meanwhile (and released)
+        node, instance, session, count, _ = fence
+        if not self.inbound.fence_met(node, instance, session, count):
+            self._give_up(node, f"fence: {count} batches of worker {instance} expected, "
+                                "not all arrived")
+        self._fence = None
         if not self._gone_wait:
             self._release()
 

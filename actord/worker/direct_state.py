@@ -81,6 +81,7 @@ class DirectState:
         # to be in (``_gone_wait``); ``_handlers`` are the runtime's, swapped back after
         self._holding = False
         self._fence: tuple[str, int, int, int, float] | None = None  # what router frames wait for
+        self._verifying = False  # a fence past its deadline, checked after a round trip
         self._gone_wait: set[tuple[str, int]] = set()  # (node, instance) GONE, not yet settled
         self._markers: dict[bytes, asyncio.Future[None]] = {}  # sent to ourselves, awaited
         self._marker_seq = 0
