@@ -12,6 +12,12 @@ registered name is held by another process) counts as an abnormal end of a zero-
 While the service's host has no live worker (one is being replaced), the start waits for one
 without counting a failure.
 
+A service may run on another node's host (``host = "n2@app:main"``, SPEC 11): its spawn goes
+to that node as a SPAWN_ACK spawn monitored by this node's control PID, which that node
+answers once STARTED (or FAILED if the entry cannot load); its end comes back as an EXITED
+(``"node down: n2"`` when the pair breaks), and stop's CANCEL and terminate go there too.
+While that node is not up, a start waits for it as for a worker, counting no failure.
+
 "Started" means spawned, registered, its entry loaded and its task created: services spawn
 with ``SPAWN_ACK``, so the target worker imports the entry before the process exists and says
 ``STARTED`` (or the process ends at once with the import error); only then is the service
@@ -51,7 +57,12 @@ from actord.core import wire
 from actord.core.config import Config, ServiceConfig, service_start_order
 from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
 from actord.core.stop import stop_steps
-from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
+from actord.errors import (
+    AlreadyExistsError,
+    InvalidError,
+    NotFoundError,
+    ProcessError,
+)
 from actord.router import Router
 from actord.service_state import IllegalTransitionError, ServiceState, transition
 
@@ -59,6 +70,8 @@ log = logging.getLogger("actord.services")
 
 #: seconds between checks for a live worker while the service's host has none
 WORKER_POLL = 0.05
+#: seconds between checks for the node of another node's host while it is not up
+NODE_POLL = 0.25
 #: seconds ``start`` waits for a launch's outcome (STARTED, or its failure)
 START_TIMEOUT = 30.0
 
@@ -101,6 +114,7 @@ class ServiceManager:
         self.closing = False
         self._services = {name: _Service(s) for name, s in config.services.items()}
         self._pending: set[str] = set()  # to start once a reload resized the hosts
+        self._launches: set[asyncio.Task[None]] = set()  # spawns on other nodes in flight
 
     # -- API ---------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -215,6 +229,10 @@ class ServiceManager:
         """Spawn the process of a STARTING service; a failed spawn counts as an abnormal end."""
         svc.timer = None
         cfg = svc.config
+        node, _ = self.router.split_remote_host(cfg.host)
+        if node is not None:
+            self._launch_remote(svc, node)
+            return
         if not any(w.up and w.ready for w in self.router.hosts.get(cfg.host, ())):
             svc.timer = asyncio.get_running_loop().call_later(WORKER_POLL, self._launch, svc)
             return
@@ -228,6 +246,41 @@ class ServiceManager:
         svc.idle.clear()
         self.router.on_exit(pid, lambda result: self._ended(svc, pid, result))
         self.router.on_started(pid, lambda: self._started(svc, pid))
+
+    def _launch_remote(self, svc: _Service, node: str) -> None:
+        """Spawn on ``node`` once it is up (polled, no failure counted while it is not): the
+        REPLY comes at STARTED and adopts the PID then (``then``: before any later frame of
+        that node, the child's EXITED included)."""
+        cluster = self.router.cluster
+        if cluster is None or not cluster.is_up(node):
+            svc.timer = asyncio.get_running_loop().call_later(NODE_POLL, self._launch, svc)
+            return
+        request = self._request(svc.config)._replace(flags=wire.SPAWN_ACK | wire.SPAWN_MONITOR)
+        router = self.router
+
+        def adopt(pid: str) -> None:
+            if svc.state is not ServiceState.STARTING or svc.pid is not None:
+                router.cancel_soon(pid, "service stop")  # stopped while it was on its way
+                return
+            svc.pid = pid
+            svc.idle.clear()
+            router.on_remote_exit(pid, lambda result: self._ended(svc, pid, result))
+            self._started(svc, pid)
+
+        async def launch() -> None:
+            try:
+                await router.request(router.control_pid, "spawn", request, then=adopt)
+            except ProcessError as e:
+                if svc.state is ServiceState.STARTING and svc.pid is None:
+                    # kind ERROR: the child ended before STARTED (its entry's error)
+                    error = str(e) if type(e) is ProcessError else (
+                        f"spawn failed: {e.kind}: {e}")
+                    log.error("service %s: %s", svc.config.name, error)
+                    self._start_failed(svc, error)
+
+        task = asyncio.get_running_loop().create_task(launch())
+        self._launches.add(task)
+        task.add_done_callback(self._launches.discard)
 
     def _started(self, svc: _Service, pid: str) -> None:
         """The router's STARTED callback: the entry loaded, the process runs."""
@@ -260,11 +313,15 @@ class ServiceManager:
         holder = self.router.registry.lookup(name) if name else None
         if holder is not None:  # spawn would hand us the holder (with_name semantics)
             raise AlreadyExistsError(f"name {name!r} is held by {holder}")
+        return self.router.spawn("", self._request(cfg))
+
+    @staticmethod
+    def _request(cfg: ServiceConfig) -> wire.SpawnRequest:
+        """The SPAWN_ACK spawn of ``cfg``'s process, as its actor and scope."""
         actor = None if cfg.actor is None else {"id": cfg.actor.id, "meta": dict(cfg.actor.meta)}
-        request = wire.spawn_request(cfg.process, cfg.host, list(cfg.args), wire.SPAWN_ACK,
-                                     name=name, actor=actor,
-                                     scope=list(cfg.scope) if cfg.scope else None)
-        return self.router.spawn("", request)
+        return wire.spawn_request(cfg.process, cfg.host, list(cfg.args), wire.SPAWN_ACK,
+                                  name=cfg.registered_name, actor=actor,
+                                  scope=list(cfg.scope) if cfg.scope else None)
 
     def _relaunch(self, svc: _Service) -> None:
         """The backoff timer fired: restart."""
@@ -334,8 +391,8 @@ class ServiceManager:
         if svc.state in (ServiceState.STARTING, ServiceState.RUNNING):
             assert svc.pid is not None
             self._move(svc, ServiceState.STOPPING)
-            with contextlib.suppress(NotFoundError):  # its end is already on its way
-                self.router.cancel("", svc.pid, time.time() + cfg.stop_timeout, "service stop")
+            await self._tell(svc.pid, "cancel", {"deadline": time.time() + cfg.stop_timeout,
+                                                 "reason": "service stop"})
         if svc.state is not ServiceState.STOPPING:
             return
         cancel, terminate = stop_steps(cfg.stop_timeout)
@@ -345,10 +402,15 @@ class ServiceManager:
         log.warning("service %s: %s still alive %.1fs after CANCEL; terminating it",
                     cfg.name, pid, cancel.wait)
         if pid is not None:
-            with contextlib.suppress(NotFoundError):
-                self.router.terminate(pid)
+            await self._tell(pid, "terminate", {})
         if not await self._wait_idle(svc, terminate.wait):
             raise ProcessError(f"service {cfg.name!r}: {pid} did not end after terminate")
+
+    async def _tell(self, pid: str, op: str, args: dict[str, Any]) -> None:
+        """CANCEL or terminate ``pid``, here or on another node. NOT_FOUND is fine: it has
+        ended, or its node is down, and its exit callback says so."""
+        with contextlib.suppress(NotFoundError):
+            await self.router.request("", op, {"dest": pid, **args})
 
     @staticmethod
     async def _wait_idle(svc: _Service, timeout: float) -> bool:

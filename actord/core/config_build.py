@@ -82,7 +82,7 @@ from actord.core.config_values import (
     require,
 )
 from actord.errors import ConfigError
-from actord.ids import is_name
+from actord.ids import is_name, split_host
 
 __all__ = ["build", "dependency_levels"]
 
@@ -125,9 +125,11 @@ def _build(doc: dict[str, Any], file: str) -> Config:
     hosts = {n: _host(n, v) for n, v in raw.hosts.items()}
     processes = {n: _process(n, v) for n, v in raw.processes.items()}
     security = _security(raw.security)
-    services = {n: _service(n, v, hosts, processes, security) for n, v in raw.services.items()}
-    _check_services(services)
     cluster = None if raw.cluster is None else _cluster(raw.cluster, base)
+    node = None if cluster is None else cluster.node
+    services = {n: _service(n, v, hosts, processes, security, node)
+                for n, v in raw.services.items()}
+    _check_services(services)
     return Config(os.path.abspath(file), daemon, hosts, processes, services, security, cluster)
 
 
@@ -258,17 +260,34 @@ def _process(name: str, value: object) -> ProcessConfig:
     return ProcessConfig(name, raw.entry)
 
 
+def _service_host(host: str, hosts: Mapping[str, object], node: str | None,
+                  path: tuple[str | int, ...]) -> str:
+    """A service's host: one of this node's (``node@`` of its own node dropped), or, in a
+    cluster, ``other@host`` of another node (SPEC 11: wherever a host is taken), which only
+    that node can check: an unknown one fails the service's start there."""
+    other, plain = split_host(host)
+    if other is None or other == node:
+        require(plain in hosts, path, f"unknown host {quote(host)}")
+        return plain
+    require(node is not None, path,
+            f"{quote(host)} names a host of node {quote(other)}: that needs a [cluster] table")
+    require(_NODE_RE.fullmatch(other) is not None and bool(plain) and "@" not in plain, path,
+            f"{quote(host)} is not node@host")
+    return host
+
+
 def _service(
     name: str,
     value: object,
     hosts: Mapping[str, object],
     processes: Mapping[str, object],
     security: SecurityConfig,
+    node: str | None,
 ) -> ServiceConfig:
     path = id_path("services", name)
     raw = convert(value, RawService, path)
     require(raw.process in processes, (*path, "process"), f"unknown process {quote(raw.process)}")
-    require(raw.host in hosts, (*path, "host"), f"unknown host {quote(raw.host)}")
+    host = _service_host(raw.host, hosts, node, (*path, "host"))
     check_plain(raw.args, (*path, "args"))
     require(
         raw.name is None or is_name(raw.name),
@@ -292,7 +311,7 @@ def _service(
     return ServiceConfig(
         name=name,
         process=raw.process,
-        host=raw.host,
+        host=host,
         args=raw.args,
         auto_start=raw.auto_start,
         registered_name=raw.name,

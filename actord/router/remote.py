@@ -37,7 +37,6 @@ from actord.errors import (
     InvalidError,
     NotFoundError,
     ProcessError,
-    ProcessFailedError,
     from_kind,
 )
 from actord.router.gate import check_spawn_request
@@ -436,8 +435,8 @@ class Remote(Spawns):
 
     def _reply_when_started(self, node: str, req: int, pid: str) -> None:
         """The REPLY to ``node``'s SPAWN_ACK spawn of ``pid``: its PID once the child's entry
-        is loaded and its task runs (STARTED), or FAILED if it ends first (the entry could
-        not load): what a local service's start waits for (services.py)."""
+        is loaded and its task runs (STARTED), or its error (kind ERROR) if it ends first
+        (the entry could not load): what a local service's start waits for (services.py)."""
         cluster = self.cluster
         assert cluster is not None
         answered = False
@@ -453,8 +452,8 @@ class Remote(Spawns):
                 answered = True
                 error = wire.error_of(result) if wire.is_abnormal(result) else (
                     "ended before it started")
-                cluster.send_to(node, [wire.REPLY, req, ProcessFailedError.kind,
-                                       wire.clip_text(f"{pid} could not start: {error}")])
+                cluster.send_to(node, [wire.REPLY, req, ProcessError.kind,
+                                       wire.clip_text(error)])
 
         self.on_started(pid, started)
         self.on_exit(pid, ended)
