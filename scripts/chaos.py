@@ -40,6 +40,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -64,44 +65,49 @@ from actord.testing import CommandError, Daemon, wait_for
 
 
 class Pauser:
-    """SIGSTOPs one worker at a time and SIGCONTs it 0.2-1.5 s later (one killed while
-    stopped is fine: the pidfd names that process only). Its counts go in the report."""
+    """SIGSTOPs one worker at a time and SIGCONTs it 0.2-1.5 s later, from a timer thread
+    (the harness's own loop may wait on the stopped worker meanwhile: a ``ps`` waits for a
+    stopped worker until the stall rule gives up on it); one killed while stopped is fine:
+    the pidfd names that process only. Its counts go in the report."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.log: list[dict[str, Any]] = []
         self.stops = 0
         self.resumes = 0
-        self._stopped: tuple[int, float] | None = None  # pidfd, resume at
+        self._lock = threading.Lock()
+        self._stopped: tuple[int, threading.Timer] | None = None  # pidfd, its resume
 
     @property
     def idle(self) -> bool:
         return self._stopped is None
 
-    def stop(self, now: float, os_pid: int, **where: Any) -> None:
-        """SIGSTOP ``os_pid`` (``where`` goes in the log); it resumes at a later ``tick``."""
-        assert self._stopped is None
-        fd = signal_pid(os_pid, signal.SIGSTOP)
-        if fd is not None:
+    def stop(self, os_pid: int, **where: Any) -> None:
+        """SIGSTOP ``os_pid`` (``where`` goes in the log) and arm its SIGCONT."""
+        with self._lock:
+            assert self._stopped is None
+            fd = signal_pid(os_pid, signal.SIGSTOP)
+            if fd is None:
+                return
             self.stops += 1
             self.log.append({"t": round(time.time(), 3), "os_pid": os_pid, **where})
-            self._stopped = (fd, now + self.rng.uniform(0.2, 1.5))
-
-    def tick(self, now: float) -> None:
-        """Resume the stopped worker if its time has come."""
-        if self._stopped is not None and now >= self._stopped[1]:
-            self.resume()
+            timer = threading.Timer(self.rng.uniform(0.2, 1.5), self.resume)
+            timer.daemon = True
+            self._stopped = (fd, timer)
+            timer.start()
 
     def resume(self) -> None:
         """SIGCONT the stopped worker now, if any."""
-        if self._stopped is None:
-            return
-        fd = self._stopped[0]
-        with contextlib.suppress(ProcessLookupError):  # killed while stopped: fine
-            signal.pidfd_send_signal(fd, signal.SIGCONT)
-            self.resumes += 1
-        os.close(fd)
-        self._stopped = None
+        with self._lock:
+            if self._stopped is None:
+                return
+            fd, timer = self._stopped
+            timer.cancel()
+            with contextlib.suppress(ProcessLookupError):  # killed while stopped: fine
+                signal.pidfd_send_signal(fd, signal.SIGCONT)
+                self.resumes += 1
+            os.close(fd)
+            self._stopped = None
 
 
 class Chaos:
@@ -132,12 +138,11 @@ class Chaos:
                 break
             if elapsed > duration + 60:
                 raise RuntimeError(f"only {len(self.kills)} of {kills} kills in {elapsed:.0f}s")
-            self.pauser.tick(now)
             if kill_at and now >= kill_at[0] and self._kill():
                 kill_at.pop(0)
             if elapsed < duration:
                 if now >= next_stop and self.pauser.idle:
-                    self._stop(now)
+                    self._stop()
                     next_stop = now + rng.uniform(2.0, 5.0)
                 if now >= next_cancel:
                     self._cancel()
@@ -175,12 +180,12 @@ class Chaos:
                            "os_pid": w["os_pid"], "processes": w["processes"]})
         return True
 
-    def _stop(self, now: float) -> None:
+    def _stop(self) -> None:
         workers = self._candidates(0.3)
         if not workers:
             return
         w = self.rng.choice(workers)
-        self.pauser.stop(now, w["os_pid"], host=w["host"], index=w["index"])
+        self.pauser.stop(w["os_pid"], host=w["host"], index=w["index"])
 
     def _target(self) -> str | None:
         return self.node.random_alive(self.rng, 0.5)
@@ -508,11 +513,10 @@ class ClusterChaos:
         while True:
             now = time.monotonic()
             elapsed = now - t0
-            self.pauser.tick(now)
             if elapsed >= duration and not worker_at and not node_at:
                 break
             if args.stops and elapsed < duration and now >= next_stop and self.pauser.idle:
-                self._stop_worker(now)
+                self._stop_worker()
                 next_stop = now + rng.uniform(2.0, 5.0)
             if elapsed > duration + 60:
                 raise RuntimeError(f"only {len(self.worker_kills)} worker and "
@@ -556,11 +560,11 @@ class ClusterChaos:
         return [(n, w) for n in self.c.live() for w in self.c.daemons[n].workers()
                 if w["host"] in CLUSTER_HOSTS and w["up"] and w.get("uptime", 1.0) >= 0.3]
 
-    def _stop_worker(self, now: float) -> None:
+    def _stop_worker(self) -> None:
         cands = self._workers()
         if cands:
             n, w = self.rng.choice(cands)
-            self.pauser.stop(now, w["os_pid"], node=n, host=w["host"])
+            self.pauser.stop(w["os_pid"], node=n, host=w["host"])
 
     def _kill_worker(self) -> bool:
         cands = self._workers()
