@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from chaos_workload import drain
@@ -162,17 +163,9 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False,
         if p is None:
             p = peers[item.from_] = _stream()
             if watch:
-                try:
-                    await process.monitor(item.from_)
-                    p["mon"] = True
-                except NotFoundError:
-                    p["mon"] = False
+                p["mon"] = await _alive(process.monitor(item.from_))
             if link:
-                try:
-                    await process.link(item.from_)
-                    p["lnk"] = True
-                except NotFoundError:
-                    p["lnk"] = False
+                p["lnk"] = await _alive(process.link(item.from_))
         dirty.add(item.from_)
         if p["exits"]:
             p["after"] += 1
@@ -194,6 +187,15 @@ async def receiver(collector_pid: str, interval: float, watch: bool = False,
             p["reo"] += 1
         else:
             p["dup"] += 1
+
+
+async def _alive(call: Awaitable[None]) -> bool:
+    """Await a monitor or link: True, or False when its target was gone (NOT_FOUND)."""
+    try:
+        await call
+    except NotFoundError:
+        return False
+    return True
 
 
 def _stream() -> dict[str, Any]:
