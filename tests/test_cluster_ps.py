@@ -29,6 +29,7 @@ from actord.control.node_queries import (
     check_info_reply,
     check_reply,
     check_request,
+    check_top_reply,
     pack_reply,
 )
 from actord.core.nodes import new_incarnation
@@ -211,6 +212,32 @@ def test_info_of_another_nodes_process_is_asked_of_its_node(
         assert "NOT_FOUND" in out.stderr and why in out.stderr, out
 
 
+def test_top_of_another_nodes_host_is_that_nodes_sample(cluster: dict[str, Daemon]) -> None:
+    """`top --host n2@t:a` on n1 is n2's own sample (its node line, its worker's OS pid, its
+    process), through the JSON and the CLI; an unknown host there, or an unknown node, is
+    NOT_FOUND in one line; a bad sort is refused before anything is asked."""
+    n1, n2 = cluster["n1"], cluster["n2"]
+    [row] = n2.call("ps")
+    sample = n1.call("top", host="n2@t:a", sort="mailbox", limit=5)
+    assert sample["node"]["os_pid"] == n2.pid and sample["sort"] == "mailbox", sample
+    [h] = sample["hosts"]
+    workers = [w for hh in n2.call("status")["hosts"] if hh["name"] == "t:a"
+               for w in hh["workers"]]
+    assert h["name"] == "t:a" and [w["os_pid"] for w in h["workers"]] == [
+        w["os_pid"] for w in workers], (h, workers)
+    assert [p["pid"] for p in sample["processes"]] == [row["pid"]], sample
+    out = n1.cli("top", "--once", "--json", "--host", "n2@t:a")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["node"]["os_pid"] == n2.pid
+    for host, why in (("n2@t:zz", "unknown host 't:zz' on node 'n2'"),
+                      ("n9@t:a", "node 'n9' is unknown")):
+        out = n1.cli("top", "--once", "--json", "--host", host)
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out
+        assert "NOT_FOUND" in out.stderr and why in out.stderr, out
+    out = n1.cli("top", "--once", "--json", "--host", "n2@t:a", "--sort", "size")
+    assert out.returncode != 0 and out.stdout == "", out
+
+
 def test_a_node_that_does_not_answer_is_named_and_never_waited_for_long(
     cluster: dict[str, Daemon]
 ) -> None:
@@ -326,6 +353,31 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
                      {k: v for k, v in info.items() if k != "stack"}):
         assert check_info_reply(msgpack.packb({"node": "n2", "info": bad_info}), "n2") is None
     assert check_info_reply(msgpack.packb({"node": "n3", "info": info}), "n2") is None
+    assert check_request(msgpack.packb({"op": "top", "from": "n1", "host": "t:a",
+                                        "sort": "rate", "limit": 5})) == (
+        "top", {"host": "t:a", "sort": "rate", "limit": 5})
+    for bad_top in ({"sort": "size"}, {"limit": 501}, {"limit": -1}, {"host": None}):
+        assert check_request(msgpack.packb({"op": "top", "from": "n1", "host": "t:a",
+                                            "sort": "rate", "limit": 5, **bad_top})) is None
+    sample = {"ts": 12.5, "sort": "mailbox",
+              "node": {"node": "n2", "uptime": 3.0, "os_pid": 10, "cpu_seconds": 0.5,
+                       "rss": 1000, "processes": 1, "routed": 2, "dead_letters": 0},
+              "hosts": [{"name": "t:a", "workers": [
+                  {"index": 0, "os_pid": 11, "state": "running", "processes": 1, "restarts": 0,
+                   "cpu_seconds": None, "rss": None, "sent": 1, "received": 2, "mailbox": 0,
+                   "dead_letters": 0}]}],
+              "processes": [{"pid": "{n2@t:a|0x00001}", "id": "t:idle", "mailbox": 0, "sent": 1,
+                             "received": 2, "rate": None, "host": "t:a", "worker": 0,
+                             "names": ["x"]}]}
+    assert check_top_reply(msgpack.packb({"node": "n2", "sample": sample}), "n2") == (sample,)
+    assert check_top_reply(msgpack.packb({"node": "n2", "sample": None}), "n2") == (None,)
+    worker = sample["hosts"][0]["workers"][0]  # type: ignore[index]
+    for bad_sample in ({**sample, "sort": "size"}, {**sample, "extra": 1},
+                       {**sample, "node": {**sample["node"], "rss": 1.5}},  # type: ignore[dict-item]
+                       {**sample, "hosts": [{"name": "t:a", "workers": [{**worker, "rss": "1"}]}]},
+                       {**sample, "processes": [{"pid": 1}]}):
+        assert check_top_reply(msgpack.packb({"node": "n2", "sample": bad_sample}), "n2") is None
+    assert check_top_reply(msgpack.packb({"node": "n3", "sample": sample}), "n2") is None
 
 
 _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
@@ -346,9 +398,13 @@ def test_checks_of_peer_bytes_never_raise(data: bytes) -> None:
     never an exception; a checked answer's rows have exactly the ps keys."""
     req = check_request(data)
     assert req is None or (req[0] == "info" and isinstance(req[1], str)) or (
-        req[0] == "ps" and (req[1] is None or isinstance(req[1], str)))
+        req[0] == "ps" and (req[1] is None or isinstance(req[1], str))) or (
+        req[0] == "top" and set(req[1]) == {"host", "sort", "limit"})
     info = check_info_reply(data, "n2")
     assert info is None or info[0] is None or len(info[0]) == 16
+    top = check_top_reply(data, "n2")
+    assert top is None or top[0] is None or set(top[0]) == {"ts", "sort", "node", "hosts",
+                                                            "processes"}
     answer = check_reply(data, "n2")
     if answer is not None:
         assert all(set(r) == {"pid", "id", "host", "worker", "state", "names", "mailbox",

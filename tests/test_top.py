@@ -98,7 +98,7 @@ def test_sort_host_limit_and_bad_input(daemon: Daemon) -> None:
     [row] = daemon.call("top", limit=1)["processes"]
     assert row["pid"] == daemon.call("registry")[SINK]
     for args, kind, words in (({"host": "t:nope"}, "NOT_FOUND", "t:nope"),
-                              ({"host": "n2@t:a"}, "INVALID", "this node only"),
+                              ({"host": "n2@t:a"}, "NOT_FOUND", "unknown node"),
                               ({"sort": "cpu"}, "INVALID", "bad sort"),
                               ({"limit": -1}, "INVALID", "bad limit")):
         with pytest.raises(CommandError) as e:

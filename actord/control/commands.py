@@ -86,7 +86,8 @@ class Commands:
         self.router = node.router
         link = self.router.cluster
         # answers other nodes' queries from the moment the node link connects
-        self.queries = None if link is None else NodeQueries(self.router, link)
+        self.queries = None if link is None else NodeQueries(
+            self.router, link, lambda a: top_view.sample(self.node, a))
         self.handlers: dict[str, Handler] = {
             "status": self.status,
             "top": self.top,
@@ -146,7 +147,15 @@ class Commands:
         }
 
     async def top(self, args: dict[str, Any]) -> dict[str, Any]:
-        """SPEC 12: one sample for ``actord top`` (control/top.py)."""
+        """SPEC 12: one sample for ``actord top`` (control/top.py); ``--host n2@H`` is asked
+        of node n2 (node_queries.py), whose sample it is."""
+        host = args.get("host")
+        node, plain = ids.split_host(host) if isinstance(host, str) else (None, None)
+        link = self.router.cluster
+        if node is not None and link is not None and node != link.node:
+            sort, limit = top_view.sort_and_limit(args)
+            assert self.queries is not None
+            return await self.queries.top_of(node, plain or "", sort, limit)
         return await top_view.sample(self.node, args)
 
     def _cluster(self) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """Questions one node asks the others over NATS request-reply: ``actord ps --cluster`` (SPEC
-11) and ``actord info`` of another node's process (SPEC 12).
+11), ``actord info`` of another node's process and ``actord top --host`` of another node's
+host (SPEC 12).
 
 Only a node with ``[cluster]`` has one. Once the node link is connected (its ``on_connect``
 hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
@@ -10,6 +11,10 @@ hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
 
     request  msgpack {"op": "info", "from": node, "pid": str}
     reply    msgpack {"node", "info": {SPEC 12's keys} | None}   (None: not alive there)
+
+    request  msgpack {"op": "top", "from": node, "host": str, "sort": str, "limit": int}
+    reply    msgpack {"node", "sample": {a top sample, control/top.py} | None}  (None: no
+             such host there)
 
 A row is a ``ps`` row (SPEC 9); ``omitted`` counts the rows cut to fit NATS's max_payload
 (said on stderr by the CLI, never silent); ``known`` is False when the node has no such
@@ -30,14 +35,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from actord import ids
+from actord.control.top import MAX_LIMIT, SORTS
 from actord.core import wire
 from actord.core.nodes import NodeState
-from actord.errors import NotFoundError
+from actord.errors import NotFoundError, ProcessError
 
 if TYPE_CHECKING:
     from actord.router import Router
@@ -69,9 +76,28 @@ _INFO_TYPES: dict[str, tuple[type, ...]] = {
 }
 _INFO_STRINGS = ("names", "links", "monitors", "monitored_by", "stack")
 
+_NONE = type(None)
+_NUMBER = (int, float)
+#: the keys and types of a ``top`` sample from another node (control/top.py), all required
+_TOP_NODE: dict[str, tuple[type, ...]] = {
+    "node": (str,), "uptime": _NUMBER, "os_pid": (int,), "cpu_seconds": (*_NUMBER, _NONE),
+    "rss": (int, _NONE), "processes": (int,), "routed": (int,), "dead_letters": (int,),
+}
+_TOP_WORKER: dict[str, tuple[type, ...]] = {
+    "index": (int,), "os_pid": (int, _NONE), "state": (str,), "processes": (int,),
+    "restarts": (int,), "cpu_seconds": (*_NUMBER, _NONE), "rss": (int, _NONE),
+    "sent": (int, _NONE), "received": (int, _NONE), "mailbox": (int, _NONE),
+    "dead_letters": (int, _NONE),
+}
+_TOP_PROCESS: dict[str, tuple[type, ...]] = {
+    "pid": (str,), "id": (str,), "mailbox": (int,), "sent": (int,), "received": (int,),
+    "rate": (*_NUMBER, _NONE), "host": (str,), "worker": (int,), "names": (list,),
+}
 
-def check_request(data: bytes) -> tuple[str, str | None] | None:
-    """``("ps", host)`` or ``("info", pid)`` of a request's bytes, or None when malformed."""
+
+def check_request(data: bytes) -> tuple[str, Any] | None:
+    """``("ps", host)``, ``("info", pid)`` or ``("top", {"host", "sort", "limit"})`` of a
+    request's bytes, or None when malformed."""
     try:
         req = msgpack.unpackb(data, raw=False)
     except Exception:  # any decoding failure of a peer's bytes is "malformed"
@@ -79,6 +105,11 @@ def check_request(data: bytes) -> tuple[str, str | None] | None:
     if not isinstance(req, dict) or not isinstance(req.get("from"), str):
         return None
     op = req.get("op")
+    if op == "top":
+        host, sort, limit = req.get("host"), req.get("sort"), req.get("limit")
+        ok = (isinstance(host, str) and len(host) <= MAX_HOST and sort in SORTS
+              and type(limit) is int and 0 <= limit <= MAX_LIMIT)
+        return ("top", {"host": host, "sort": sort, "limit": limit}) if ok else None
     if op == "info":
         pid = req.get("pid")
         ok = isinstance(pid, str) and len(pid) <= wire.MAX_ADDRESS
@@ -112,6 +143,43 @@ def check_info_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | N
     if box is not None and not all(type(k) is str and type(n) is int for k, n in box.items()):
         return None
     return (info,)
+
+
+def check_top_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | None:
+    """``(sample,)`` of ``node``'s answer to a ``top`` request (sample None: no such host
+    there); None when malformed (not msgpack, another node's, a key missing, extra or of
+    the wrong type)."""
+    try:
+        rep = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    if not isinstance(rep, dict) or rep.get("node") != node or "sample" not in rep:
+        return None
+    sample = rep["sample"]
+    if sample is None:
+        return (None,)
+    if (not isinstance(sample, dict) or set(sample) != {"ts", "sort", "node", "hosts",
+                                                         "processes"}
+            or type(sample["ts"]) not in _NUMBER or sample["sort"] not in SORTS
+            or not _shaped(sample["node"], _TOP_NODE)
+            or not isinstance(sample["hosts"], list)
+            or not isinstance(sample["processes"], list)):
+        return None
+    for h in sample["hosts"]:
+        if (not isinstance(h, dict) or set(h) != {"name", "workers"}
+                or type(h["name"]) is not str or not isinstance(h["workers"], list)
+                or not all(_shaped(w, _TOP_WORKER) for w in h["workers"])):
+            return None
+    for p in sample["processes"]:
+        if not _shaped(p, _TOP_PROCESS) or not all(type(n) is str for n in p["names"]):
+            return None
+    return (sample,)
+
+
+def _shaped(value: Any, types: dict[str, tuple[type, ...]]) -> bool:
+    """Is ``value`` a map with exactly these keys, each of one of its types?"""
+    return (isinstance(value, dict) and set(value) == set(types)
+            and all(type(value[k]) in t for k, t in types.items()))
 
 
 Answer = tuple[list[dict[str, Any]], int, bool]
@@ -164,8 +232,10 @@ def pack_reply(node: str, incarnation: int, rows: list[dict[str, Any]] | None,
 class NodeQueries:
     """This node's side of the queries: answers them, and asks every other node."""
 
-    def __init__(self, router: Router, link: NodeLink) -> None:
+    def __init__(self, router: Router, link: NodeLink,
+                 top: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
         self.router, self.link = router, link
+        self._top = top  # this node's top sample (control/top.py)
         self.subject = f"{link.config.name}.ctl.{link.node}"
         self.answered = 0  # requests answered
         self.malformed = 0  # requests dropped at the boundary
@@ -236,6 +306,25 @@ class NodeQueries:
             raise NotFoundError(f"process {pid} is not alive")
         return answer[0]
 
+    async def top_of(self, node: str, host: str, sort: str, limit: int) -> dict[str, Any]:
+        """``actord top --host node@host``: ``node``'s own sample of its ``host``; NOT_FOUND
+        when the node is not up, does not answer in time (or something malformed), or has
+        no such host."""
+        m = self.link.members.members.get(node)
+        if m is None or m.state is not NodeState.UP:
+            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
+        data = await self._request(node, msgpack.packb(
+            {"op": "top", "from": self.link.node, "host": host, "sort": sort,
+             "limit": limit}))
+        answer = None if data is None else check_top_reply(data, node)
+        if answer is None:
+            if data is not None:
+                self._bad_reply(node, "top")
+            raise NotFoundError(f"node {node!r} did not answer within {REPLY_WAIT}s")
+        if answer[0] is None:
+            raise NotFoundError(f"unknown host {host!r} on node {node!r}")
+        return answer[0]
+
     # -- internals ------------------------------------------------------------------------------
     async def _local(self, host: str | None,
                      timeout: float = 3.0) -> list[dict[str, Any]] | None:
@@ -298,6 +387,12 @@ class NodeQueries:
         if op == "ps":
             data = pack_reply(self.link.node, self.link.incarnation,
                               await self._local(arg, WORKER_WAIT), nc.max_payload)
+        elif op == "top":
+            try:
+                sample: dict[str, Any] | None = await self._top(arg)
+            except ProcessError:  # no such host here
+                sample = None
+            data = msgpack.packb({"node": self.link.node, "sample": sample})
         else:
             data = msgpack.packb({"node": self.link.node, "info": await self._info(arg)})
             if len(data) > nc.max_payload:  # thousands of links: the asker hears nothing
@@ -312,4 +407,5 @@ class NodeQueries:
         self.answered += 1
 
 
-__all__ = ["NodeQueries", "check_info_reply", "check_reply", "check_request", "pack_reply"]
+__all__ = ["NodeQueries", "check_info_reply", "check_reply", "check_request",
+           "check_top_reply", "pack_reply"]

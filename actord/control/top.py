@@ -95,18 +95,26 @@ def _worker(w: WorkerLink, stats: dict[str, Any] | None, state: str) -> dict[str
 def _checked(args: dict[str, Any], hosts: dict[str, Any],
              me: str | None) -> tuple[str | None, str, int]:
     """``(host, sort, limit)`` of a request (INVALID, NOT_FOUND for an unknown host); ``me``
-    is this node's cluster name (a ``node@host`` of another node is refused)."""
-    host, sort, limit = args.get("host"), args.get("sort", "mailbox"), args.get("limit", 20)
+    is this node's cluster name (another node's ``node@host`` is asked of that node by the
+    control command: here it is unknown)."""
+    host = args.get("host")
+    sort, limit = sort_and_limit(args)
     if host is not None:
         if not isinstance(host, str):
             raise InvalidError("host: a string")
         node, host = ids.split_host(host)
         if node is not None and node != me:
-            raise InvalidError(f"top shows this node only; run it on node {node!r}")
+            raise NotFoundError(f"unknown node {node!r}")
         if host not in hosts:
             raise NotFoundError(f"unknown host {host!r}")
+    return host, sort, limit
+
+
+def sort_and_limit(args: dict[str, Any]) -> tuple[str, int]:
+    """A request's ``sort`` and ``limit``, checked (INVALID)."""
+    sort, limit = args.get("sort", "mailbox"), args.get("limit", 20)
     if sort not in SORTS:
         raise InvalidError(f"bad sort {sort!r}: one of {', '.join(SORTS)}")
     if type(limit) is not int or not 0 <= limit <= MAX_LIMIT:
         raise InvalidError(f"bad limit {limit!r}: 0..{MAX_LIMIT}")
-    return host, sort, limit
+    return sort, limit
