@@ -82,6 +82,14 @@ def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     assert (traced.returncode, traced.stderr) == (1, "actord: ERROR: tracing a process of "
                                                   "another node (n2) is not supported yet: "
                                                   "run actord trace on that node\n")
+    logs = n1.cli("logs", "--pid", pid)  # never an empty answer for another node's process
+    assert (logs.returncode, logs.stderr) == (1, "actord: ERROR: logs of a process of another "
+                                              "node (n2) are in that node's log: run actord "
+                                              "logs on that node\n"), logs
+    for argv in (("logs", "--host", "n2@t:b"), ("restart-worker", "n2@t:b", "0")):
+        out = n1.cli(*argv)
+        assert out.returncode == 1 and out.stderr == (
+            f"actord: ERROR: {argv[0]} acts on this node only: run it on node n2\n"), out
     killed = n1.cli("kill", pid)
     assert killed.returncode == 0, killed.stderr
     assert pid not in ps_ids(n2)  # kill waited for the end

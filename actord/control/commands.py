@@ -364,6 +364,7 @@ class Commands:
         host, index = args.get("host"), args.get("index")
         if not isinstance(host, str) or type(index) is not int:
             raise InvalidError("restart-worker needs a host name and a worker index")
+        host = self._own_host(host, "restart-worker")
         if self.node.pool is None:
             raise NotFoundError("the workers are not started yet")
         return await self.node.pool.restart_worker(host, index)
@@ -415,11 +416,27 @@ class Commands:
 
     def _log_filter(self, args: dict[str, Any]) -> Filter:
         pid, host, level = args.get("pid"), args.get("host"), args.get("level")
-        if host is not None and not isinstance(host, str):
-            raise InvalidError(f"bad host {host!r}")
+        if host is not None:
+            if not isinstance(host, str):
+                raise InvalidError(f"bad host {host!r}")
+            host = self._own_host(host, "logs")
         if level is not None and (not isinstance(level, str) or level.lower() not in LEVELS):
             raise InvalidError(f"bad level {level!r}: one of {', '.join(LEVELS)}")
-        return Filter(None if pid is None else self.resolve(pid), host, level)
+        if pid is not None:
+            pid = self.resolve(pid)
+            node = self.router.remote_node(pid)
+            if node is not None:  # not in this daemon's log: say so, never an empty answer
+                raise ProcessError(f"logs of a process of another node ({node}) are in that "
+                                   "node's log: run actord logs on that node")
+        return Filter(pid, host, level)
+
+    def _own_host(self, host: str, command: str) -> str:
+        """``host`` without our own node's prefix; another node's is refused in one line
+        (``command`` reads or acts on this daemon only)."""
+        node, plain = self.router.split_remote_host(host)
+        if node is not None:
+            raise ProcessError(f"{command} acts on this node only: run it on node {node}")
+        return plain
 
     async def trace(self, args: dict[str, Any]) -> dict[str, Any]:
         """SPEC 12: one local process's trace (:mod:`actord.router.traces`), owned by this
