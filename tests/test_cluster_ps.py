@@ -30,6 +30,7 @@ from actord.control.node_queries import (
     check_reply,
     check_request,
     check_top_reply,
+    check_trace_reply,
     pack_reply,
 )
 from actord.core.nodes import new_incarnation
@@ -378,6 +379,27 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
                        {**sample, "processes": [{"pid": 1}]}):
         assert check_top_reply(msgpack.packb({"node": "n2", "sample": bad_sample}), "n2") is None
     assert check_top_reply(msgpack.packb({"node": "n3", "sample": sample}), "n2") is None
+    start = {"op": "trace", "from": "n1", "pid": "{n2@t:a|0x00001}", "events": ["send"],
+             "limit": 5, "duration": None}
+    assert check_request(msgpack.packb(start)) == ("trace", {
+        "pid": "{n2@t:a|0x00001}", "kinds": frozenset({"send"}), "limit": 5, "duration": None})
+    read = {"op": "trace_read", "from": "n1", "pid": "{n2@t:a|0x00001}", "session": 3,
+            "wait": 1.0, "stop": False}
+    assert check_request(msgpack.packb(read))[0] == "trace_read"  # type: ignore[index]
+    for bad in ({**start, "events": ["eat"]}, {**start, "limit": 0},
+                {**start, "duration": float("inf")}, {**read, "wait": 11},
+                {**read, "session": "3"}, {**read, "stop": 1}):
+        assert check_request(msgpack.packb(bad)) is None, bad
+    records = {"records": [{"ts": 1.5, "kind": "send", "to": "x"}], "missed": 0, "end": None}
+    assert check_trace_reply(msgpack.packb({"node": "n2", "read": records}), "n2") == (
+        "read", records)
+    assert check_trace_reply(msgpack.packb({"node": "n2", "session": 4}), "n2") == ("session", 4)
+    assert check_trace_reply(msgpack.packb({"node": "n2", "error": ["NOT_FOUND", "gone"]}),
+                             "n2") == ("error", ("NOT_FOUND", "gone"))
+    for bad_read in ({**records, "missed": -1}, {**records, "records": [{"ts": 1, "kind": "x"}]},
+                     {**records, "end": 3}, {"records": []}):
+        assert check_trace_reply(msgpack.packb({"node": "n2", "read": bad_read}), "n2") is None
+    assert check_trace_reply(msgpack.packb({"node": "n3", "session": 4}), "n2") is None
 
 
 _leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
@@ -399,9 +421,12 @@ def test_checks_of_peer_bytes_never_raise(data: bytes) -> None:
     req = check_request(data)
     assert req is None or (req[0] == "info" and isinstance(req[1], str)) or (
         req[0] == "ps" and (req[1] is None or isinstance(req[1], str))) or (
-        req[0] == "top" and set(req[1]) == {"host", "sort", "limit"})
+        req[0] == "top" and set(req[1]) == {"host", "sort", "limit"}) or (
+        req[0] in ("trace", "trace_read") and isinstance(req[1]["pid"], str))
     info = check_info_reply(data, "n2")
     assert info is None or info[0] is None or len(info[0]) == 16
+    traced = check_trace_reply(data, "n2")
+    assert traced is None or traced[0] in ("session", "read", "error")
     top = check_top_reply(data, "n2")
     assert top is None or top[0] is None or set(top[0]) == {"ts", "sort", "node", "hosts",
                                                             "processes"}

@@ -9,6 +9,8 @@ semantics tests' "other-node" placement; node kills, stalls and server restarts 
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actord.client import Client
 from actord.core import wire
 from actord.core.batches import encode_batch
 from actord.testing import Daemon, stop_all, wait_for
@@ -70,18 +73,14 @@ def ps_ids(d: Daemon) -> dict[str, str]:
 def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     pair: tuple[Daemon, Daemon]
 ) -> None:
-    """`actord spawn ID n2@HOST` on n1 starts it on n2; `trace` of it from n1 is refused (one
-    line: not supported yet); `kill` from n1 waits for its end there; `exec` on n2's host
+    """`actord spawn ID n2@HOST` on n1 starts it on n2; `logs` and `restart-worker` of n2's
+    are refused in one line; `kill` from n1 waits for its end there; `exec` on n2's host
     runs the child there and returns its value; `cancel` reaches it."""
     n1, n2 = pair
     spawned = n1.cli("spawn", "r:idle", "n2@t:b")
     assert spawned.returncode == 0, spawned.stderr
     pid = spawned.stdout.strip()
     assert pid.startswith("{n2@t:b|") and ps_ids(n2)[pid] == "r:idle"
-    traced = n1.cli("trace", pid)  # SPEC 12's trace: this node's processes only, for now
-    assert (traced.returncode, traced.stderr) == (1, "actord: ERROR: tracing a process of "
-                                                  "another node (n2) is not supported yet: "
-                                                  "run actord trace on that node\n")
     logs = n1.cli("logs", "--pid", pid)  # never an empty answer for another node's process
     assert (logs.returncode, logs.stderr) == (1, "actord: ERROR: logs of a process of another "
                                               "node (n2) are in that node's log: run actord "
@@ -102,6 +101,38 @@ def test_the_cli_spawns_kills_execs_and_cancels_on_another_node(
     local = n1.call("spawn", id="r:idle", host="n1@t:a")
     assert local.startswith("{n1@t:a|") and local in ps_ids(n1)
     n1.kill(local)
+
+
+def test_a_trace_of_another_nodes_process_is_kept_by_its_node(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """`actord trace PID` on n1 of a process on n2: the session lives on n2 (its `status`
+    counts it), the records of a message n1 sends it and of its end come back in order, the
+    trace ends with it; a trace whose client goes is closed on n2 too."""
+    n1, n2 = pair
+    pid = n1.call("spawn", id="r:idle", host="n2@t:a")
+    out: list[Any] = []
+    reader = threading.Thread(target=lambda: out.append(
+        n1.cli("trace", pid, "--json", "--limit", "10")), daemon=True)
+    reader.start()
+    wait_for(lambda: n2.call("status")["traces"]["sessions"] == 1, 10,
+             what="the trace session on n2")
+    assert n1.call("status")["traces"]["sessions"] == 0  # kept by n2, not here
+    assert n1.cli("send", pid, "hello", "1").returncode == 0
+    reader.join(20)
+    assert out and out[0].returncode == 0, out
+    records = [json.loads(line) for line in out[0].stdout.splitlines()]
+    assert [r["kind"] for r in records] == ["receive", "exit"], records
+    assert records[0]["topic"] == "hello" and records[0]["from"] == "", records
+    wait_for(lambda: n2.call("status")["traces"]["sessions"] == 0, 5, what="n2's session gone")
+    # a client that goes away: its session on n2 is closed (told at once, or by its lease)
+    other = n1.call("spawn", id="r:idle", host="n2@t:a")
+    with Client(n1.socket) as c:
+        c.call("trace", None, dest=other, events=None, limit=10, duration=None)
+        wait_for(lambda: n2.call("status")["traces"]["sessions"] == 1, 5, what="traced")
+    wait_for(lambda: n2.call("status")["traces"]["sessions"] == 0, 5,
+             what="the session closed on n2 when its client went")
+    n2.kill(other)
 
 
 def test_permissions_are_checked_for_remote_targets(tmp_path: Path, nats: NatsServer) -> None:

@@ -450,13 +450,12 @@ class Commands:
         (``process.trace``) is checked on it each time.
         """
         pid = self.resolve(args.get("dest"))
-        node = self.router.remote_node(pid)
-        if node is not None:
-            raise ProcessError(f"tracing a process of another node ({node}) is not supported "
-                               "yet: run actord trace on that node")
         owner = current_closers.get()
         if owner is None:
             raise InvalidError("trace needs a control connection")
+        node = self.router.remote_node(pid)
+        if node is not None:
+            return await self._trace_remote(node, pid, args, owner)
         traces = self.router.traces
         if args.get("session") is None:
             kinds, limit, duration = _trace_options(args)
@@ -474,6 +473,25 @@ class Commands:
         if type(wait) not in (int, float) or not 0 <= wait <= LOGS_MAX_WAIT:
             raise InvalidError(f"bad wait {wait!r}: expected 0..{LOGS_MAX_WAIT:g} seconds")
         return await traces.read(s, wait, self.node.config.daemon.max_frame // 2)
+
+    async def _trace_remote(self, node: str, pid: str, args: dict[str, Any],
+                            owner: Closers) -> dict[str, Any]:
+        """:meth:`trace` of another node's process: the session is kept by that node
+        (node_queries.py), ended there when this connection goes."""
+        queries = self.queries
+        assert queries is not None  # a PID of another node: we are in a cluster
+        session = args.get("session")
+        if session is None:
+            kinds, limit, duration = _trace_options(args)
+            session = await queries.trace_start(node, pid, kinds, limit, duration)
+            owner.add(functools.partial(queries.trace_forget, node, session, pid))
+            return {"session": session, "pid": pid}
+        if type(session) is not int:
+            raise InvalidError(f"bad trace session {session!r}")
+        wait = args.get("wait", 0)
+        if type(wait) not in (int, float) or not 0 <= wait <= LOGS_MAX_WAIT:
+            raise InvalidError(f"bad wait {wait!r}: expected 0..{LOGS_MAX_WAIT:g} seconds")
+        return await queries.trace_read(node, session, pid, wait, bool(args.get("stop")))
 
     async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
         """A liveness probe (the CLI's client timeout) and the limits a client must respect."""

@@ -16,6 +16,19 @@ hooks, ours first), every node answers on ``<cluster>.ctl.<node>``::
     reply    msgpack {"node", "sample": {a top sample, control/top.py} | None}  (None: no
              such host there)
 
+    request  msgpack {"op": "trace", "from": node, "pid": str, "events": [kind] | None,
+                      "limit": int, "duration": seconds | None}
+    reply    msgpack {"node", "session": int} | {"node", "error": [kind, message]}
+    request  msgpack {"op": "trace_read", "from": node, "pid": str, "session": int,
+                      "wait": seconds, "stop": bool}
+    reply    msgpack {"node", "read": {"records", "missed", "end"}} | {"node", "error": ...}
+
+A trace of another node's process (SPEC 12's ``trace DEST``, SPEC 11's "every command that
+takes a DEST"): the traced process's node keeps the session for the asking node, read with
+the same long poll as a local one (answered in a task of its own, so a read that waits
+never holds the other queries up); a session not read for :data:`TRACE_LEASE` seconds (its
+client or its node gone) is closed there.
+
 A row is a ``ps`` row (SPEC 9); ``omitted`` counts the rows cut to fit NATS's max_payload
 (said on stderr by the CLI, never silent); ``known`` is False when the node has no such
 host. The asking node sends one request to every node that is up (or to the one a
@@ -28,13 +41,16 @@ request is dropped and counted (``malformed``, the first logged), a malformed re
 Trust: the NATS credentials are the boundary between nodes (as for frames, router/nodes.py);
 the control-socket client's ``daemon.status`` permission was checked on the asking node.
 Invariant: requests are answered one at a time (nats-py runs a subscription's callbacks in
-turn), so a flood of them costs one ``ps`` at a time, each bounded by :data:`WORKER_WAIT`.
+turn), so a flood of them costs one ``ps`` at a time, each bounded by :data:`WORKER_WAIT`;
+only trace requests are answered in tasks (a read waits), at most
+:data:`MAX_REMOTE_TRACES` sessions at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +58,15 @@ import msgpack
 
 from actord import ids
 from actord.control.top import MAX_LIMIT, SORTS
-from actord.core import wire
+from actord.core import trace, wire
 from actord.core.nodes import NodeState
-from actord.errors import NotFoundError, ProcessError
+from actord.durations import MAX_DURATION
+from actord.errors import InvalidError, NotFoundError, ProcessError, from_kind
 
 if TYPE_CHECKING:
     from actord.router import Router
     from actord.router.nodes import NodeLink
+    from actord.router.traces import Session
 
 log = logging.getLogger("actord.nodes")
 
@@ -60,6 +78,12 @@ WORKER_WAIT = 1.0
 MAX_HOST = 256
 #: bytes of a reply besides its rows (map keys, node name, counts)
 REPLY_OVERHEAD = 256
+#: seconds a trace session of another node lives without a read
+TRACE_LEASE = 15.0
+#: the longest wait of a trace read (the control command's bound)
+TRACE_WAIT = 10.0
+#: trace sessions other nodes may hold here at once
+MAX_REMOTE_TRACES = 256
 #: the keys and types of a ps row from another node; anything else in a row is dropped
 _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "pid": (str,), "id": (str,), "host": (str,), "worker": (int,), "state": (str,),
@@ -105,6 +129,8 @@ def check_request(data: bytes) -> tuple[str, Any] | None:
     if not isinstance(req, dict) or not isinstance(req.get("from"), str):
         return None
     op = req.get("op")
+    if op in ("trace", "trace_read"):
+        return _check_trace_request(req)
     if op == "top":
         host, sort, limit = req.get("host"), req.get("sort"), req.get("limit")
         ok = (isinstance(host, str) and len(host) <= MAX_HOST and sort in SORTS
@@ -143,6 +169,62 @@ def check_info_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | N
     if box is not None and not all(type(k) is str and type(n) is int for k, n in box.items()):
         return None
     return (info,)
+
+
+def _check_trace_request(req: dict[Any, Any]) -> tuple[str, Any] | None:
+    """A ``trace`` or ``trace_read`` request's checked fields, or None."""
+    pid = req.get("pid")
+    if not isinstance(pid, str) or len(pid) > wire.MAX_ADDRESS:
+        return None
+    if req["op"] == "trace_read":
+        session, wait, stop = req.get("session"), req.get("wait"), req.get("stop")
+        if (type(session) is not int or not isinstance(wait, int | float)
+                or isinstance(wait, bool) or not 0 <= wait <= TRACE_WAIT
+                or type(stop) is not bool):
+            return None
+        return "trace_read", {"pid": pid, "session": session, "wait": wait, "stop": stop}
+    events, limit, duration = req.get("events"), req.get("limit"), req.get("duration")
+    if events is not None and (not isinstance(events, list) or not events or not all(
+            isinstance(k, str) and k in trace.KINDS for k in events)):
+        return None
+    if type(limit) is not int or limit < 1:
+        return None
+    if duration is not None and (not isinstance(duration, int | float)
+                                 or isinstance(duration, bool)
+                                 or not 0 <= duration <= MAX_DURATION):
+        return None
+    return "trace", {"pid": pid, "kinds": None if events is None else frozenset(events),
+                     "limit": limit, "duration": duration}
+
+
+def check_trace_reply(data: bytes, node: str) -> tuple[str, Any] | None:
+    """``("session", id)``, ``("read", {"records", "missed", "end"})`` or ``("error",
+    (kind, message))`` of ``node``'s answer to a trace request; None when malformed (each
+    record a map with a number ``ts`` and a known ``kind``)."""
+    try:
+        rep = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    if not isinstance(rep, dict) or rep.get("node") != node or len(rep) != 2:
+        return None
+    if type(rep.get("session")) is int:
+        return "session", rep["session"]
+    error = rep.get("error")
+    if (isinstance(error, list) and len(error) == 2
+            and all(isinstance(x, str) for x in error)):
+        return "error", (error[0], error[1])
+    read = rep.get("read")
+    if not isinstance(read, dict) or set(read) != {"records", "missed", "end"}:
+        return None
+    records, missed, end = read["records"], read["missed"], read["end"]
+    if (not isinstance(records, list) or type(missed) is not int or missed < 0
+            or not (end is None or isinstance(end, str))):
+        return None
+    for r in records:
+        if (not isinstance(r, dict) or not all(isinstance(k, str) for k in r)
+                or type(r.get("ts")) not in _NUMBER or r.get("kind") not in trace.KINDS):
+            return None
+    return "read", read
 
 
 def check_top_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | None:
@@ -229,6 +311,16 @@ def pack_reply(node: str, incarnation: int, rows: list[dict[str, Any]] | None,
         keep = max(keep, 0)
 
 
+class _Lease:
+    """The owner of a trace session here that another node's client reads."""
+
+    __slots__ = ("read_at", "session")
+
+    def __init__(self) -> None:
+        self.read_at = time.monotonic()
+        self.session: Session | None = None
+
+
 class NodeQueries:
     """This node's side of the queries: answers them, and asks every other node."""
 
@@ -236,6 +328,9 @@ class NodeQueries:
                  top: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
         self.router, self.link = router, link
         self._top = top  # this node's top sample (control/top.py)
+        self._leases: dict[tuple[str, int], _Lease] = {}  # (asking node, session) here
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # trace answers being made
         self.subject = f"{link.config.name}.ctl.{link.node}"
         self.answered = 0  # requests answered
         self.malformed = 0  # requests dropped at the boundary
@@ -325,6 +420,123 @@ class NodeQueries:
             raise NotFoundError(f"unknown host {host!r} on node {node!r}")
         return answer[0]
 
+    async def trace_start(self, node: str, pid: str, kinds: frozenset[str] | None,
+                          limit: int, duration: float | None) -> int:
+        """Start a trace of ``pid``, a process of ``node``, kept there for us: its session."""
+        answer = await self._trace(node, {
+            "op": "trace", "pid": pid, "events": None if kinds is None else sorted(kinds),
+            "limit": limit, "duration": duration}, REPLY_WAIT)
+        if answer[0] != "session":
+            raise InvalidError(f"node {node!r} answered a trace start with a read")
+        session: int = answer[1]
+        return session
+
+    async def trace_read(self, node: str, session: int, pid: str, wait: float,
+                         stop: bool) -> dict[str, Any]:
+        """Read (and with ``stop`` end) our trace ``session`` kept by ``node``, waiting
+        there up to ``wait`` seconds for a record, as a local read does."""
+        answer = await self._trace(node, {"op": "trace_read", "pid": pid, "session": session,
+                                          "wait": wait, "stop": stop}, wait + REPLY_WAIT)
+        if answer[0] != "read":
+            raise InvalidError(f"node {node!r} answered a trace read with a session")
+        read: dict[str, Any] = answer[1]
+        return read
+
+    def trace_forget(self, node: str, session: int, pid: str) -> None:
+        """Our client went: end its session on ``node`` (unanswered; else its lease ends it)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        data = msgpack.packb({"op": "trace_read", "from": self.link.node, "pid": pid,
+                              "session": session, "wait": 0, "stop": True})
+        self._spawn(nc.publish(f"{self.link.config.name}.ctl.{node}", data))
+
+    async def _trace(self, node: str, request: dict[str, Any],
+                     timeout: float) -> tuple[str, Any]:
+        m = self.link.members.members.get(node)
+        if m is None or m.state is not NodeState.UP:
+            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
+        data = await self._request(node, msgpack.packb(
+            {**request, "from": self.link.node}), timeout)
+        answer = None if data is None else check_trace_reply(data, node)
+        if answer is None:
+            if data is not None:
+                self._bad_reply(node, "trace")
+            raise NotFoundError(f"node {node!r} did not answer within {timeout:g}s")
+        if answer[0] == "error":
+            raise from_kind(*answer[1])
+        return answer
+
+    async def _answer_trace(self, msg: Any, asker: str, op: str, arg: dict[str, Any]) -> None:
+        """A trace start or read from ``asker``, answered (in a task: a read may wait)."""
+        try:
+            if op == "trace":
+                result: dict[str, Any] = {"session": self._trace_here(asker, arg)}
+            else:
+                result = {"read": await self._read_here(asker, arg)}
+        except ProcessError as e:
+            result = {"error": [e.kind, wire.clip_text(str(e))]}
+        if not msg.reply:
+            return  # a forget: nobody waits for the answer
+        try:
+            await msg.respond(msgpack.packb({"node": self.link.node, **result}))
+        except Exception as e:  # connection lost meanwhile: the asker gives up
+            log.debug("cluster: trace reply not sent (%s)", e or type(e).__name__)
+            return
+        self.answered += 1
+
+    def _trace_here(self, asker: str, arg: dict[str, Any]) -> int:
+        pid = arg["pid"]
+        if ids.node_of(pid) != self.link.node:
+            raise NotFoundError(f"process {pid} is not one of node {self.link.node!r}")
+        if len(self._leases) >= MAX_REMOTE_TRACES:
+            raise InvalidError(f"too many trace sessions of other nodes here (at most "
+                               f"{MAX_REMOTE_TRACES})")
+        lease = _Lease()
+        s = self.router.traces.start(pid, arg["kinds"], arg["limit"], arg["duration"], lease)
+        lease.session = s
+        self._leases[(asker, s.id)] = lease
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(TRACE_LEASE / 3, self._sweep)
+        return s.id
+
+    async def _read_here(self, asker: str, arg: dict[str, Any]) -> dict[str, Any]:
+        key = (asker, arg["session"])
+        lease = self._leases.get(key)
+        if lease is None or lease.session is None:
+            raise NotFoundError(f"no trace session {arg['session']!r} of node {asker!r} here")
+        s = lease.session
+        if s.pid != arg["pid"]:
+            raise InvalidError(f"trace session {s.id} traces {s.pid}, not {arg['pid']}")
+        lease.read_at = time.monotonic()
+        traces = self.router.traces
+        if arg["stop"]:
+            traces.stop(s, "stopped")
+        nc = self._nc
+        budget = (nc.max_payload if nc is not None else 1 << 20) // 2
+        read = await traces.read(s, arg["wait"], budget)
+        lease.read_at = time.monotonic()
+        if read["end"] is not None:
+            self._leases.pop(key, None)
+        return read
+
+    def _sweep(self) -> None:
+        """Close the sessions no node has read for TRACE_LEASE seconds."""
+        self._sweeper = None
+        now = time.monotonic()
+        for key, lease in list(self._leases.items()):
+            s = lease.session
+            if s is not None and s.waiter is None and now - lease.read_at > TRACE_LEASE:
+                del self._leases[key]
+                self.router.traces.close(s)
+        if self._leases:
+            self._sweeper = asyncio.get_running_loop().call_later(TRACE_LEASE / 3, self._sweep)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # -- internals ------------------------------------------------------------------------------
     async def _local(self, host: str | None,
                      timeout: float = 3.0) -> list[dict[str, Any]] | None:
@@ -340,14 +552,15 @@ class NodeQueries:
         if self._sub is None:
             self._sub = await nc.subscribe(self.subject, cb=self._on_request)
 
-    async def _request(self, node: str, request: bytes) -> bytes | None:
-        """``node``'s answer's bytes, None when none came within :data:`REPLY_WAIT`."""
+    async def _request(self, node: str, request: bytes,
+                       timeout: float = REPLY_WAIT) -> bytes | None:
+        """``node``'s answer's bytes, None when none came within ``timeout``."""
         nc = self._nc
         if nc is None or not nc.is_connected:
             return None
         try:
             msg = await nc.request(f"{self.link.config.name}.ctl.{node}", request,
-                                   timeout=REPLY_WAIT)
+                                   timeout=timeout)
         except Exception as e:  # timeout, no responders, connection lost: missing
             log.debug("cluster: query: no answer from %s (%s)", node, e or type(e).__name__)
             return None
@@ -377,6 +590,11 @@ class NodeQueries:
 
     async def _on_request(self, msg: Any) -> None:
         req = check_request(msg.data)
+        if req is not None and req[0] in ("trace", "trace_read"):
+            asker = msgpack.unpackb(msg.data, raw=False)["from"]  # checked: a str
+            if msg.reply or req[0] == "trace_read":
+                self._spawn(self._answer_trace(msg, asker, req[0], req[1]))
+                return
         if req is None or not msg.reply:
             self.malformed += 1
             (log.warning if self.malformed == 1 else log.debug)(
@@ -408,4 +626,4 @@ class NodeQueries:
 
 
 __all__ = ["NodeQueries", "check_info_reply", "check_reply", "check_request",
-           "check_top_reply", "pack_reply"]
+           "check_top_reply", "check_trace_reply", "pack_reply"]
