@@ -150,11 +150,8 @@ def check_info_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | N
     """``(info,)`` of ``node``'s answer to an ``info`` request (info None: no such live
     process there); None when malformed (not msgpack, another node's, a key missing, extra or
     of the wrong type)."""
-    try:
-        rep = msgpack.unpackb(data, raw=False)
-    except Exception:  # any decoding failure of a peer's bytes is "malformed"
-        return None
-    if not isinstance(rep, dict) or rep.get("node") != node or "info" not in rep:
+    rep = _answer(data, node)
+    if rep is None or "info" not in rep:
         return None
     info = rep["info"]
     if info is None:
@@ -169,6 +166,15 @@ def check_info_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | N
     if box is not None and not all(type(k) is str and type(n) is int for k, n in box.items()):
         return None
     return (info,)
+
+
+def _answer(data: bytes, node: str) -> dict[Any, Any] | None:
+    """A reply's map, when its bytes are msgpack of a map from ``node``; else None."""
+    try:
+        rep = msgpack.unpackb(data, raw=False)
+    except Exception:  # any decoding failure of a peer's bytes is "malformed"
+        return None
+    return rep if isinstance(rep, dict) and rep.get("node") == node else None
 
 
 def _check_trace_request(req: dict[Any, Any]) -> tuple[str, Any] | None:
@@ -201,11 +207,8 @@ def check_trace_reply(data: bytes, node: str) -> tuple[str, Any] | None:
     """``("session", id)``, ``("read", {"records", "missed", "end"})`` or ``("error",
     (kind, message))`` of ``node``'s answer to a trace request; None when malformed (each
     record a map with a number ``ts`` and a known ``kind``)."""
-    try:
-        rep = msgpack.unpackb(data, raw=False)
-    except Exception:  # any decoding failure of a peer's bytes is "malformed"
-        return None
-    if not isinstance(rep, dict) or rep.get("node") != node or len(rep) != 2:
+    rep = _answer(data, node)
+    if rep is None or len(rep) != 2:
         return None
     if type(rep.get("session")) is int:
         return "session", rep["session"]
@@ -231,11 +234,8 @@ def check_top_reply(data: bytes, node: str) -> tuple[dict[str, Any] | None] | No
     """``(sample,)`` of ``node``'s answer to a ``top`` request (sample None: no such host
     there); None when malformed (not msgpack, another node's, a key missing, extra or of
     the wrong type)."""
-    try:
-        rep = msgpack.unpackb(data, raw=False)
-    except Exception:  # any decoding failure of a peer's bytes is "malformed"
-        return None
-    if not isinstance(rep, dict) or rep.get("node") != node or "sample" not in rep:
+    rep = _answer(data, node)
+    if rep is None or "sample" not in rep:
         return None
     sample = rep["sample"]
     if sample is None:
@@ -270,11 +270,8 @@ Answer = tuple[list[dict[str, Any]], int, bool]
 def check_reply(data: bytes, node: str) -> Answer | None:
     """``(rows, omitted, known)`` of ``node``'s reply, each row tagged ``"node"``; None when
     malformed (not msgpack, another node's, or a row of the wrong shape)."""
-    try:
-        rep = msgpack.unpackb(data, raw=False)
-    except Exception:  # any decoding failure of a peer's bytes is "malformed"
-        return None
-    if not isinstance(rep, dict) or rep.get("node") != node:
+    rep = _answer(data, node)
+    if rep is None:
         return None
     procs, omitted, known = rep.get("processes"), rep.get("omitted", 0), rep.get("known", True)
     if (not isinstance(procs, list) or type(omitted) is not int or omitted < 0
@@ -387,16 +384,7 @@ class NodeQueries:
         """``actord info`` of ``pid``, a process of ``node`` (another node), as that node's
         router has it; NOT_FOUND when the node is not up, does not answer in time (or answers
         something malformed), or has no such live process."""
-        m = self.link.members.members.get(node)
-        if m is None or m.state is not NodeState.UP:
-            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
-        data = await self._request(node, msgpack.packb(
-            {"op": "info", "from": self.link.node, "pid": pid}))
-        answer = None if data is None else check_info_reply(data, node)
-        if answer is None:
-            if data is not None:
-                self._bad_reply(node, "info")
-            raise NotFoundError(f"node {node!r} did not answer within {REPLY_WAIT}s")
+        answer = await self._ask_one(node, {"op": "info", "pid": pid}, check_info_reply)
         if answer[0] is None:
             raise NotFoundError(f"process {pid} is not alive")
         return answer[0]
@@ -405,17 +393,8 @@ class NodeQueries:
         """``actord top --host node@host``: ``node``'s own sample of its ``host``; NOT_FOUND
         when the node is not up, does not answer in time (or something malformed), or has
         no such host."""
-        m = self.link.members.members.get(node)
-        if m is None or m.state is not NodeState.UP:
-            raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
-        data = await self._request(node, msgpack.packb(
-            {"op": "top", "from": self.link.node, "host": host, "sort": sort,
-             "limit": limit}))
-        answer = None if data is None else check_top_reply(data, node)
-        if answer is None:
-            if data is not None:
-                self._bad_reply(node, "top")
-            raise NotFoundError(f"node {node!r} did not answer within {REPLY_WAIT}s")
+        answer = await self._ask_one(node, {"op": "top", "host": host, "sort": sort,
+                                            "limit": limit}, check_top_reply)
         if answer[0] is None:
             raise NotFoundError(f"unknown host {host!r} on node {node!r}")
         return answer[0]
@@ -453,18 +432,26 @@ class NodeQueries:
 
     async def _trace(self, node: str, request: dict[str, Any],
                      timeout: float) -> tuple[str, Any]:
+        answer = await self._ask_one(node, request, check_trace_reply, timeout)
+        if answer[0] == "error":
+            raise from_kind(*answer[1])
+        return answer
+
+    async def _ask_one(self, node: str, request: dict[str, Any],
+                       check: Callable[[bytes, str], Any], timeout: float = REPLY_WAIT) -> Any:
+        """``node``'s answer to ``request``, as ``check`` takes it from its bytes; NOT_FOUND
+        when the node is not up, or does not answer in time (or something malformed:
+        counted, the first logged)."""
         m = self.link.members.members.get(node)
         if m is None or m.state is not NodeState.UP:
             raise NotFoundError(f"node {node!r} is {'unknown' if m is None else 'down'}")
-        data = await self._request(node, msgpack.packb(
-            {**request, "from": self.link.node}), timeout)
-        answer = None if data is None else check_trace_reply(data, node)
+        data = await self._request(node, msgpack.packb({**request, "from": self.link.node}),
+                                   timeout)
+        answer = None if data is None else check(data, node)
         if answer is None:
             if data is not None:
-                self._bad_reply(node, "trace")
-            raise NotFoundError(f"node {node!r} did not answer within {timeout:g}s")
-        if answer[0] == "error":
-            raise from_kind(*answer[1])
+                self._bad_reply(node, request["op"])
+            raise NotFoundError(f"node {node!r} did not answer within {timeout}s")
         return answer
 
     async def _answer_trace(self, msg: Any, asker: str, op: str, arg: dict[str, Any]) -> None:
