@@ -14,9 +14,9 @@ without counting a failure.
 
 A service may run on another node's host (``host = "n2@app:main"``, SPEC 11): its spawn goes
 to that node as a SPAWN_ACK spawn monitored by this node's control PID, which that node
-answers once STARTED (or FAILED if the entry cannot load); its end comes back as an EXITED
-(``"node down: n2"`` when the pair breaks), and stop's CANCEL and terminate go there too.
-While that node is not up, a start waits for it as for a worker, counting no failure.
+answers once STARTED (or with the entry's error if it cannot load); its end comes back as an
+EXITED (``"node down: n2"`` when the pair breaks), and stop's CANCEL and terminate go there
+too. While that node is not up, a start waits for it as for a worker, counting no failure.
 
 "Started" means spawned, registered, its entry loaded and its task created: services spawn
 with ``SPAWN_ACK``, so the target worker imports the entry before the process exists and says
@@ -57,12 +57,7 @@ from actord.core import wire
 from actord.core.config import Config, ServiceConfig, service_start_order
 from actord.core.restart import add_restart, backoff_delay, next_streak, should_restart
 from actord.core.stop import stop_steps
-from actord.errors import (
-    AlreadyExistsError,
-    InvalidError,
-    NotFoundError,
-    ProcessError,
-)
+from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError
 from actord.router import Router
 from actord.service_state import IllegalTransitionError, ServiceState, transition
 

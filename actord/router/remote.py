@@ -32,13 +32,7 @@ from typing import Any
 from actord import ids
 from actord.core import wire
 from actord.core.direct import INSTANCE_MASK
-from actord.errors import (
-    AlreadyExistsError,
-    InvalidError,
-    NotFoundError,
-    ProcessError,
-    from_kind,
-)
+from actord.errors import AlreadyExistsError, InvalidError, NotFoundError, ProcessError, from_kind
 from actord.router.gate import check_spawn_request
 from actord.router.slots import WorkerLink
 from actord.router.spawns import SPAWN_WAIT, Spawns, WorkerStarting
