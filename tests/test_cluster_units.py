@@ -5,8 +5,10 @@ units verify and are hardened, and the shipped NATS config with the README's cer
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from actord.testing import Daemon, stop_all, wait_for
-from tests.cluster_support import NATS_SERVER, accepts, free_port
+from tests.cluster_support import NATS_SERVER, accepts, exec_in_thread, free_port
 from tests.conftest import config_text
 from tests.test_readme import BLOCKS
 from tests.test_systemd import analyze, unit_settings
@@ -190,19 +192,21 @@ def meta_leader(http_port: int) -> str:
         return str(json.load(r).get("meta_cluster", {}).get("leader") or "")
 
 
-def node_config(node: str, i: int, tls: Path, client_ports: list[int]) -> str:
-    """A test daemon with the README's [cluster] table for ``node``: its own server first,
-    the test's certificate paths; nothing else changed."""
+def node_config(node: str, i: int, tls: Path, client_ports: list[int],
+                hosts: dict[str, int] | None = None, only_own: bool = False) -> str:
+    """A test daemon with the README's [cluster] table for ``node``: its own server first
+    (``only_own``: alone), the test's certificate paths; nothing else changed."""
     table = tomllib.loads(readme_block("toml", "/etc/actord/node.toml"))["cluster"]
     assert table["servers"][0].startswith("tls://") and table["name"] == "prod"
-    order = [client_ports[(i + k) % 3] for k in range(3)]
+    order = [client_ports[(i + k) % 3] for k in range(1 if only_own else 3)]
     servers = ", ".join(f'"tls://localhost:{p}"' for p in order)
     paths = {k: v.replace("/etc/actord/tls/n1", f"/etc/actord/tls/{node}")
              .replace("/etc/actord/tls", str(tls)) for k, v in table["tls"].items()}
     tls_line = ", ".join(f'{k} = "{v}"' for k, v in paths.items())
     processes = {"t:idle": "semantics_probes:idle", "r:holder": "remote_probes:name_holder",
-                 "r:claim": "remote_probes:claim"}
-    return config_text(processes, hosts={"t:a": 1}, extra=(
+                 "r:claim": "remote_probes:claim", "t:endless": "cluster_probes:endless_sender",
+                 "t:watch": "cluster_probes:watch_stream", "t:tally": "cluster_probes:last_tally"}
+    return config_text(processes, hosts=hosts or {"t:a": 1}, extra=(
         f'[cluster]\nnode = "{node}"\nservers = [{servers}]\nname = "{table["name"]}"\n'
         f'node_timeout = "{table["node_timeout"]}"\ntls = {{ {tls_line} }}\n'))
 
@@ -282,3 +286,48 @@ def test_global_names_come_up_once_the_nats_cluster_elects_its_leader(
         assert "Traceback" not in d.log(), d.log()
     finally:
         stop_all([d])
+
+
+def test_a_killed_workers_messages_cross_the_nats_cluster_before_its_exit(
+    tmp_path: Path, tls_nats: tuple[Path, list[int]]
+) -> None:
+    """n1 on nats1 alone, n3 on nats3 alone: n1's messages to n3 cross a route. n1's
+    streaming process S is SIGKILLed with its worker while the worker of its receiver W on
+    n3 is SIGSTOPped: W still takes every message S had published before its last count
+    reached a tally on n3's other worker, then S's EXIT (the "no responders" n3's worker
+    waits for comes from nats3 after the route has carried S's worker's messages)."""
+    tls, client_ports = tls_nats
+    hosts = {"t:a": 1, "t:b": 1}
+    n1, n3 = (Daemon(tmp_path / n, node_config(n, i, tls, client_ports, hosts, only_own=True))
+              for n, i in (("n1", 0), ("n3", 2)))
+    try:
+        n1.start()
+        n3.start()
+        wait_for(lambda: all({r["node"] for r in d.call("nodes") if r["state"] == "up"}
+                             == {"n1", "n3"} for d in (n1, n3)), 15, what="n1 and n3 up")
+        w_thread, w_out = exec_in_thread(n3, "t:watch", 1.0, host="t:a")
+        t_thread, t_out = exec_in_thread(n3, "t:tally", host="t:b")
+        by_id = lambda: {p["id"]: p["pid"] for p in n3.call("ps")}  # noqa: E731
+        wait_for(lambda: {"t:watch", "t:tally"} <= set(by_id()), 10, what="watcher, tally")
+        watcher, tally = by_id()["t:watch"], by_id()["t:tally"]
+        n1.call("spawn", id="t:endless", host="t:a", args=[watcher, tally])
+        wait_for(lambda: n3.call("info", dest=watcher)["received"] > 2000, 10,
+                 what="the stream flowing")
+        w_worker = next(w["os_pid"] for w in n3.workers() if w["host"] == "t:a")
+        s_worker = next(w["os_pid"] for w in n1.workers() if w["host"] == "t:a")
+        os.kill(w_worker, signal.SIGSTOP)
+        try:
+            os.kill(s_worker, signal.SIGKILL)
+            t_thread.join(15)  # the tally had S's EXIT: n3's router wrote GONE to W's too
+            assert t_out, "the tally did not return"
+        finally:
+            os.kill(w_worker, signal.SIGCONT)
+        w_thread.join(25)
+        assert w_out, "the watcher did not return"
+        r, last = w_out[0]["value"], t_out[0]["value"]
+        assert r["in_order"] and r["exit"][2] == {"error": "worker crashed"}, r
+        assert r["n"] >= last > 2000 and r["late"] == 0, (r, last)
+        for d in (n1, n3):
+            assert "Traceback" not in d.log(), d.log()
+    finally:
+        stop_all([n1, n3])
