@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -150,6 +151,38 @@ def exec_in_thread(d: Daemon, id: str, *args: Any, timeout: float = 20.0,
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, out
+
+
+def kill_sender_while_receiver_stopped(sender: Daemon,
+                                       receiver: Daemon) -> tuple[dict[str, Any], int]:
+    """A process on ``sender``'s ``t:a`` (``t:endless``) streams to a watcher on
+    ``receiver``'s ``t:a`` (``t:watch``) and tells a tally on its ``t:b`` (``t:tally``) its
+    count every 50 messages; the watcher's worker is SIGSTOPped, the sender's SIGKILLed, and
+    once the tally has the sender's EXIT (so the receiver's router has written GONE and the
+    EXIT to the watcher's worker too) the watcher's worker is SIGCONTed. Returns the
+    watcher's result (``n``, ``in_order``, ``exit``, ``late``) and the tally's last count."""
+    w_thread, w_out = exec_in_thread(receiver, "t:watch", 1.0, host="t:a")
+    t_thread, t_out = exec_in_thread(receiver, "t:tally", host="t:b")
+
+    def by_id() -> dict[str, str]:
+        return {p["id"]: p["pid"] for p in receiver.call("ps")}
+    wait_for(lambda: {"t:watch", "t:tally"} <= set(by_id()), 10, what="watcher and tally")
+    watcher, tally = by_id()["t:watch"], by_id()["t:tally"]
+    sender.call("spawn", id="t:endless", host="t:a", args=[watcher, tally])
+    wait_for(lambda: receiver.call("info", dest=watcher)["received"] > 2000, 10,
+             what="the stream flowing")
+    w_worker = next(w["os_pid"] for w in receiver.workers() if w["host"] == "t:a")
+    s_worker = next(w["os_pid"] for w in sender.workers() if w["host"] == "t:a")
+    os.kill(w_worker, signal.SIGSTOP)
+    try:
+        os.kill(s_worker, signal.SIGKILL)
+        t_thread.join(15)
+        assert t_out, "the tally did not return"
+    finally:
+        os.kill(w_worker, signal.SIGCONT)
+    w_thread.join(25)
+    assert w_out, "the watcher did not return"
+    return w_out[0]["value"], t_out[0]["value"]
 
 
 def module_cluster(

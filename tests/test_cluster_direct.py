@@ -26,6 +26,7 @@ from tests.cluster_support import (
     NatsServer,
     cluster_config,
     exec_in_thread,
+    kill_sender_while_receiver_stopped,
     node_row,
     publish,
     running_pair,
@@ -222,27 +223,7 @@ def test_a_killed_workers_messages_already_published_reach_a_stopped_receiver(
     S had published before its last count reached a tally T on n2's other worker (same
     connection, so those were routed first), then the EXIT: a dead worker's published
     batches are delivered, only those NATS routes after its end are dropped."""
-    n1, n2 = two_hosts
-    w_thread, w_out = exec_in_thread(n2, "t:watch", 1.0, host="t:a")
-    t_thread, t_out = exec_in_thread(n2, "t:tally", host="t:b")
-    by_id = lambda: {p["id"]: p["pid"] for p in n2.call("ps")}  # noqa: E731
-    wait_for(lambda: {"t:watch", "t:tally"} <= set(by_id()), 10, what="watcher and tally")
-    watcher, tally = by_id()["t:watch"], by_id()["t:tally"]
-    n1.call("spawn", id="t:endless", host="t:a", args=[watcher, tally])
-    wait_for(lambda: n2.call("info", dest=watcher)["received"] > 2000, 10,
-             what="the stream flowing")
-    w_worker = next(w["os_pid"] for w in n2.workers() if w["host"] == "t:a")
-    s_worker = next(w["os_pid"] for w in n1.workers() if w["host"] == "t:a")
-    os.kill(w_worker, signal.SIGSTOP)
-    try:
-        os.kill(s_worker, signal.SIGKILL)
-        t_thread.join(15)  # T had S's EXIT: n2's router has written GONE to W's worker too
-        assert t_out, "the tally did not return"
-    finally:
-        os.kill(w_worker, signal.SIGCONT)
-    w_thread.join(25)
-    assert w_out, "the watcher did not return"
-    r, last = w_out[0]["value"], t_out[0]["value"]
+    r, last = kill_sender_while_receiver_stopped(*two_hosts)
     assert r["in_order"] and r["exit"][2] == {"error": "worker crashed"}, r
     assert r["n"] >= last > 2000, (r, last)
     assert r["late"] == 0, r

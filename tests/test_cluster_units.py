@@ -5,10 +5,8 @@ units verify and are hardened, and the shipped NATS config with the README's cer
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from actord.testing import Daemon, stop_all, wait_for
-from tests.cluster_support import NATS_SERVER, accepts, exec_in_thread, free_port
+from tests.cluster_support import (
+    NATS_SERVER,
+    accepts,
+    free_port,
+    kill_sender_while_receiver_stopped,
+)
 from tests.conftest import config_text
 from tests.test_readme import BLOCKS
 from tests.test_systemd import analyze, unit_settings
@@ -305,26 +308,7 @@ def test_a_killed_workers_messages_cross_the_nats_cluster_before_its_exit(
         n3.start()
         wait_for(lambda: all({r["node"] for r in d.call("nodes") if r["state"] == "up"}
                              == {"n1", "n3"} for d in (n1, n3)), 15, what="n1 and n3 up")
-        w_thread, w_out = exec_in_thread(n3, "t:watch", 1.0, host="t:a")
-        t_thread, t_out = exec_in_thread(n3, "t:tally", host="t:b")
-        by_id = lambda: {p["id"]: p["pid"] for p in n3.call("ps")}  # noqa: E731
-        wait_for(lambda: {"t:watch", "t:tally"} <= set(by_id()), 10, what="watcher, tally")
-        watcher, tally = by_id()["t:watch"], by_id()["t:tally"]
-        n1.call("spawn", id="t:endless", host="t:a", args=[watcher, tally])
-        wait_for(lambda: n3.call("info", dest=watcher)["received"] > 2000, 10,
-                 what="the stream flowing")
-        w_worker = next(w["os_pid"] for w in n3.workers() if w["host"] == "t:a")
-        s_worker = next(w["os_pid"] for w in n1.workers() if w["host"] == "t:a")
-        os.kill(w_worker, signal.SIGSTOP)
-        try:
-            os.kill(s_worker, signal.SIGKILL)
-            t_thread.join(15)  # the tally had S's EXIT: n3's router wrote GONE to W's too
-            assert t_out, "the tally did not return"
-        finally:
-            os.kill(w_worker, signal.SIGCONT)
-        w_thread.join(25)
-        assert w_out, "the watcher did not return"
-        r, last = w_out[0]["value"], t_out[0]["value"]
+        r, last = kill_sender_while_receiver_stopped(n1, n3)
         assert r["in_order"] and r["exit"][2] == {"error": "worker crashed"}, r
         assert r["n"] >= last > 2000 and r["late"] == 0, (r, last)
         for d in (n1, n3):
