@@ -270,13 +270,12 @@ class GlobalNames:
             try:
                 return await js.create_key_value(
                     KeyValueConfig(bucket=self.bucket, history=1, replicas=replicas))
-            except BadRequestError as e:
+            except APIError as e:
                 if e.err_code in _TOO_FEW_SERVERS and replicas > 1:
                     continue
-                return await js.key_value(self.bucket)  # created meanwhile (other options)
-            except APIError as e:
-                if e.err_code not in _TOO_FEW_SERVERS or replicas == 1:
-                    raise
+                if isinstance(e, BadRequestError):  # created meanwhile (other options)
+                    return await js.key_value(self.bucket)
+                raise
         raise AssertionError("unreachable: the last round returns or raises")
 
     async def serve(self, nc: Any) -> None:
@@ -288,32 +287,30 @@ class GlobalNames:
             self._starting.cancel()
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._starting = asyncio.get_running_loop().create_task(self._keep_starting(nc, first))
-        await asyncio.wait({first, self._starting}, return_when=asyncio.FIRST_COMPLETED)
+        await first
 
     async def _keep_starting(self, nc: Any, first: asyncio.Future[None]) -> None:
+        """:meth:`start` until it succeeds or ``nc`` is not connected; ``first`` is set
+        once the first attempt is over (however it ended)."""
         delay, failed = RETRY_DELAYS[0], False
-        try:
-            while True:
-                try:
-                    await self.start(nc)
-                except NamesUnavailable as e:
-                    (log.debug if failed else log.warning)(
-                        "names: %s; retrying while connected to NATS", e)
-                    failed = True
-                else:
-                    if failed:
-                        log.info("names: bucket %s ready", self.bucket)
-                    return
-                finally:
-                    if not first.done():
-                        first.set_result(None)
-                if not nc.is_connected:
-                    return  # the reconnect calls serve again
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAYS[1])
-        finally:
-            if not first.done():
-                first.set_result(None)
+        while True:
+            try:
+                await self.start(nc)
+            except NamesUnavailable as e:
+                (log.debug if failed else log.warning)(
+                    "names: %s; retrying while connected to NATS", e)
+                failed = True
+            else:
+                if failed:
+                    log.info("names: bucket %s ready", self.bucket)
+                return
+            finally:
+                if not first.done():
+                    first.set_result(None)
+            if not nc.is_connected:
+                return  # the reconnect calls serve again
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_DELAYS[1])
 
     async def close(self) -> None:
         """Stop watching; deletes in flight get :data:`CLOSE_WAIT` seconds. Leaves ``nc`` open."""
