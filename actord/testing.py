@@ -78,11 +78,15 @@ class Daemon:
             return False
         return bool(st.get("ready")) and all(w["up"] for h in st["hosts"] for w in h["workers"])
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
+    def _drop_client(self) -> None:
+        """Forget the cached control connection (its daemon is going away)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        self._drop_client()
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -108,7 +112,8 @@ class Daemon:
             self.call("kill", dest=pid)
 
     def kill9(self) -> None:
-        """SIGKILL the daemon itself."""
+        """SIGKILL the daemon itself (a later ``start`` runs it again, as a new run)."""
+        self._drop_client()
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
@@ -143,13 +148,11 @@ class Daemon:
         try:
             return self._client.call(command, wait, **args)
         except (DaemonUnreachableError, ClientError, OSError):
-            self._client.close()
-            self._client = None
+            self._drop_client()
             raise
         except CommandError:
             if self._client.dropped:  # a request refused as a whole: the next call reconnects
-                self._client.close()
-                self._client = None
+                self._drop_client()
             raise
 
     def exec(self, id: str, host: str, *args: Any, timeout: float = 30.0) -> Any:

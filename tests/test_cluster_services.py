@@ -61,8 +61,9 @@ def test_a_service_on_another_nodes_host_starts_restarts_and_stops_there(
     pair: tuple[Daemon, Daemon]
 ) -> None:
     """The auto_start service runs on n2 when n1 is ready; killed there, n1 restarts it
-    there; `stop` ends it there; `start` runs it again; n2 stopped: n1 sees it end and
-    waits for n2, and starts it on n2's next run."""
+    there; `stop` ends it there; `start` runs it again; n2 stopped, then killed -9: each
+    time n1 sees it end (the second as "node down: n2"), waits for n2, and starts it on
+    n2's next run."""
     n1, n2 = pair
     row = service(n1, "s:far")
     assert row["state"] == "running" and row["host"] == "n2@t:a", row
@@ -88,6 +89,14 @@ def test_a_service_on_another_nodes_host_starts_restarts_and_stops_there(
     wait_for(lambda: service(n1, "s:far")["state"] == "running", 15, what="running on n2 again")
     fourth = service(n1, "s:far")["pid"]
     assert fourth.startswith("{n2@t:a|") and fourth in pids(n2) and fourth != third
+    n2.kill9()  # its end comes as the break's "node down: n2", an abnormal end: restarted
+    wait_for(lambda: service(n1, "s:far")["state"] == "starting", 10,
+             what="the service waiting for n2 after its kill -9")
+    assert service(n1, "s:far")["last_error"] == "node down: n2", service(n1, "s:far")
+    n2.start()
+    wait_for(lambda: service(n1, "s:far")["state"] == "running", 15, what="running on n2 again")
+    fifth = service(n1, "s:far")["pid"]
+    assert fifth.startswith("{n2@t:a|") and fifth in pids(n2) and fifth != fourth
     assert "Traceback" not in n1.log()
 
 
