@@ -382,7 +382,8 @@ def test_answers_are_cut_to_fit_and_checked() -> None:
     start = {"op": "trace", "from": "n1", "pid": "{n2@t:a|0x00001}", "events": ["send"],
              "limit": 5, "duration": None}
     assert check_request(msgpack.packb(start)) == ("trace", {
-        "pid": "{n2@t:a|0x00001}", "kinds": frozenset({"send"}), "limit": 5, "duration": None})
+        "from": "n1", "pid": "{n2@t:a|0x00001}", "kinds": frozenset({"send"}), "limit": 5,
+        "duration": None})
     read = {"op": "trace_read", "from": "n1", "pid": "{n2@t:a|0x00001}", "session": 3,
             "wait": 1.0, "stop": False}
     assert check_request(msgpack.packb(read))[0] == "trace_read"  # type: ignore[index]

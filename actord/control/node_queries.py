@@ -188,7 +188,8 @@ def _check_trace_request(req: dict[Any, Any]) -> tuple[str, Any] | None:
                 or isinstance(wait, bool) or not 0 <= wait <= TRACE_WAIT
                 or type(stop) is not bool):
             return None
-        return "trace_read", {"pid": pid, "session": session, "wait": wait, "stop": stop}
+        return "trace_read", {"from": req["from"], "pid": pid, "session": session,
+                              "wait": wait, "stop": stop}
     events, limit, duration = req.get("events"), req.get("limit"), req.get("duration")
     if events is not None and (not isinstance(events, list) or not events or not all(
             isinstance(k, str) and k in trace.KINDS for k in events)):
@@ -199,7 +200,8 @@ def _check_trace_request(req: dict[Any, Any]) -> tuple[str, Any] | None:
                                  or isinstance(duration, bool)
                                  or not 0 <= duration <= MAX_DURATION):
         return None
-    return "trace", {"pid": pid, "kinds": None if events is None else frozenset(events),
+    return "trace", {"from": req["from"], "pid": pid,
+                     "kinds": None if events is None else frozenset(events),
                      "limit": limit, "duration": duration}
 
 
@@ -577,11 +579,10 @@ class NodeQueries:
 
     async def _on_request(self, msg: Any) -> None:
         req = check_request(msg.data)
-        if req is not None and req[0] in ("trace", "trace_read"):
-            asker = msgpack.unpackb(msg.data, raw=False)["from"]  # checked: a str
-            if msg.reply or req[0] == "trace_read":
-                self._spawn(self._answer_trace(msg, asker, req[0], req[1]))
-                return
+        # trace reads may wait: answered in tasks; a read without a reply subject is a forget
+        if req is not None and (req[0] == "trace_read" or (req[0] == "trace" and msg.reply)):
+            self._spawn(self._answer_trace(msg, req[1]["from"], req[0], req[1]))
+            return
         if req is None or not msg.reply:
             self.malformed += 1
             (log.warning if self.malformed == 1 else log.debug)(
