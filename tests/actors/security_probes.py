@@ -19,11 +19,13 @@ async def quick():
 
 
 async def recorder():
-    """Count inbox messages and CANCEL events; answer "count?" with [messages, cancels]."""
+    """Count inbox messages and CANCEL events; answer "count?" with [messages, cancels].
+    Events first: a CANCEL queued before a "count?" (the probe asks after the subject's
+    cancel returned) is counted before the answer, even when both wait at once."""
     inbox, events = process.inbox(), process.events()
     messages = cancels = 0
     while True:
-        ch, value = await channel.select(inbox, events)
+        ch, value = await channel.select(events, inbox)
         if ch is events and value.kind == process.event.CANCEL:
             cancels += 1
         elif ch is inbox and value.topic == "count?":
